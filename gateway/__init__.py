@@ -1,0 +1,1 @@
+"""Speech-API compatibility gateway for Gradium."""

@@ -1,0 +1,176 @@
+"""User-facing configuration: an optional YAML file plus environment variables.
+
+Everything has a default that runs out of the box: no file and no Gradium key means the gateway
+serves on 127.0.0.1:8080 against the built-in emulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from gateway.yamlfile import ConfigFileError, load_yaml, validate_doc
+
+PACKAGE_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GradiumSettings(_Strict):
+    base_url: str | None = Field(
+        default=None,
+        description="Gradium REST base, e.g. https://api.gradium.ai/api. Unset: the built-in emulator.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Gradium key used for managed tenants that do not carry their own."
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    ready_timeout_s: float = Field(default=15.0, gt=0, description="Wait for Gradium's `ready` at most this long.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class ManagedKey(_Strict):
+    """A gateway key (stored as its SHA-256) that maps a caller to a tenant."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key the client sends")
+    tenant: str
+
+
+class Tenant(_Strict):
+    gradium_api_key: SecretStr | None = None
+
+
+class AuthSettings(_Strict):
+    mode: Literal["forward", "managed"] = Field(
+        default="forward",
+        description=(
+            "forward: the client puts its Gradium key where the legacy key went and the gateway forwards it. "
+            "managed: clients present gateway keys (keys[]) that map to a tenant's upstream key."
+        ),
+    )
+    keys: list[ManagedKey] = Field(default_factory=list)
+    tenants: dict[str, Tenant] = Field(default_factory=dict)
+    token_ttl_s: int = Field(default=900, gt=0, le=86400, description="Lifetime of gateway-minted tokens.")
+
+    @model_validator(mode="after")
+    def _tenants_exist(self) -> AuthSettings:
+        for k in self.keys:
+            if k.tenant not in self.tenants:
+                raise ValueError(f"key for tenant {k.tenant!r}: no such tenant in auth.tenants")
+        return self
+
+    def tenant_for(self, presented: str) -> str | None:
+        digest = hashlib.sha256(presented.encode()).hexdigest()
+        for k in self.keys:
+            if k.sha256 == digest:
+                return k.tenant
+        return None
+
+
+class VoiceSettings(_Strict):
+    """Per-provider voice overrides and fallbacks, merged over the mapping's default tables."""
+
+    map: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="provider -> {legacy voice id -> Gradium voice id}"
+    )
+    fallback: dict[str, str] = Field(
+        default_factory=dict, description="provider -> Gradium voice used for unknown ids (else an error)"
+    )
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_ws_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_text_chars: int = Field(default=10_000, gt=0)
+
+
+class Settings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    tls_port: int = Field(default=8443, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    mappings_dir: Path = PACKAGE_MAPPINGS
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    gradium: GradiumSettings = Field(default_factory=GradiumSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    voices: VoiceSettings = Field(default_factory=VoiceSettings)
+    limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        for p in (self.tls_cert, self.tls_key):
+            if p is not None and not p.is_file():
+                raise ValueError(f"TLS file not found: {p}")
+        return self
+
+    @property
+    def uses_emulator(self) -> bool:
+        """No Gradium URL and no Gradium key configured: run against the built-in emulator."""
+        return self.gradium.base_url is None and self.gradium.api_key is None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+
+# Environment variable -> dotted settings path. Environment wins over the file.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "GATEWAY_HOST": ("host",),
+    "GATEWAY_PORT": ("port",),
+    "GATEWAY_TLS_PORT": ("tls_port",),
+    "GATEWAY_TLS_CERT": ("tls_cert",),
+    "GATEWAY_TLS_KEY": ("tls_key",),
+    "GATEWAY_MAPPINGS": ("mappings_dir",),
+    "GATEWAY_LOG_LEVEL": ("log_level",),
+    "GATEWAY_AUTH_MODE": ("auth", "mode"),
+    "GRADIUM_BASE_URL": ("gradium", "base_url"),
+    "GRADIUM_API_KEY": ("gradium", "api_key"),
+}
+
+
+def load_settings(path: Path | None = None, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Read the optional YAML file, then environment variables, then explicit overrides (CLI flags)."""
+    env = dict(os.environ) if env is None else env
+    if path is None and env.get("GATEWAY_CONFIG"):
+        path = Path(env["GATEWAY_CONFIG"])
+    if path is not None:
+        doc = load_yaml(path)
+        if doc.data is not None and not isinstance(doc.data, dict):
+            raise ConfigFileError([f"{path}:1: (top level): must be a mapping"])
+        data = dict(doc.data or {})
+    else:
+        doc = None
+        data = {}
+    for var, dotted in ENV_VARS.items():
+        if env.get(var):
+            target = data
+            for part in dotted[:-1]:
+                target = target.setdefault(part, {})
+            target[dotted[-1]] = env[var]
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+    if doc is not None:
+        doc.data = data
+        return validate_doc(doc, Settings)
+    try:
+        return Settings.model_validate(data)
+    except Exception as exc:  # validation of env/flags only: name the variable in the message
+        raise ConfigFileError([f"environment/flags: {exc}"]) from exc

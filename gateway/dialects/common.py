@@ -1,0 +1,142 @@
+"""What every transport shares: app state, request context, errors in the provider's shape, and
+turning a route's params into a Gradium session plan (setup, audio formats, transform)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from gateway.audio.formats import (
+    GRADIUM_INPUT_FORMATS,
+    GRADIUM_OUTPUT_FORMATS,
+    nearest_gradium_input,
+    nearest_gradium_output,
+)
+from gateway.audio.transcode import AudioError
+from gateway.auth import Authenticator, TokenStore
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.mapping.compiler import CompiledMapping, CompiledRoute, audio_format
+from gateway.mapping.transforms import EventTransform, SessionInfo
+from gateway.observability import Metrics
+from gateway.upstream.gradium import GradiumClient
+
+SETTINGS = web.AppKey("settings", Settings)
+MAPPINGS = web.AppKey("mappings", dict)
+GRADIUM = web.AppKey("gradium", GradiumClient)
+TOKENS = web.AppKey("tokens", TokenStore)
+AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", Metrics)
+
+log = structlog.get_logger("gateway")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    mapping: CompiledMapping
+    route: CompiledRoute
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
+                         .replace("+00:00", "Z"))
+
+    def scope(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        base = {"request_id": self.request_id, "created": self.created, "provider": self.mapping.provider}
+        if params:
+            base.update(params)
+        return base
+
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 2)
+
+
+def error_scope(ctx: RequestContext, err: GatewayError) -> dict[str, Any]:
+    spec = ctx.mapping.errors.kinds[err.kind]
+    return {
+        **ctx.scope(),
+        "error": {
+            "kind": err.kind,
+            "status": spec.status,
+            "code": spec.code,
+            "type": spec.type or spec.code,
+            "message": err.message or spec.message or spec.code,
+            "param": err.param,
+            "close_code": spec.close,
+            "reason": spec.reason or spec.code,
+        },
+    }
+
+
+def request_id_headers(ctx: RequestContext) -> dict[str, str]:
+    h = ctx.mapping.request_id_header
+    return {h: ctx.request_id} if h else {}
+
+
+def http_error(ctx: RequestContext, err: GatewayError) -> web.Response:
+    spec = ctx.mapping.errors.kinds[err.kind]
+    scope = error_scope(ctx, err)
+    body = ctx.mapping.errors.http_body(scope)
+    headers = {**request_id_headers(ctx), **(ctx.mapping.errors.http_headers(scope) or {})}
+    if spec.status in (429, 503):
+        headers.setdefault("Retry-After", "1")
+    log.info("request.error", kind=err.kind, status=spec.status, message=err.message, ms=ctx.elapsed_ms())
+    return web.Response(
+        status=spec.status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers={k: str(v) for k, v in headers.items()},
+    )
+
+
+@dataclass(slots=True)
+class SessionPlan:
+    kind: str
+    setup: dict[str, Any]
+    info: SessionInfo
+    transform: EventTransform
+
+
+def plan_session(ctx: RequestContext, params: dict[str, Any]) -> SessionPlan:
+    """Route params -> the Gradium setup, the audio formats on both sides, and a fresh transform."""
+    route = ctx.route
+    assert route.spec.gradium is not None and route.setup is not None and route.transform is not None
+    scope = ctx.scope(params)
+    setup = route.setup(scope) or {}
+    info = SessionInfo(ctx.request_id, params)
+    kind = route.spec.gradium.kind
+    if kind == "tts":
+        assert route.audio_out is not None
+        want = audio_format(route.audio_out(scope), "output_format")
+        name = nearest_gradium_output(want)
+        setup["output_format"] = name
+        info.audio_out, info.gradium_out = want, GRADIUM_OUTPUT_FORMATS[name]
+    else:
+        rendered = route.audio_in(scope) if route.audio_in is not None else None
+        # no encoding named: a container (wav, ogg, webm, mp3...) whose format is sniffed from its bytes
+        have = audio_format(rendered, "encoding") if rendered and rendered.get("encoding") else None
+        name = nearest_gradium_input(have) if have is not None else "pcm"
+        setup["input_format"] = name
+        info.audio_in, info.gradium_in = have, GRADIUM_INPUT_FORMATS[name]
+    options = route.transform.Options.model_validate((route.transform_options or (lambda s: {}))(scope) or {})
+    try:
+        transform = route.transform(info, options)
+    except AudioError as exc:
+        raise GatewayError("unsupported_format", str(exc)) from None
+    return SessionPlan(kind, setup, info, transform)
+
+
+def render_event(route: CompiledRoute, base_scope: dict[str, Any], name: str, fields: dict[str, Any]) -> Any:
+    """An event rendered by the route's template for it; None when the route does not show it."""
+    tpl = route.render.get(name)
+    if tpl is None:
+        return None
+    scope = base_scope.copy()
+    scope.update(fields)
+    return tpl(scope)

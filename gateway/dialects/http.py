@@ -1,0 +1,221 @@
+"""HTTP routes: one request -> one Gradium session, rendered as raw audio, JSON, NDJSON or SSE.
+
+The response is streamed: headers go out once Gradium has said `ready` (so auth, voice and setup
+errors still get a proper provider-shaped status), then each event is written as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from gateway.auth import find_credential
+from gateway.dialects.common import (
+    AUTH,
+    GRADIUM,
+    METRICS,
+    RequestContext,
+    http_error,
+    plan_session,
+    render_event,
+    request_id_headers,
+)
+from gateway.errors import GatewayError
+from gateway.mapping.compiler import CompiledMapping, CompiledRoute
+from gateway.mapping.params import RequestData
+from gateway.upstream.gradium import GradiumStream
+
+log = structlog.get_logger("gateway")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BuiltinHandler = Callable[[web.Request, RequestContext, RequestData], Awaitable[web.StreamResponse]]
+BUILTINS: dict[str, BuiltinHandler] = {}
+
+
+def _sources(route: CompiledRoute) -> set[str]:
+    out: set[str] = set()
+    for p in route.spec.params.values():
+        for s in [p.source] if isinstance(p.source, str) else p.source or []:
+            out.add(s.split(".")[0])
+    return out
+
+
+async def read_request(request: web.Request, route: CompiledRoute, sources: set[str]) -> RequestData:
+    req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    try:
+        if "body" in sources:
+            raw = await request.read()
+            if raw.strip():
+                try:
+                    req.body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise GatewayError("invalid_json", "Request body is not valid JSON") from None
+                if not isinstance(req.body, dict):
+                    raise GatewayError("invalid_request", "Request body must be a JSON object")
+            else:
+                req.body = {}
+        elif "form" in sources:
+            if not request.content_type.startswith(("multipart/", "application/x-www-form-urlencoded")):
+                raise GatewayError("invalid_request", "Expected a multipart/form-data body")
+            req.form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise GatewayError("payload_too_large", "Request body is too large") from None
+    except ValueError as exc:  # malformed multipart
+        raise GatewayError("invalid_request", f"Malformed form body: {exc}") from None
+    return req
+
+
+def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
+    sources = _sources(route)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ctx = RequestContext(mapping, route)
+        structlog.contextvars.bind_contextvars(
+            request_id=ctx.request_id, provider=mapping.provider, route=route.name
+        )
+        metrics = request.app[METRICS]
+        status = 500
+        try:
+            req = await read_request(request, route, sources)
+            if route.spec.builtin is not None:
+                resp = await BUILTINS[route.spec.builtin](request, ctx, req)
+            elif route.static is not None:
+                request.app[AUTH].upstream_key(find_credential(mapping.credentials, req))
+                params = route.read_params(req)
+                resp = web.Response(
+                    body=orjson.dumps(route.static(ctx.scope(params))),
+                    content_type="application/json",
+                    headers=request_id_headers(ctx),
+                )
+            else:
+                resp = await _gradium_session(request, ctx, req)
+            status = resp.status
+            return resp
+        except GatewayError as err:
+            resp = http_error(ctx, err)
+            status = resp.status
+            return resp
+        finally:
+            metrics.requests.labels(mapping.provider, route.name, str(status)).inc()
+            metrics.duration.labels(mapping.provider, route.name).observe(time.monotonic() - ctx.started)
+            structlog.contextvars.unbind_contextvars("request_id", "provider", "route")
+
+    return handle
+
+
+async def _gradium_session(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
+    route = ctx.route
+    spec = route.spec.gradium
+    assert spec is not None
+    key = request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=route.name)
+    params = route.read_params(req)
+    plan = plan_session(ctx, params)
+    base_scope = ctx.scope(params)
+    text = route.text(base_scope) if route.text is not None else None
+    if spec.kind == "tts" and not text:
+        raise GatewayError("invalid_request", "text must not be empty", "text")
+    base_scope["char_count"] = len(text or "")
+    gradium = request.app[GRADIUM]
+    upstream: GradiumStream
+    if spec.upstream == "rest":
+        upstream = await gradium.post(spec.kind, key, json={**plan.setup, "text": text, "only_audio": False})
+    else:
+        upstream = await gradium.open_ws(spec.kind, plan.setup, key)
+        if text:
+            await upstream.send({"type": "text", "text": text})
+        await upstream.send({"type": "end_of_stream"})
+    try:
+        first = await asyncio.wait_for(upstream.recv(), timeout=30)
+        if first is None:
+            raise GatewayError("upstream_error", "Gradium ended the session before it started")
+        return await _respond(request, ctx, plan, upstream, first, base_scope)
+    except TimeoutError:
+        raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
+    finally:
+        await upstream.close()
+
+
+async def _respond(
+    request: web.Request,
+    ctx: RequestContext,
+    plan: Any,
+    upstream: GradiumStream,
+    first: dict[str, Any],
+    base_scope: dict[str, Any],
+) -> web.StreamResponse:
+    route = ctx.route
+    kind = route.spec.response.kind
+    headers = {k: str(v) for k, v in (route.headers(base_scope) or {}).items() if v is not None}
+    headers.update(request_id_headers(ctx))
+    transform = plan.transform
+    metrics = request.app[METRICS]
+    first_out: float | None = None
+
+    if kind == "json":
+        body = None
+        msg: dict[str, Any] | None = first
+        while msg is not None:
+            for name, fields in transform.on_gradium(msg):
+                rendered = render_event(route, base_scope, name, fields)
+                if rendered is not None:
+                    body = rendered
+            msg = await upstream.recv()
+        return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+    resp = web.StreamResponse(headers=headers)
+    if route.spec.response.content_type:
+        resp.content_type = route.spec.response.content_type
+    elif kind == "audio":
+        resp.content_type = plan.info.audio_out.mime if plan.info.audio_out else "application/octet-stream"
+    else:
+        resp.content_type = {"ndjson": "application/x-ndjson", "sse": "text/event-stream"}[kind]
+    if kind == "sse":
+        resp.headers["Cache-Control"] = "no-cache"
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    bytes_out = 0
+    msg = first
+    try:
+        while msg is not None:
+            for name, fields in transform.on_gradium(msg):
+                if kind == "audio":
+                    chunk = fields.get("audio") if name == "audio" else None
+                else:
+                    rendered = render_event(route, base_scope, name, fields)
+                    if rendered is None:
+                        continue
+                    data = orjson.dumps(rendered)
+                    chunk = data + b"\n" if kind == "ndjson" else b"event: " + name.encode() + b"\ndata: " + (
+                        data + b"\n\n"
+                    )
+                if chunk:
+                    if first_out is None:
+                        first_out = time.monotonic()
+                        metrics.first_output.labels(ctx.mapping.provider, route.name).observe(
+                            first_out - ctx.started
+                        )
+                    bytes_out += len(chunk)
+                    await resp.write(chunk)
+            msg = await upstream.recv()
+    except GatewayError as err:
+        # Headers are gone: cut the connection so the client sees a failed download, not a short file.
+        log.warning("request.upstream_failed_midstream", kind=err.kind, message=err.message, bytes=bytes_out)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+    await resp.write_eof()
+    log.info(
+        "request.done",
+        status=resp.status,
+        bytes=bytes_out,
+        ms=ctx.elapsed_ms(),
+        first_output_ms=round((first_out - ctx.started) * 1000, 2) if first_out else None,
+        upstream_request_id=upstream.request_id,
+        upstream_format=plan.setup.get("output_format") or plan.setup.get("input_format"),
+    )
+    return resp

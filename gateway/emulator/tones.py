@@ -1,0 +1,436 @@
+"""The tone codec: text spelled as pure tones, so the emulator's ASR can read what its TTS said.
+
+Each symbol of a small alphabet is a short sine burst at its own frequency, 65 Hz apart between
+380 and 3045 Hz, so that G.711 at 8 kHz, 32 kbps mp3 and Opus keep them. A test can therefore push text
+through TTS, through any transcode the gateway does, back through STT, and compare words.
+
+Layout of the signal:
+- a character is a `TONE_S` burst followed by a `CHAR_GAP_S` gap;
+- a word ends with `WORD_GAP_S` of silence, plus `SENTENCE_PAUSE_S` after `.`, `?` or `!` and
+  `COMMA_PAUSE_S` after `,` (so turn-taking emulation has real pauses to look at);
+- a letter equal to the previous one is sent as the REPEAT symbol, so two adjacent bursts never
+  share a frequency. Codecs smear short gaps away; with this rule the decoder never needs them.
+
+The decoder is alignment-free: it slides a 30 ms Hann window every 5 ms, labels each window with
+the symbol holding most of its energy (or silence), keeps runs of at least 20 ms, and splits
+words on 60 ms of silence. Thresholds are relative to the recent tone level, so gain changes and
+codec noise do not matter; codec delay and padding only shift the timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+# Alphabet. Letters, digits and the apostrophe make words; the punctuation marks are spoken as
+# their own symbols at the end of the word they are attached to.
+LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789'"
+PUNCTUATION = ".,?!"
+SENTENCE_END = frozenset(".?!")
+REPEAT = "\x00"
+SYMBOLS = REPEAT + LETTERS + PUNCTUATION
+BASE_HZ = 380.0
+STEP_HZ = 65.0
+FREQUENCIES: dict[str, float] = {s: BASE_HZ + i * STEP_HZ for i, s in enumerate(SYMBOLS)}
+
+# Timing of the synthesized signal (seconds).
+TONE_S = 0.050
+CHAR_GAP_S = 0.015
+WORD_GAP_S = 0.130
+COMMA_PAUSE_S = 0.100
+SENTENCE_PAUSE_S = 0.320
+LEAD_IN_S = 0.060
+RAMP_S = 0.005
+AMPLITUDE = 0.35  # of full scale: loud enough to dwarf codec noise, far from clipping
+
+# Decoder parameters.
+WINDOW_S = 0.030
+HOP_S = 0.005
+MIN_RUN_FRAMES = 4  # 20 ms: shorter runs are transitions between two bursts or codec glitches
+WORD_GAP_FRAMES = 12  # 60 ms of silence ends a word; character gaps never get there
+PURITY_MIN = 0.45  # share of the window's energy the best symbol must hold
+# Below this purity a loud window is noise, not a transition between two bursts (which keeps
+# 0.2+ in each), so it counts towards a word gap.
+NOISE_PURITY = 0.12
+RELATIVE_FLOOR = 0.01  # -20 dB under the recent tone level counts as silence (codec smear)
+ABSOLUTE_FLOOR = 1e-7  # -70 dBFS mean square: digital silence and dither
+LEVEL_DECAY_PER_S = 0.25  # the level reference forgets a loud passage within a few seconds
+
+MIN_BREAK_S = 0.1
+MAX_BREAK_S = 2.0
+
+_TAG = re.compile(
+    r"""<\s*(?:break\s+time\s*=\s*["']?\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*["']?\s*/?|/?\s*flush\s*/?)\s*>""",
+    re.IGNORECASE,
+)
+_EXTRA_PUNCT = {";": ",", ":": ",", "\u2026": "."}
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    """Where a spoken word sits in the synthesized audio; `text` is what the ASR will return."""
+
+    text: str
+    start_s: float
+    stop_s: float
+
+
+# What the recognizer returns has the same shape.
+Word = WordTiming
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Silence requested with a `<break time="..."/>` tag."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """A `<flush>` tag: the streaming TTS renders everything before it now; audio is unchanged."""
+
+
+def normalize_word(token: str) -> str:
+    """The spoken form of one whitespace-delimited token (may be empty: nothing is said).
+
+    Case-folded, accents stripped, `;`/`:` read as commas, anything else outside the alphabet
+    dropped, and punctuation kept only at the end of the word, as the ASR will return it.
+    """
+    decomposed = unicodedata.normalize("NFKD", token.casefold())
+    body: list[str] = []
+    tail: list[str] = []
+    for ch in decomposed:
+        ch = _EXTRA_PUNCT.get(ch, ch)
+        if ch in LETTERS:
+            body.append(ch)
+            tail.clear()  # punctuation in the middle of a word ("e.g") is not spoken
+        elif ch in PUNCTUATION:
+            tail.append(ch)
+    if not body:
+        return ""
+    return "".join(body) + "".join(tail[-1:])
+
+
+def parse(text: str) -> list[str | Pause | Flush]:
+    """Split text into spoken words, `<break>` pauses and `<flush>` markers."""
+    items: list[str | Pause | Flush] = []
+    pos = 0
+    for m in _TAG.finditer(text):
+        items.extend(w for w in map(normalize_word, text[pos : m.start()].split()) if w)
+        if m.group(1) is not None:
+            value = float(m.group(1)) / (1000.0 if (m.group(2) or "s").lower() == "ms" else 1.0)
+            items.append(Pause(min(MAX_BREAK_S, max(MIN_BREAK_S, value))))
+        else:
+            items.append(Flush())
+        pos = m.end()
+    items.extend(w for w in map(normalize_word, text[pos:].split()) if w)
+    return items
+
+
+def normalize_words(text: str) -> list[str]:
+    """The words `transcribe` is expected to return for audio synthesized from `text`."""
+    return [item for item in parse(text) if isinstance(item, str)]
+
+
+def encode_symbols(word: str) -> str:
+    """The burst sequence for a normalized word: no two adjacent symbols are equal."""
+    out: list[str] = []
+    prev = ""
+    for ch in word:
+        if ch == prev and out and out[-1] != REPEAT:
+            out.append(REPEAT)
+        else:
+            out.append(ch)
+        prev = ch
+    return "".join(out)
+
+
+def decode_symbols(symbols: str) -> str:
+    chars: list[str] = []
+    for s in symbols:
+        if s == REPEAT:
+            if chars:
+                chars.append(chars[-1])
+        else:
+            chars.append(s)
+    return "".join(chars)
+
+
+def pause_after(word: str) -> float:
+    """Silence after a word: the word gap, longer after punctuation."""
+    extra = SENTENCE_PAUSE_S if word[-1] in SENTENCE_END else COMMA_PAUSE_S if word[-1] == "," else 0.0
+    return WORD_GAP_S + extra
+
+
+class ToneSynth:
+    """Renders words to int16 audio at one sample rate, keeping a running clock.
+
+    The streaming TTS calls `word` and `pause` as text arrives; `synthesize` is the one-shot form.
+    """
+
+    def __init__(self, sample_rate: int, lead_in_s: float = LEAD_IN_S) -> None:
+        if sample_rate < 8000:
+            raise ValueError("the tone codec needs at least 8 kHz")
+        self.sample_rate = sample_rate
+        self._samples = 0
+        self._tone_len = round(TONE_S * sample_rate)
+        self._gap_len = round(CHAR_GAP_S * sample_rate)
+        ramp = round(RAMP_S * sample_rate)
+        envelope = np.ones(self._tone_len)
+        # Raised-cosine edges: a hard onset is a click, and a click has energy at every symbol.
+        edge = 0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, ramp))
+        envelope[:ramp] = edge
+        envelope[-ramp:] = edge[::-1]
+        t = np.arange(self._tone_len) / sample_rate
+        scale = AMPLITUDE * 32767.0
+        self._bursts: dict[str, np.ndarray] = {
+            s: (np.sin(2 * math.pi * f * t) * envelope * scale).astype(np.int16)
+            for s, f in FREQUENCIES.items()
+        }
+        self._pending_lead = round(lead_in_s * sample_rate)
+
+    @property
+    def time_s(self) -> float:
+        """Seconds rendered so far."""
+        return self._samples / self.sample_rate
+
+    def _silence(self, n: int) -> np.ndarray:
+        self._samples += n
+        return np.zeros(n, dtype=np.int16)
+
+    def _lead(self) -> list[np.ndarray]:
+        if not self._pending_lead:
+            return []
+        n, self._pending_lead = self._pending_lead, 0
+        return [self._silence(n)]
+
+    def word(self, word: str) -> tuple[np.ndarray, WordTiming]:
+        """Audio for one normalized word, including the silence after it."""
+        parts = self._lead()
+        start = self._samples
+        gap = np.zeros(self._gap_len, dtype=np.int16)
+        symbols = encode_symbols(word)
+        for i, s in enumerate(symbols):
+            parts.append(self._bursts[s])
+            if i < len(symbols) - 1:
+                parts.append(gap)
+        n_tone = len(symbols) * self._tone_len + (len(symbols) - 1) * self._gap_len
+        self._samples += n_tone
+        stop = self._samples
+        parts.append(self._silence(round(pause_after(word) * self.sample_rate)))
+        timing = WordTiming(word, start / self.sample_rate, stop / self.sample_rate)
+        return np.concatenate(parts), timing
+
+    def pause(self, seconds: float) -> np.ndarray:
+        parts = [*self._lead(), self._silence(round(seconds * self.sample_rate))]
+        return np.concatenate(parts)
+
+
+def synthesize(text: str, sample_rate: int) -> tuple[np.ndarray, list[WordTiming]]:
+    """Mono int16 audio spelling `text` in tones, and where each word sits in it."""
+    synth = ToneSynth(sample_rate)
+    parts: list[np.ndarray] = []
+    timings: list[WordTiming] = []
+    for item in parse(text):
+        if isinstance(item, Pause):
+            parts.append(synth.pause(item.seconds))
+        elif isinstance(item, str):
+            audio, timing = synth.word(item)
+            parts.append(audio)
+            timings.append(timing)
+    if not parts:
+        parts.append(synth.pause(0.0))
+    return np.concatenate(parts), timings
+
+
+class ToneRecognizer:
+    """Streaming decoder of the tone codec.
+
+    Feed int16 mono chunks of any size; each call returns the words completed so far. Words end
+    on 60 ms of silence (so a word is reported shortly after it is spoken) or on `flush`.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        if sample_rate < 8000:
+            raise ValueError("the tone codec needs at least 8 kHz")
+        self.sample_rate = sample_rate
+        self._win = round(WINDOW_S * sample_rate)
+        self._hop = round(HOP_S * sample_rate)
+        window = np.hanning(self._win)
+        n = np.arange(self._win)
+        freqs = np.array(list(FREQUENCIES.values()))
+        # One windowed complex exponential per symbol: a frame's projection on it is a DFT at that
+        # exact frequency, so no bin straddling whatever the sample rate.
+        phase = 2 * math.pi * np.outer(n, freqs) / sample_rate
+        # Real cos and sin halves side by side: one real matmul (BLAS) instead of a complex one.
+        self._basis = np.ascontiguousarray(
+            np.hstack([window[:, None] * np.cos(phase), window[:, None] * np.sin(phase)])
+        )
+        self._n_symbols = len(freqs)
+        self._window = window
+        self._window_power = float(np.sum(window**2))
+        # A pure tone exactly on a symbol frequency puts |X|^2 = (A*sum(w)/2)^2 in its bin while the
+        # windowed frame holds A^2*sum(w^2)/2: this ratio maps purity to about 1.0 for a pure tone.
+        self._purity_scale = (float(np.sum(window)) ** 2 / 2.0) / self._window_power
+        self._buf = np.zeros(0, dtype=np.float64)
+        self._buf_start = 0  # absolute sample index of _buf[0]
+        self._next_frame = 0  # index of the next frame to analyze
+        self._total = 0  # samples fed
+        self._level = 0.0
+        self._level_decay = LEVEL_DECAY_PER_S ** (self._hop / sample_rate)
+        # Run and word state.
+        self._run_label = -1
+        self._run_len = 0
+        self._run_start = 0
+        self._symbols: list[int] = []
+        self._word_start = 0
+        self._word_stop = 0
+        self._silent_frames = 0
+        self._last_tone_frame = -1
+        self._last_word: Word | None = None
+
+    # -- properties for VAD ----------------------------------------------------------------------
+
+    @property
+    def time_s(self) -> float:
+        """Seconds of audio fed so far."""
+        return self._total / self.sample_rate
+
+    @property
+    def trailing_silence_s(self) -> float:
+        """Seconds since the last tone, or since the start when none was heard yet."""
+        if self._last_tone_frame < 0:
+            return self.time_s
+        end = self._frame_center(self._last_tone_frame)
+        return max(0.0, self.time_s - end)
+
+    @property
+    def speech_active(self) -> bool:
+        """A word is in progress: tones heard recently and no word boundary since."""
+        return bool(self._symbols) or (self._run_label >= 0 and self._run_len > 0)
+
+    @property
+    def sentence_ended(self) -> bool:
+        """The last completed word ended with `.`, `?` or `!`."""
+        return self._last_word is not None and self._last_word.text[-1:] in SENTENCE_END
+
+    @property
+    def last_word(self) -> Word | None:
+        return self._last_word
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def _frame_center(self, frame: int) -> float:
+        return (frame * self._hop + self._win / 2) / self.sample_rate
+
+    def feed(self, pcm_int16: np.ndarray) -> list[Word]:
+        """Add audio; return the words that completed."""
+        if len(pcm_int16) == 0:
+            return []
+        self._buf = np.concatenate([self._buf, np.asarray(pcm_int16, dtype=np.float64) / 32768.0])
+        self._total += len(pcm_int16)
+        return self._analyze(self._buf)
+
+    def flush(self) -> list[Word]:
+        """Finish the word in progress now; decoding can continue with more audio afterwards.
+
+        Frames overlapping the end of the audio are analyzed with zeros in place of the future,
+        and are not revisited: the time base stays exact and nothing is decoded twice.
+        """
+        padded = np.concatenate([self._buf, np.zeros(self._win, dtype=np.float64)])
+        words = self._analyze(padded, limit=self._total)
+        # The next frame may start past the end of the audio; `_analyze` skips to it by offset.
+        keep = min(self._next_frame * self._hop, self._total)
+        self._buf = self._buf[keep - self._buf_start :]
+        self._buf_start = keep
+        self._close_run()
+        word = self._end_word()
+        if word is not None:
+            words.append(word)
+        return words
+
+    def _analyze(self, buf: np.ndarray, limit: int | None = None) -> list[Word]:
+        """Label every whole frame available in `buf` (frames starting before `limit` if given)."""
+        first = self._next_frame * self._hop - self._buf_start
+        count = (len(buf) - first - self._win) // self._hop + 1
+        if limit is not None:
+            count = min(count, -(-(limit - self._next_frame * self._hop) // self._hop))
+        if count <= 0:
+            return []
+        span = buf[first : first + (count - 1) * self._hop + self._win]
+        frames = np.lib.stride_tricks.sliding_window_view(span, self._win)[:: self._hop][:count]
+        projected = frames @ self._basis
+        spectrum = projected[:, : self._n_symbols] ** 2 + projected[:, self._n_symbols :] ** 2
+        power = np.sum((frames * self._window) ** 2, axis=1)
+        best = np.argmax(spectrum, axis=1)
+        best_energy = spectrum[np.arange(count), best]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            purity = np.where(power > 0, best_energy / (power * self._purity_scale), 0.0)
+        mean_square = power / self._window_power
+        words: list[Word] = []
+        for i in range(count):
+            word = self._step(self._next_frame + i, int(best[i]), float(purity[i]), float(mean_square[i]))
+            if word is not None:
+                words.append(word)
+        self._next_frame += count
+        if limit is None:
+            drop = self._next_frame * self._hop - self._buf_start
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+        return words
+
+    def _step(self, frame: int, symbol: int, purity: float, mean_square: float) -> Word | None:
+        self._level *= self._level_decay
+        loud = mean_square > ABSOLUTE_FLOOR and mean_square > self._level * RELATIVE_FLOOR
+        label = symbol if loud and purity >= PURITY_MIN else -1
+        if label >= 0:
+            self._level = max(self._level, mean_square)
+            self._last_tone_frame = frame
+        word: Word | None = None
+        if loud and purity >= NOISE_PURITY:
+            self._silent_frames = 0
+        else:
+            self._silent_frames += 1
+        if label != self._run_label:
+            self._close_run()
+            self._run_label, self._run_len, self._run_start = label, 0, frame
+        self._run_len += 1
+        if self._silent_frames == WORD_GAP_FRAMES:
+            self._close_run()
+            word = self._end_word()
+        return word
+
+    def _close_run(self) -> None:
+        """Keep the current run as a symbol if it lasted long enough."""
+        if self._run_label >= 0 and self._run_len >= MIN_RUN_FRAMES:
+            # Adjacent bursts never share a symbol, so a repeat here is one burst split by a glitch.
+            if not self._symbols or self._symbols[-1] != self._run_label:
+                if not self._symbols:
+                    self._word_start = self._run_start
+                self._symbols.append(self._run_label)
+            self._word_stop = self._run_start + self._run_len - 1
+        self._run_label, self._run_len = -1, 0
+
+    def _end_word(self) -> Word | None:
+        if not self._symbols:
+            return None
+        text = decode_symbols("".join(SYMBOLS[s] for s in self._symbols))
+        self._symbols = []
+        if not text:
+            return None
+        word = Word(text, self._frame_center(self._word_start), self._frame_center(self._word_stop))
+        self._last_word = word
+        return word
+
+
+def transcribe(pcm: np.ndarray, sample_rate: int) -> str:
+    """Words decoded from a whole clip, joined with single spaces."""
+    recognizer = ToneRecognizer(sample_rate)
+    words = recognizer.feed(pcm)
+    words += recognizer.flush()
+    return " ".join(w.text for w in words)

@@ -1,0 +1,241 @@
+"""The mapping language: what a `mappings/<provider>.yaml` file may say, validated at load time.
+
+A mapping describes `provider <-> Gradium` and nothing else:
+- `credentials`: where a caller's key or token may be found;
+- `tables`: value tables (voice ids, models, output formats), inline or from a file;
+- `errors`: the provider's error kinds (status, code, WS close) and body/message templates;
+- `routes`: for each endpoint, the request fields (`params`), the Gradium `setup` built from them,
+  the audio formats, the WebSocket message rules (`inbound`), the named output transform and the
+  templates that render its events (`render`), and response headers.
+
+Templates are plain YAML values in which a string `$name` (or `$name.path`, optionally piped through
+named value functions: `$speed | speed_to_padding_bonus`) is replaced by a value; keys whose value
+comes out null are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ErrorKind = Literal[
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "invalid_json",
+    "invalid_request",
+    "invalid_message",
+    "voice_not_found",
+    "model_not_found",
+    "unsupported_format",
+    "invalid_audio",
+    "payload_too_large",
+    "rate_limited",
+    "idle_timeout",
+    "too_many_contexts",
+    "upstream_error",
+    "upstream_unavailable",
+    "internal",
+]
+ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
+
+SOURCES = ("path", "query", "header", "body", "form", "message", "const")
+_SOURCE_RE = re.compile(rf"^({'|'.join(SOURCES)})(\.[^.\s]+)*$")
+
+Action = Literal["text", "audio", "flush", "end_of_stream", "keepalive", "ignore", "close", "error"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CredentialSource(_Model):
+    source: str = Field(alias="from", description="e.g. header.xi-api-key, query.token, message.xi_api_key")
+    schemes: list[str] = Field(
+        default_factory=list,
+        description="accepted schemes before the credential (`Token x`), matched case-insensitively",
+    )
+    subprotocol: bool = Field(
+        default=False, description="Sec-WebSocket-Protocol `scheme, credential` (browser clients)"
+    )
+    token_only: bool = Field(default=False, description="only gateway-minted tokens are accepted here")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not _SOURCE_RE.match(v) or v.startswith(("path", "body", "form", "const")):
+            raise ValueError("credentials come from header.<name>, query.<name> or message.<field>")
+        return v
+
+
+class TableFile(_Model):
+    file: str = Field(description="path relative to the mappings directory")
+    key: str = Field(default="voices", description="top-level key holding the id -> entry mapping")
+    value: str | None = Field(default="gradium", description="field of each entry to use as the value")
+
+
+class Table(_Model):
+    entries: dict[str, Any] = Field(default_factory=dict)
+    include: list[TableFile] = Field(default_factory=list)
+    passthrough: str | None = Field(
+        default=None, description="regex: values matching it that are not in the table pass through as they are"
+    )
+    case_insensitive: bool = False
+    miss: ErrorKind = Field(default="invalid_request", description="error kind for a value not in the table")
+    user_overrides: str | None = Field(
+        default=None, description="which user config table merges over this one (`voices`)"
+    )
+
+
+class Param(_Model):
+    source: str | list[str] | None = Field(default=None, alias="from")
+    type: Literal["string", "number", "integer", "boolean", "list", "object", "any"] = "string"
+    required: bool = False
+    default: Any = None
+    table: str | None = None
+    choices: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
+    error: ErrorKind | None = Field(default=None, description="error kind when this param is invalid")
+    nullable_strings: bool = Field(default=True, description='treat the string "null" as absent (form fields)')
+
+    @field_validator("source")
+    @classmethod
+    def _sources(cls, v: str | list[str] | None) -> str | list[str] | None:
+        for s in [v] if isinstance(v, str) else v or []:
+            if not _SOURCE_RE.match(s):
+                raise ValueError(f"unknown source {s!r}: use one of {', '.join(SOURCES)} followed by .field")
+        return v
+
+
+class ErrorKindSpec(_Model):
+    status: int = Field(ge=400, le=599)
+    code: str
+    type: str | None = None
+    message: str | None = Field(default=None, description="default message when the engine has none better")
+    close: int = Field(default=1008, ge=1000, le=4999, description="WebSocket close code")
+    reason: str | None = Field(default=None, description="WebSocket close reason")
+
+
+class ErrorSpec(_Model):
+    kinds: dict[str, ErrorKindSpec]
+    http_body: Any = Field(description="template for HTTP error bodies")
+    http_headers: dict[str, Any] = Field(default_factory=dict)
+    ws_message: Any = Field(default=None, description="template for the WS error message (null: close only)")
+    ws_refuse_upgrade: bool = Field(
+        default=False, description="answer auth failures on WS routes with an HTTP status instead of a 101"
+    )
+    ws_refuse_header: str | None = Field(default=None, description="header carrying the refusal message")
+
+    @field_validator("kinds")
+    @classmethod
+    def _all_kinds(cls, v: dict[str, ErrorKindSpec]) -> dict[str, ErrorKindSpec]:
+        unknown = set(v) - set(ERROR_KINDS)
+        if unknown:
+            raise ValueError(f"unknown error kinds {sorted(unknown)}; known: {', '.join(ERROR_KINDS)}")
+        missing = set(ERROR_KINDS) - set(v)
+        if missing:
+            raise ValueError(f"every error kind needs an entry; missing: {', '.join(sorted(missing))}")
+        return v
+
+
+class InboundRule(_Model):
+    """One WebSocket client-message rule; the first rule whose `when` matches decides the action."""
+
+    when: dict[str, Any] | Literal["binary", "any"] = Field(
+        description='"binary", "any", or field -> literal | {present: bool} | {type: ...}'
+    )
+    do: Action
+    fields: dict[str, Any] = Field(
+        default_factory=dict, description="template for the action's arguments, with $message.<field>"
+    )
+    error: ErrorKind | None = None
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _error_needs_kind(self) -> InboundRule:
+        if self.do == "error" and self.error is None:
+            raise ValueError("do: error needs `error: <kind>`")
+        return self
+
+
+class Idle(_Model):
+    seconds: Any = Field(description="number or $param")
+    error: ErrorKind = "idle_timeout"
+    message: str | None = None
+
+
+class WsSpec(_Model):
+    open: Literal["connect", "first_message"] = Field(
+        default="connect", description="send Gradium setup on connect, or after the first client message"
+    )
+    subprotocols: list[str] = Field(default_factory=list)
+    idle: Idle | None = None
+    inbound: list[InboundRule]
+    close_on_end: int = Field(default=1000, description="close code after the session ends normally")
+    text_frames_only: bool = Field(default=False, description="binary frames are an error")
+
+
+class Transform(_Model):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GradiumSpec(_Model):
+    kind: Literal["tts", "asr"]
+    setup: dict[str, Any] = Field(default_factory=dict)
+    text: Any = Field(default=None, description="HTTP TTS: the text to speak (template)")
+    audio_out: Any = Field(default=None, description="TTS: the client's audio format (template -> format dict)")
+    audio_in: Any = Field(default=None, description="STT: the client's audio format (template; null = sniff)")
+    upstream: Literal["ws", "rest"] = "ws"
+
+
+class ResponseSpec(_Model):
+    kind: Literal["audio", "json", "ndjson", "sse"] = "audio"
+    content_type: str | None = Field(default=None, description="default: from the audio format or the kind")
+    headers: dict[str, Any] = Field(default_factory=dict)
+
+
+class Route(_Model):
+    http: str | None = Field(default=None, description='"METHOD /path/{var}"')
+    ws: str | None = Field(default=None, description='"/path/{var}" (GET + upgrade)')
+    params: dict[str, Param] = Field(default_factory=dict)
+    gradium: GradiumSpec | None = None
+    static: Any = Field(default=None, description="answer with this rendered JSON, no Gradium session")
+    builtin: str | None = Field(default=None, description="a named handler (catalogue, token minting)")
+    builtin_options: dict[str, Any] = Field(default_factory=dict)
+    transform: Transform | None = None
+    render: dict[str, Any] = Field(default_factory=dict, description="event name -> template")
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+    websocket: WsSpec | None = None
+    request_id_header: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Route:
+        if (self.http is None) == (self.ws is None):
+            raise ValueError("a route has exactly one of `http` or `ws`")
+        if self.http is not None and not re.match(r"^(GET|POST|PUT|DELETE|PATCH) /\S*$", self.http):
+            raise ValueError('http must look like "POST /v1/path/{var}"')
+        if self.ws is not None and not self.ws.startswith("/"):
+            raise ValueError("ws must be a path starting with /")
+        handlers = sum(x is not None for x in (self.gradium, self.static, self.builtin))
+        if handlers != 1:
+            raise ValueError("a route needs exactly one of `gradium`, `static` or `builtin`")
+        if self.ws is not None and self.gradium is not None and self.websocket is None:
+            raise ValueError("a ws route with a gradium session needs a `websocket` section")
+        if self.gradium is not None and self.transform is None:
+            raise ValueError("a gradium route needs a `transform` that turns Gradium messages into events")
+        return self
+
+
+class Mapping(_Model):
+    provider: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    credentials: list[CredentialSource]
+    tables: dict[str, Table] = Field(default_factory=dict)
+    errors: ErrorSpec
+    routes: dict[str, Route]
+    request_id_header: str | None = Field(default=None, description="header carrying the request id on replies")

@@ -1,0 +1,158 @@
+"""Templates: YAML values with `$references`, compiled once into plain callables.
+
+- `"$name"`, `"$name.field.0"`: the value at that path in the scope (None when absent);
+- `"$name | fn | fn2"`: piped through named value functions (`functions.VALUE_FUNCTIONS`);
+- `"text ${name} text"`: string interpolation;
+- `{"$each": "$list", "$as": {...}}`: render `$as` once per item, the item bound as `$item`;
+- dicts drop keys whose value renders None; a non-empty dict template that renders empty is None,
+  so an absent optional object disappears from its parent instead of showing up as `{}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.mapping.functions import VALUE_FUNCTIONS
+
+Scope = Mapping[str, Any]
+Render = Callable[[Scope], Any]
+
+_REF = re.compile(r"^\$([A-Za-z_][\w-]*(?:\.[\w-]+)*)\s*((?:\|\s*[A-Za-z_]\w*\s*)*)$")
+_INTERP = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def lookup(scope: Any, path: tuple[str, ...]) -> Any:
+    value = scope
+    for part in path:
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list | tuple) and part.lstrip("-").isdigit():
+            idx = int(part)
+            value = value[idx] if -len(value) <= idx < len(value) else None
+        else:
+            value = getattr(value, part, None) if value is not None and not isinstance(value, str) else None
+        if value is None:
+            return None
+    return value
+
+
+def references(value: Any) -> set[str]:
+    """Top-level names a template reads (used to validate templates against known params)."""
+    out: set[str] = set()
+    if isinstance(value, str):
+        m = _REF.match(value.strip())
+        if m:
+            out.add(m.group(1).split(".")[0])
+        out.update(x.split(".")[0] for x in _INTERP.findall(value))
+    elif isinstance(value, dict):
+        for v in value.values():
+            out |= references(v)
+    elif isinstance(value, list):
+        for v in value:
+            out |= references(v)
+    return out
+
+
+def compile_template(value: Any) -> Render:
+    if isinstance(value, str):
+        return _compile_str(value)
+    if isinstance(value, dict):
+        if "$each" in value:
+            return _compile_each(value)
+        return _compile_dict(value)
+    if isinstance(value, list):
+        items = [compile_template(v) for v in value]
+        return lambda scope: [r(scope) for r in items]
+    return lambda scope: value
+
+
+def _compile_str(text: str) -> Render:
+    m = _REF.match(text.strip())
+    if m:
+        path = tuple(m.group(1).split("."))
+        fns = [f.strip() for f in m.group(2).split("|") if f.strip()]
+        for fn in fns:
+            if fn not in VALUE_FUNCTIONS:
+                raise TemplateError(f"unknown function {fn!r} (known: {', '.join(sorted(VALUE_FUNCTIONS))})")
+        funcs = [VALUE_FUNCTIONS[f] for f in fns]
+        if not funcs:
+            if len(path) == 1:
+                key = path[0]
+                return lambda scope: scope.get(key)
+            return lambda scope: lookup(scope, path)
+
+        def piped(scope: Scope) -> Any:
+            v = lookup(scope, path)
+            for f in funcs:
+                v = f(v)
+            return v
+
+        return piped
+    if "${" in text:
+        parts = _INTERP.split(text)
+        # odd indexes are reference paths, even ones literal text
+        compiled: list[str | tuple[str, ...]] = [
+            p if i % 2 == 0 else tuple(p.split(".")) for i, p in enumerate(parts)
+        ]
+
+        def interp(scope: Scope) -> str:
+            out = []
+            for p in compiled:
+                if isinstance(p, str):
+                    out.append(p)
+                else:
+                    v = lookup(scope, p)
+                    out.append("" if v is None else str(v))
+            return "".join(out)
+
+        return interp
+    if text.startswith("$$"):
+        literal = text[1:]
+        return lambda scope: literal
+    if text.startswith("$"):
+        raise TemplateError(f"bad reference {text!r}: use $name, $name.field or $name | function")
+    return lambda scope: text
+
+
+def _compile_dict(tpl: dict[str, Any]) -> Render:
+    if not any(isinstance(v, str | dict | list) for v in tpl.values()):
+        frozen = dict(tpl)
+        return lambda scope: frozen
+    items = [(k, compile_template(v)) for k, v in tpl.items()]
+    nonempty = bool(items)
+
+    def render(scope: Scope) -> Any:
+        out = {}
+        for k, r in items:
+            v = r(scope)
+            if v is not None:
+                out[k] = v
+        return out if out or not nonempty else None
+
+    return render
+
+
+def _compile_each(tpl: dict[str, Any]) -> Render:
+    if set(tpl) != {"$each", "$as"}:
+        raise TemplateError("$each needs exactly `$each: $list` and `$as: <template>`")
+    source = compile_template(tpl["$each"])
+    item = compile_template(tpl["$as"])
+
+    def render(scope: Scope) -> Any:
+        seq = source(scope)
+        if seq is None:
+            return None
+        inner = dict(scope)
+        out = []
+        for x in seq:
+            inner["item"] = x
+            out.append(item(inner))
+        return out
+
+    return render

@@ -1,0 +1,57 @@
+"""The event-transform interface: Gradium messages in, named dialect events out.
+
+A transform holds the per-session state a dialect needs (transcoder, alignment, turn logic) and
+does no I/O, so it can be tested without a network. The route's `render` templates give each event
+its provider shape; the transport (HTTP body, NDJSON, SSE, WebSocket) only frames them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.audio.formats import AudioFormat
+
+Event = tuple[str, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    request_id: str
+    params: dict[str, Any]
+    audio_out: AudioFormat | None = None  # what the client wants (TTS)
+    gradium_out: AudioFormat | None = None  # what Gradium was asked to send (TTS)
+    audio_in: AudioFormat | None = None  # what the client sends (STT); None: sniffed
+    gradium_in: AudioFormat | None = None  # what Gradium is sent (STT)
+    started: float = field(default_factory=time.monotonic)
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventTransform:
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = Options
+
+    def __init__(self, info: SessionInfo, options: BaseModel) -> None:
+        self.info = info
+
+    def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
+        """One parsed Gradium message (ready, audio, text, end_text, step, flushed, end_of_stream)."""
+        return []
+
+    def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
+        """A client action the runtime performed (e.g. `flush` with its flush id)."""
+        return []
+
+
+TRANSFORMS: dict[str, type[EventTransform]] = {}
+
+
+def register(cls: type[EventTransform]) -> type[EventTransform]:
+    TRANSFORMS[cls.name] = cls
+    return cls

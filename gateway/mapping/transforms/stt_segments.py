@@ -1,0 +1,204 @@
+"""`stt_segments`: Gradium STT messages -> transcript segment events (Deepgram live and alike).
+
+Events: `results` (interim and final transcript of the current segment), `speech_started`,
+`utterance_end` and, at the end, `metadata`. Their shapes are in the mapping's `render` templates;
+this module only decides *when*:
+
+- interim: every new word while `interim_results` is on;
+- final with `speech_final`: Gradium's semantic VAD says the speaker is done (inactivity
+  probability at the chosen horizon reaches the threshold), unless endpointing is off. Gradium's
+  words trail the audio by `delay_in_frames`, so the turn's last words are not here yet when the
+  VAD fires: the transform asks the runtime to send Gradium a `flush` (an `@gradium` event) and
+  finalizes when that flush's `flushed` comes back with every word of the turn;
+- final with `from_finalize`: the answer to a client `Finalize` (Gradium `flush` -> `flushed`),
+  sent even when empty, because clients wait for it;
+- final at the end of input, then `metadata`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
+
+_SENTENCE_END = (".", "?", "!")
+_PUNCT = ".,?!;:\"'"
+
+
+class SegmentOptions(Options):
+    interim_results: bool = False
+    endpointing: bool = True
+    vad_horizon_s: float = 0.5
+    vad_threshold: float = 0.5
+    vad_events: bool = False
+    utterance_end_ms: int | None = None
+    punctuate: bool = False
+    smart_format: bool = False
+    max_segment_s: float = 8.0
+    channels: int = 1
+
+
+class Word:
+    __slots__ = ("end", "punctuated", "start", "text")
+
+    def __init__(self, raw: str, start: float, capitalize: bool) -> None:
+        self.text = raw.strip(_PUNCT).lower() or raw.lower()
+        self.punctuated = raw[:1].upper() + raw[1:] if capitalize else raw
+        self.start = start
+        self.end = start
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "punctuated": self.punctuated,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "confidence": 0.99,
+        }
+
+
+@register
+class SttSegments(EventTransform):
+    name = "stt_segments"
+    Options = SegmentOptions
+
+    def __init__(self, info: SessionInfo, options: SegmentOptions) -> None:  # type: ignore[override]
+        super().__init__(info, options)
+        self.o = options
+        self.punctuate = options.punctuate or options.smart_format
+        self.words: list[Word] = []  # current (not yet final) segment
+        self.segment_start = 0.0
+        self.clock = 0.0  # seconds of audio Gradium has processed
+        self.sentence_start = True
+        self.in_speech = False
+        self.last_word_end: float | None = None
+        self.utterance_open = False
+        self.speech_since_eot = False
+        self.eot_flush: str | None = None  # id of the end-of-turn flush in flight
+        self.eot_time = 0.0  # audio time when the VAD called the end of the turn
+        self.eot_count = 0
+        self.sha = hashlib.sha256()
+        self.audio_bytes = 0
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _results(
+        self, *, is_final: bool, speech_final: bool = False, from_finalize: bool = False, until: float | None = None
+    ) -> Event:
+        """The current segment; with `until`, only its words that started before that time (the rest
+        belong to the next turn: audio sent faster than real time is already recognized)."""
+        seg, rest = self.words, []
+        if until is not None:
+            seg = [w for w in self.words if w.start < until]
+            rest = self.words[len(seg):]
+        words = [w.as_dict() for w in seg]
+        key = "punctuated" if self.punctuate else "text"
+        transcript = " ".join(w[key] for w in words)
+        last_end = seg[-1].end if seg else 0.0
+        end = max(last_end, until) if until is not None else max(self.clock, last_end)
+        fields = {
+            "transcript": transcript,
+            "confidence": 0.99 if words else 0.0,
+            "words": words,
+            "is_final": is_final,
+            "speech_final": speech_final,
+            "from_finalize": from_finalize,
+            "start": round(self.segment_start, 3),
+            "duration": round(max(0.0, end - self.segment_start), 3),
+            "channel_index": [0, self.o.channels],
+        }
+        if is_final:
+            self.segment_start = end
+            if seg:
+                self.last_word_end = seg[-1].end
+                self.utterance_open = not rest
+            self.words = rest
+        return ("results", fields)
+
+    # -- Gradium -> events -----------------------------------------------------------------------
+
+    def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
+        kind = msg.get("type")
+        if kind == "text":
+            return self._on_word(str(msg.get("text") or ""), float(msg.get("start_s") or self.clock))
+        if kind == "end_text":
+            if self.words and msg.get("stop_s") is not None:
+                self.words[-1].end = max(self.words[-1].start, float(msg["stop_s"]))
+            return []
+        if kind == "step":
+            return self._on_step(msg)
+        if kind == "flushed":
+            if self.eot_flush is not None and msg.get("flush_id") == self.eot_flush:
+                self.eot_flush = None
+                if not self.words or self.words[0].start >= self.eot_time:
+                    return []
+                self.in_speech = bool(self.words[-1].start >= self.eot_time)
+                return [self._results(is_final=True, speech_final=True, until=self.eot_time)]
+            return [self._results(is_final=True, from_finalize=True)]
+        if kind == "end_of_stream":
+            events = [self._results(is_final=True, speech_final=bool(self.words))] if self.words else []
+            events.append(("metadata", {
+                "sha256": self.sha.hexdigest(),
+                "duration": round(max(self.clock, self.audio_bytes and self.clock), 3),
+                "channels": self.o.channels,
+            }))
+            return events
+        return []
+
+    def _on_word(self, raw: str, start: float) -> list[Event]:
+        if not raw.strip():
+            return []
+        events: list[Event] = []
+        if not self.words and not self.in_speech:
+            self.in_speech = True
+            if self.o.vad_events:
+                events.append(("speech_started", {"timestamp": round(start, 3), "channel_index": [0, 1]}))
+        word = Word(raw.strip(), start, self.sentence_start and self.punctuate)
+        self.sentence_start = raw.rstrip().endswith(_SENTENCE_END)
+        self.words.append(word)
+        self.utterance_open = False
+        if self.o.interim_results:
+            events.append(self._results(is_final=False))
+        return events
+
+    def _inactivity(self, vad: Any) -> float:
+        if not isinstance(vad, list) or not vad:
+            return 0.0
+        best = min(vad, key=lambda h: abs(float(h.get("horizon_s", 0)) - self.o.vad_horizon_s))
+        return float(best.get("inactivity_prob", 0.0))
+
+    def _on_step(self, msg: dict[str, Any]) -> list[Event]:
+        total = msg.get("total_duration_s")
+        if total is not None:
+            self.clock = max(self.clock, float(total))
+        events: list[Event] = []
+        done = self._inactivity(msg.get("vad")) >= self.o.vad_threshold
+        if not done:
+            self.speech_since_eot = True
+        elif self.speech_since_eot and self.o.endpointing and self.eot_flush is None:
+            self.speech_since_eot = False
+            self.eot_count += 1
+            self.eot_flush = f"eot-{self.eot_count}"
+            self.eot_time = self.clock
+            events.append(("@gradium", {"type": "flush", "flush_id": self.eot_flush}))
+        if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.o.max_segment_s:
+            events.append(self._results(is_final=True))
+        if (
+            self.o.utterance_end_ms
+            and self.utterance_open
+            and not self.words
+            and self.last_word_end is not None
+            and self.clock - self.last_word_end >= self.o.utterance_end_ms / 1000
+        ):
+            self.utterance_open = False
+            events.append(("utterance_end", {"last_word_end": round(self.last_word_end, 3),
+                                             "channel_index": [0, 1]}))
+        return events
+
+    def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
+        if action == "audio":
+            chunk = fields.get("audio") or b""
+            self.sha.update(chunk)
+            self.audio_bytes += len(chunk)
+        return []

@@ -1,0 +1,161 @@
+"""`tts_audio`: Gradium TTS audio/text messages -> `audio`, `complete` and `end` events.
+
+Audio is transcoded in the stream from what Gradium was asked for to what the client wants
+(passed through untouched when they match: even the base64 string is reused). Gradium's word
+timestamps become character alignment (`alignment`), either relative to each chunk (ElevenLabs
+WebSocket), running from the start (NDJSON), or collected for one JSON body.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+from gateway.audio.transcode import make_transcoder
+from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
+
+
+class TtsAudioOptions(Options):
+    encoding: Literal["bytes", "base64"] = "bytes"
+    alignment: Literal["none", "chunk", "absolute"] = "none"
+    collect: bool = False  # one `complete` event with all audio and alignment at the end
+    words: bool = False  # also emit a `words` event per Gradium text message
+
+
+class CharTimeline:
+    """Characters with start/end times built from Gradium's per-word timestamps.
+
+    Each word's span is shared evenly by its characters; the gap before a word becomes one space
+    character, as ElevenLabs alignments include spaces.
+    """
+
+    __slots__ = ("chars", "ends", "last_stop", "sent", "starts")
+
+    def __init__(self) -> None:
+        self.chars: list[str] = []
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.sent = 0
+        self.last_stop = 0.0
+
+    def add_word(self, text: str, start: float, stop: float) -> None:
+        if not text:
+            return
+        stop = max(stop, start)
+        if self.chars:
+            gap_start = min(self.last_stop, start)
+            self.chars.append(" ")
+            self.starts.append(gap_start)
+            self.ends.append(start)
+        step = (stop - start) / len(text)
+        for i, ch in enumerate(text):
+            self.chars.append(ch)
+            self.starts.append(start + i * step)
+            self.ends.append(start + (i + 1) * step)
+        self.last_stop = stop
+
+    def take_until(self, t: float | None) -> tuple[int, int]:
+        """Indexes [a, b) of unsent characters starting before `t` (all of them when t is None)."""
+        a = self.sent
+        b = a
+        n = len(self.chars)
+        while b < n and (t is None or self.starts[b] < t):
+            b += 1
+        self.sent = b
+        return a, b
+
+    def alignment(self, a: int, b: int, origin: float) -> dict[str, Any] | None:
+        if a == b:
+            return None
+        starts = self.starts[a:b]
+        ends = self.ends[a:b]
+        return {
+            "chars": self.chars[a:b],
+            "starts_s": [round(s, 3) for s in starts],
+            "ends_s": [round(e, 3) for e in ends],
+            "starts_ms": [max(0, round((s - origin) * 1000)) for s in starts],
+            "durations_ms": [max(0, round((e - s) * 1000)) for s, e in zip(starts, ends, strict=True)],
+        }
+
+
+@register
+class TtsAudio(EventTransform):
+    name = "tts_audio"
+    Options = TtsAudioOptions
+
+    def __init__(self, info: SessionInfo, options: TtsAudioOptions) -> None:  # type: ignore[override]
+        super().__init__(info, options)
+        assert info.gradium_out is not None and info.audio_out is not None
+        self.opts = options
+        self.transcoder = make_transcoder(info.gradium_out, info.audio_out)
+        self.timeline = CharTimeline()
+        self.audio_clock = 0.0  # stop time of the last Gradium audio chunk handed out
+        self.chunk_origin = 0.0
+        self.collected: list[bytes] = []
+        self.bytes_out = 0
+
+    def _audio_event(
+        self, data: bytes | None, b64: str | None, start: float, stop: float, *, last: bool = False
+    ) -> Event:
+        fields: dict[str, Any] = {"start_s": start, "stop_s": stop}
+        if self.opts.encoding == "base64":
+            fields["audio_b64"] = b64 if b64 is not None else base64.b64encode(data or b"").decode()
+        else:
+            fields["audio"] = data if data is not None else base64.b64decode(b64 or "")
+        if self.opts.alignment != "none":
+            a, b = self.timeline.take_until(None if last else stop)
+            origin = start if self.opts.alignment == "chunk" else 0.0
+            fields["alignment"] = self.timeline.alignment(a, b, origin)
+        return ("audio", fields)
+
+    def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
+        kind = msg.get("type")
+        if kind == "audio":
+            b64 = msg.get("audio") or ""
+            start = float(msg.get("start_s") or self.audio_clock)
+            stop = float(msg.get("stop_s") or start)
+            self.audio_clock = max(self.audio_clock, stop)
+            if self.transcoder.passthrough:
+                if self.opts.collect:
+                    self.collected.append(base64.b64decode(b64))
+                    return []
+                if not b64:
+                    return []
+                self.bytes_out += len(b64) * 3 // 4
+                return [self._audio_event(None, b64, start, stop)]
+            out = self.transcoder.feed(base64.b64decode(b64))
+            if self.opts.collect:
+                self.collected.append(out)
+                return []
+            if not out:
+                return []
+            self.bytes_out += len(out)
+            return [self._audio_event(out, None, start, stop)]
+        if kind == "text":
+            start = float(msg.get("start_s") or 0.0)
+            stop = float(msg.get("stop_s") or start)
+            self.timeline.add_word(str(msg.get("text") or ""), start, stop)
+            if self.opts.words:
+                return [("words", {"text": msg.get("text"), "start_s": start, "stop_s": stop})]
+            return []
+        if kind == "end_of_stream":
+            return self._finish()
+        return []
+
+    def _finish(self) -> list[Event]:
+        events: list[Event] = []
+        tail = self.transcoder.flush()
+        if self.opts.collect:
+            self.collected.append(tail)
+            audio = b"".join(self.collected)
+            fields: dict[str, Any] = {"audio": audio, "audio_b64": base64.b64encode(audio).decode()}
+            if self.opts.alignment != "none":
+                a, b = self.timeline.take_until(None)
+                fields["alignment"] = self.timeline.alignment(a, b, 0.0)
+            events.append(("complete", fields))
+        elif tail or self.timeline.sent < len(self.timeline.chars):
+            # leftover codec frames, or words whose text arrived after their audio
+            self.bytes_out += len(tail)
+            events.append(self._audio_event(tail, None, self.audio_clock, self.audio_clock, last=True))
+        events.append(("end", {}))
+        return events

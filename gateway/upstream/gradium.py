@@ -1,0 +1,254 @@
+"""Gradium client: WebSocket and REST speech sessions on one shared aiohttp session.
+
+Both transports are exposed as the same `GradiumStream` (send Gradium messages, receive parsed
+Gradium messages), because REST NDJSON carries the same message types as the WebSocket. Errors,
+whatever their shape (WS error frame, HTTP 500 `error from server <code>: ...`, JSON `{"error",
+"code"}` or `{"detail"}`), become a `GatewayError` with a kind the dialect can render.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from gateway.errors import GatewayError
+from gateway.observability import redact_text
+
+Kind = Literal["tts", "asr"]
+_WS_ROUTES = {"tts": "speech/tts", "asr": "speech/asr"}
+_REST_ROUTES = {"tts": "post/speech/tts", "asr": "post/speech/asr"}
+_SERVER_ERR = re.compile(r"error from server (\d+):\s*(.*)", re.S)
+API_SOURCE = "gradium-gateway"
+
+
+def classify(code: int | None, message: str, http_status: int | None = None) -> GatewayError:
+    """Gradium's error (WS close code and/or HTTP status, message) -> a gateway error kind."""
+    msg = redact_text(message.strip() or "Gradium reported an error")
+    low = msg.lower()
+    if "embeddings not found" in low or ("voice" in low and "not found" in low):
+        kind = "voice_not_found"
+    elif "api key" in low or http_status == 401 or ("token" in low and code == 1008):
+        kind = "unauthorized"
+    elif http_status == 403 or (code == 1008 and ("region" in low or "residency" in low)):
+        kind = "forbidden"
+    elif http_status == 429 or (code == 1008 and ("concurren" in low or "credit" in low or "limit" in low)):
+        kind = "rate_limited"
+    elif code in (1002, 1003) or http_status in (400, 422):
+        kind = "invalid_request"
+    elif http_status == 404:
+        kind = "not_found"
+    else:
+        kind = "upstream_error"
+    return GatewayError(kind, msg, upstream_code=code or http_status)
+
+
+def parse_rest_error(status: int, body: bytes) -> GatewayError:
+    text = body.decode("utf-8", "replace")
+    m = _SERVER_ERR.search(text)
+    if m:
+        return classify(int(m.group(1)), m.group(2), None)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return classify(None, text[:300] or f"HTTP {status}", status)
+    if isinstance(data, dict):
+        if "detail" in data:
+            detail = data["detail"]
+            message = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
+            return classify(None, message, status)
+        if "error" in data:
+            code = data.get("code")
+            return classify(code if isinstance(code, int) and code >= 1000 else None, str(data["error"]),
+                            code if isinstance(code, int) and code < 1000 else status)
+    return classify(None, text[:300], status)
+
+
+class GradiumStream:
+    """One Gradium request: send messages, receive parsed messages; `None` means finished."""
+
+    request_id: str | None = None
+
+    async def send(self, msg: dict[str, Any]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def recv(self) -> dict[str, Any] | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def close(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            msg = await self.recv()
+            if msg is None:
+                return
+            yield msg
+
+
+class GradiumWsStream(GradiumStream):
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.ended = False
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if self.ws.closed:
+            raise GatewayError("upstream_unavailable", "Gradium connection closed")
+        await self.ws.send_str(orjson.dumps(msg).decode())
+
+    async def recv(self) -> dict[str, Any] | None:
+        if self.ended:
+            return None
+        msg = await self.ws.receive()
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            try:
+                data = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
+            if not isinstance(data, dict):
+                raise GatewayError("upstream_error", "Gradium sent a malformed message")
+            mtype = data.get("type")
+            if mtype == "error":
+                raise classify(data.get("code"), str(data.get("message") or ""))
+            if mtype == "ready":
+                self.request_id = data.get("request_id")
+            elif mtype == "end_of_stream":
+                self.ended = True
+            return data
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+            code = self.ws.close_code
+            if code not in (None, 1000):
+                raise classify(code, str(msg.extra or "Gradium closed the session"))
+            raise GatewayError("upstream_error", "Gradium closed the session before it ended")
+        if msg.type is aiohttp.WSMsgType.ERROR:
+            raise GatewayError("upstream_unavailable", "Gradium connection failed")
+        return await self.recv()  # binary/ping frames are not part of the protocol
+
+    async def close(self) -> None:
+        if not self.ws.closed:
+            await self.ws.close()
+
+
+class GradiumRestStream(GradiumStream):
+    """REST speech endpoint read as NDJSON; the whole input was sent with the request."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+        self.ended = False
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        raise GatewayError("internal", "REST sessions take all their input up front")
+
+    async def recv(self) -> dict[str, Any] | None:
+        if self.ended:
+            return None
+        while True:
+            try:
+                line = await self.resp.content.readline()
+            except aiohttp.ClientError:
+                raise GatewayError("upstream_unavailable", "Gradium connection failed mid-stream") from None
+            if not line:
+                self.ended = True
+                return {"type": "end_of_stream"}
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise GatewayError("upstream_error", "Gradium sent a malformed line") from None
+            if data.get("type") == "error":
+                raise classify(data.get("code"), str(data.get("message") or ""))
+            if data.get("type") == "ready":
+                self.request_id = data.get("request_id")
+            if data.get("type") == "end_of_stream":
+                self.ended = True
+            return data
+
+    async def close(self) -> None:
+        self.resp.release()
+
+
+class GradiumClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/") + "/"
+        self.ws_base = "ws" + self.base_url[4:] if self.base_url.startswith("http") else self.base_url
+        self.connect_timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
+                                                     sock_connect=connect_timeout_s)
+
+    def _headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key, "x-api-source": API_SOURCE}
+
+    async def open_ws(self, kind: Kind, setup: dict[str, Any], api_key: str) -> GradiumWsStream:
+        """Connect and send `setup`; input may be sent right away (Gradium buffers it until ready)."""
+        try:
+            ws = await self.session.ws_connect(
+                self.ws_base + _WS_ROUTES[kind],
+                headers=self._headers(api_key),
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                max_msg_size=16 * 1024 * 1024,
+                autoping=True,
+                compress=0,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            status = exc.status
+            kind_ = "unauthorized" if status in (401, 403) else "upstream_unavailable"
+            raise GatewayError(kind_, f"Gradium refused the connection (HTTP {status})") from None
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            raise GatewayError("upstream_unavailable", "cannot reach Gradium") from None
+        stream = GradiumWsStream(ws)
+        await stream.send({"type": "setup", **setup})
+        return stream
+
+    async def post(
+        self,
+        kind: Kind,
+        api_key: str,
+        *,
+        json: dict[str, Any] | None = None,
+        data: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> GradiumRestStream:
+        headers = self._headers(api_key)
+        if json is not None:
+            content_type = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            resp = await self.session.post(
+                self.base_url + _REST_ROUTES[kind],
+                headers=headers,
+                data=orjson.dumps(json) if json is not None else data,
+                params=params,
+                timeout=self.connect_timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            raise GatewayError("upstream_unavailable", "cannot reach Gradium") from None
+        if resp.status >= 300:
+            body = await resp.read()
+            resp.release()
+            raise parse_rest_error(resp.status, body)
+        return GradiumRestStream(resp)
+
+    async def get_json(self, path: str, api_key: str, params: dict[str, str] | None = None) -> Any:
+        try:
+            async with self.session.get(
+                self.base_url + path, headers=self._headers(api_key), params=params, timeout=self.connect_timeout
+            ) as resp:
+                body = await resp.read()
+                if resp.status >= 300:
+                    raise parse_rest_error(resp.status, body)
+                return orjson.loads(body)
+        except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError):
+            raise GatewayError("upstream_unavailable", "cannot reach Gradium") from None

@@ -1,0 +1,74 @@
+"""Output appears while input streams in, and mid-stream flushes keep the stream going."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.audio.formats import AAC, MP3, OGG, OPUS, RAW, WEBM, AudioFormat, pcm16
+from gateway.audio.transcode import make_transcoder
+
+from .kit import chunk_80ms, chunks, pcm_bytes, probe, stream, tone
+from .test_audio_decode import fixture
+
+
+@pytest.mark.parametrize(
+    "dst",
+    [
+        AudioFormat(MP3, RAW, 44100, 1, 128000),
+        AudioFormat(MP3, RAW, 22050, 1, 32000),
+        AudioFormat(OPUS, OGG, 48000, 1, 64000),
+        AudioFormat(AAC, RAW, 24000),
+    ],
+    ids=["mp3_44100", "mp3_22050", "opus", "aac"],
+)
+def test_encoders_emit_progressively(dst: AudioFormat) -> None:
+    src = pcm16(48000)
+    out = stream(src, dst, pcm_bytes(tone(48000, seconds=2.0)), chunk_80ms(src))
+    feeds = len(out.outputs) - 1
+    assert out.feeds_with_output >= feeds * 0.8, [len(o) for o in out.outputs]
+    assert any(out.outputs[:3])  # first audio leaves within the first three chunks
+    # The flush only carries the codec's tail (LAME keeps up to ~0.2 s at low bit rates).
+    assert len(out.outputs[-1]) <= 0.3 * (dst.bit_rate or 64000) / 8 + 1000
+
+
+def test_ogg_pages_from_our_encoder_decode_as_they_arrive() -> None:
+    """The Gradium-like case: our own Ogg/Opus output fed back in the same 80 ms pieces."""
+    src = pcm16(48000)
+    ogg = stream(src, AudioFormat(OPUS, OGG, 48000), pcm_bytes(tone(48000)), chunk_80ms(src))
+    tc = make_transcoder(AudioFormat(OPUS, OGG, 48000), pcm16(24000))
+    outs = [tc.feed(piece) for piece in ogg.outputs]
+    assert sum(1 for o in outs if o) >= len(outs) - 2
+
+
+@pytest.mark.parametrize("name", ["mp3", "webm_opus", "ogg_opus", "flac", "aac_adts", "wav"])
+def test_flush_mid_stream_then_continue(name: str) -> None:
+    """Deepgram Finalize in the middle of a stream: what is decodable comes out, nothing is lost."""
+    src = {
+        "mp3": AudioFormat(MP3, RAW, 44100),
+        "webm_opus": AudioFormat(OPUS, WEBM, 48000),
+        "ogg_opus": AudioFormat(OPUS, OGG, 48000),
+        "flac": AudioFormat("flac", RAW, 16000),
+        "aac_adts": AudioFormat(AAC, RAW, 24000),
+        "wav": None,
+    }[name]
+    data = fixture(name)
+    full = stream(src, pcm16(24000), data, 1001).data
+    tc = make_transcoder(src, pcm16(24000))
+    half = len(data) // 2 + 3
+    out = b"".join(tc.feed(c) for c in chunks(data[:half], 1001)) + tc.flush()
+    out += b"".join(tc.feed(c) for c in chunks(data[half:], 1001)) + tc.flush()
+    got = probe(out, pcm16(24000))
+    assert abs(len(out) - len(full)) <= 2 * 2400  # at most ~0.1 s difference around the flush
+    assert got.dominant_hz() == pytest.approx(probe(full, pcm16(24000)).dominant_hz(), abs=3)
+
+
+def test_compressed_output_after_mid_stream_flush_stays_decodable() -> None:
+    src = pcm16(24000)
+    dst = AudioFormat(MP3, RAW, 24000, 1, 64000)
+    data = pcm_bytes(tone(24000))
+    tc = make_transcoder(src, dst)
+    half = len(data) // 2
+    out = tc.feed(data[:half]) + tc.flush() + tc.feed(data[half:]) + tc.flush()
+    got = probe(out, container="mp3")
+    assert got.duration == pytest.approx(1.0, abs=0.2)
+    assert got.dominant_hz() == pytest.approx(440, abs=3)

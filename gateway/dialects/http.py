@@ -20,6 +20,7 @@ from gateway.dialects.common import (
     AUTH,
     GRADIUM,
     METRICS,
+    SETTINGS,
     RequestContext,
     http_error,
     plan_session,
@@ -119,6 +120,9 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
     text = route.text(base_scope) if route.text is not None else None
     if spec.kind == "tts" and not text:
         raise GatewayError("invalid_request", "text must not be empty", "text")
+    limit = request.app[SETTINGS].limits.max_text_chars
+    if text and len(text) > limit:
+        raise GatewayError("invalid_request", f"text is longer than {limit} characters", "text")
     base_scope["char_count"] = len(text or "")
     gradium = request.app[GRADIUM]
     upstream: GradiumStream

@@ -1,9 +1,15 @@
-"""WebSocket routes: a client socket bridged to a Gradium streaming session.
+"""WebSocket routes: a client socket bridged to one or more Gradium streaming requests.
 
-Two tasks per session (client -> Gradium, Gradium -> client) plus an idle watchdog; when any ends
-the others are cancelled, so a vanished client never leaves an upstream socket open. Client frames
-are matched against the route's `inbound` rules (first match wins) and become Gradium actions;
-Gradium messages go through the route's transform and are rendered by its templates.
+Each Gradium request is a *context* (keyed by the provider's context id; `""` on single-request
+sockets) with its own upstream, transform, text buffer and transcoder. Client frames are matched
+against the route's `inbound` rules (first match wins) and become actions on a context; each context's
+Gradium messages go through its transform and the route's templates. The client loop, one reader per
+context and an idle watchdog run as tasks; the first failure or the end of the session cancels all of
+them, so a vanished client never leaves an upstream socket open.
+
+A context's end depends on the route: `on_end: close` closes the socket (ElevenLabs stream-input,
+Deepgram listen); `on_end: keep` lets the next input start a new request (Deepgram speak's Flush,
+ElevenLabs multi-context), whose output waits until the previous request for that context is done.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from gateway.dialects.common import (
 from gateway.dialects.http import Handler
 from gateway.dialects.textbuffer import WordBuffer
 from gateway.errors import GatewayError
-from gateway.mapping.compiler import CompiledMapping, CompiledRoute
+from gateway.mapping.compiler import CompiledMapping
 from gateway.mapping.params import RequestData
 from gateway.upstream.gradium import GradiumStream
 
@@ -46,10 +52,6 @@ GRADIUM_EVENT = "@gradium"  # a transform asking for a message to Gradium (e.g. 
 
 
 class _ClientGone(Exception):
-    pass
-
-
-class _CloseRequested(Exception):
     pass
 
 
@@ -65,7 +67,7 @@ def refuse_upgrade(ctx: RequestContext, err: GatewayError) -> web.Response:
                         headers=headers)
 
 
-def ws_route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
+def ws_route_handler(mapping: CompiledMapping, route: Any) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = RequestContext(mapping, route)
         structlog.contextvars.bind_contextvars(
@@ -84,7 +86,6 @@ async def _serve(request: web.Request, ctx: RequestContext) -> web.StreamRespons
     route = ctx.route
     assert route.ws is not None
     req = RequestData(path=request.match_info, query=request.query, header=request.headers)
-    cred = find_credential(ctx.mapping.credentials, req)
     ws = web.WebSocketResponse(
         protocols=route.ws.spec.subprotocols,
         max_msg_size=app[SETTINGS].limits.max_ws_message_bytes,
@@ -93,19 +94,19 @@ async def _serve(request: web.Request, ctx: RequestContext) -> web.StreamRespons
         heartbeat=None,
     )
     ws.headers.update(request_id_headers(ctx))
-    session = WsSession(request, ctx, ws, req, cred)
+    session = WsSession(request, ctx, ws, req, find_credential(ctx.mapping.credentials, req))
+    metrics = app[METRICS]
     if ctx.mapping.errors.refuse_upgrade:
         # Credentials, parameters and Gradium's own verdict (key, voice, format) are known before
         # the 101, so a refusal is an HTTP status the client's SDK understands.
         try:
-            await session.open_upstream(wait_ready=True)
+            await session.open_context("", None, wait_ready=True)
         except GatewayError as err:
-            await session.close_upstream()
-            app[METRICS].requests.labels(ctx.mapping.provider, route.name, str(
-                ctx.mapping.errors.kinds[err.kind].status)).inc()
+            await session.close_all()
+            metrics.requests.labels(ctx.mapping.provider, route.name,
+                                    str(ctx.mapping.errors.kinds[err.kind].status)).inc()
             return refuse_upgrade(ctx, err)
     await ws.prepare(request)
-    metrics = app[METRICS]
     metrics.active_ws.labels(ctx.mapping.provider).inc()
     status = "ok"
     try:
@@ -117,15 +118,28 @@ async def _serve(request: web.Request, ctx: RequestContext) -> web.StreamRespons
     return ws
 
 
+class Context:
+    """One Gradium request on a client socket."""
+
+    def __init__(self, key: str, plan: SessionPlan, scope: dict[str, Any], upstream: GradiumStream,
+                 transcoder: Transcoder | None, prev: Context | None) -> None:
+        self.key = key
+        self.plan = plan
+        self.scope = scope
+        self.upstream = upstream
+        self.transcoder = transcoder
+        self.prev = prev  # the previous request under the same key, still finishing
+        self.words = WordBuffer()
+        self.eos_sent = False
+        self.flush_id = 0
+        self.ready: dict[str, Any] | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.finished = asyncio.Event()
+
+
 class WsSession:
-    def __init__(
-        self,
-        request: web.Request,
-        ctx: RequestContext,
-        ws: web.WebSocketResponse,
-        req: RequestData,
-        cred: Credential | None,
-    ) -> None:
+    def __init__(self, request: web.Request, ctx: RequestContext, ws: web.WebSocketResponse, req: RequestData,
+                 cred: Credential | None) -> None:
         self.app = request.app
         self.ctx = ctx
         self.route = ctx.route
@@ -134,18 +148,19 @@ class WsSession:
         self.ws = ws
         self.req = req
         self.cred = cred
-        self.upstream: GradiumStream | None = None
-        self.plan: SessionPlan | None = None
-        self.ready: dict[str, Any] | None = None  # Gradium's `ready`, when read before the upgrade
-        self.base_scope: dict[str, Any] = {}
-        self.in_transcoder: Transcoder | None = None
-        self.words = WordBuffer()
-        self.eos_sent = False
-        self.flush_id = 0
+        self.key: str | None = None
+        self.active: dict[str, Context] = {}  # accepting input
+        self.live: set[Context] = set()  # not finished (includes those draining after end of input)
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.accepting = True
+        self.closing = False
+        self.sequence = 0
         self.last_activity = time.monotonic()
         self.first_out: float | None = None
         self.frames_in = 0
         self.events_out = 0
+        self.upstream_request_id: str | None = None
+        self._scope: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -153,39 +168,30 @@ class WsSession:
         tasks: list[asyncio.Task[Any]] = []
         try:
             first = None
-            if self.upstream is None:
+            if not self.live and self.wspec.spec.open != "on_demand":
                 if self.wspec.spec.open == "first_message":
                     first = await self._first_message()
-                    self.req.message = first if isinstance(first, dict) else None
-                await self.open_upstream(wait_ready=False)
-            tasks = [
-                asyncio.create_task(self._upstream_to_client(), name="upstream->client"),
-                asyncio.create_task(self._client_to_upstream(first), name="client->upstream"),
-            ]
+                await self.open_context("", first if isinstance(first, dict) else None, wait_ready=False)
+            if self.wspec.greeting is not None:
+                await self._send(self.wspec.greeting(self._session_scope()))
+            for c in self.live:
+                self._start(c)
+            tasks = [asyncio.create_task(self._client_loop(first), name="client")]
             idle = self._idle_seconds()
             if idle:
                 tasks.append(asyncio.create_task(self._watchdog(idle), name="idle"))
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for t in tasks:
-                if not t.done():
-                    t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-            finished = next(iter(done))
+            await asyncio.wait([*tasks, self.done], return_when=asyncio.FIRST_COMPLETED)
+            if self.done.done():
+                await self.ws.close(code=self.done.result())  # raises the failure, if that is how it ended
+                return "ok"
+            finished = next(t for t in tasks if t.done())
             exc = finished.exception()
             if exc is not None:
                 raise exc
-            if finished.get_name() == "upstream->client":
-                await self.ws.close(code=self.wspec.spec.close_on_end)
-                return "ok"
             return "client_closed"
         except GatewayError as err:
             await self._fail(err)
             return err.kind
-        except _CloseRequested:
-            await self.ws.close(code=1000)
-            return "ok"
         except (_ClientGone, ConnectionResetError):
             return "client_gone"
         except AudioError as exc:
@@ -197,17 +203,33 @@ class WsSession:
             return "internal"
         finally:
             for t in tasks:
-                if not t.done():
-                    t.cancel()
-            await self.close_upstream()
+                t.cancel()
+            await self.close_all()
             log.info(
                 "ws.done",
                 ms=self.ctx.elapsed_ms(),
                 frames_in=self.frames_in,
                 events_out=self.events_out,
                 first_output_ms=round((self.first_out - self.ctx.started) * 1000, 2) if self.first_out else None,
-                upstream_request_id=getattr(self.upstream, "request_id", None),
+                upstream_request_id=self.upstream_request_id,
             )
+
+    async def close_all(self) -> None:
+        for c in list(self.live):
+            if c.reader is not None and c.reader is not asyncio.current_task():
+                c.reader.cancel()
+            with contextlib.suppress(Exception):
+                await c.upstream.close()
+        self.live.clear()
+        self.active.clear()
+
+    def _finish(self, code: int) -> None:
+        if not self.done.done():
+            self.done.set_result(code)
+
+    def _abort(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
 
     async def _first_message(self) -> Any:
         try:
@@ -216,39 +238,22 @@ class WsSession:
             raise GatewayError("idle_timeout", "No initial message received") from None
         return self._decode(msg)
 
-    async def open_upstream(self, wait_ready: bool) -> None:
-        if self.cred is None and self.req.message is not None:
-            self.cred = find_credential(self.ctx.mapping.credentials, self.req)
-        key = self.app[AUTH].upstream_key(self.cred, scope=self.route.name)
-        params = self.route.read_params(self.req)
-        self.plan = plan_session(self.ctx, params)
-        self.base_scope = self.ctx.scope(params)
-        if self.plan.kind == "asr":
+    def _session_scope(self) -> dict[str, Any]:
+        """Scope for socket-level templates (greeting, inbound fields, cleared): handshake params only."""
+        if self._scope is None:
             try:
-                self.in_transcoder = make_transcoder(self.plan.info.audio_in, self.plan.info.gradium_in)
-            except AudioError as exc:
-                raise GatewayError("unsupported_format", str(exc)) from None
-        spec = self.route.spec.gradium
-        assert spec is not None
-        self.upstream = await self.app[GRADIUM].open_ws(spec.kind, self.plan.setup, key)
-        if wait_ready:
-            timeout = self.app[SETTINGS].gradium.ready_timeout_s
-            try:
-                self.ready = await asyncio.wait_for(self.upstream.recv(), timeout)
-            except TimeoutError:
-                raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
-        fmt = self.plan.setup.get("output_format") or self.plan.setup.get("input_format")
-        log.info("ws.open", upstream_format=fmt)
-
-    async def close_upstream(self) -> None:
-        if self.upstream is not None:
-            with contextlib.suppress(Exception):
-                await self.upstream.close()
+                params = self.route.read_params(RequestData(self.req.path, self.req.query, self.req.header))
+            except GatewayError:
+                params = {}
+            self._scope = self.ctx.scope(params)
+        scope = self._scope.copy()
+        scope["sequence_id"] = self.sequence
+        return scope
 
     def _idle_seconds(self) -> float | None:
         if self.wspec.idle_seconds is None:
             return None
-        value = self.wspec.idle_seconds(self.base_scope)
+        value = self.wspec.idle_seconds(self._session_scope())
         return float(value) if value else None
 
     async def _watchdog(self, seconds: float) -> None:
@@ -257,9 +262,7 @@ class WsSession:
             if remaining <= 0:
                 idle = self.wspec.spec.idle
                 assert idle is not None
-                raise GatewayError(
-                    idle.error, idle.message or f"No input received within {seconds:g} seconds"
-                )
+                raise GatewayError(idle.error, idle.message or f"No input received within {seconds:g} seconds")
             await asyncio.sleep(remaining)
 
     async def _fail(self, err: GatewayError) -> None:
@@ -272,6 +275,106 @@ class WsSession:
             if tpl is not None:
                 await self.ws.send_frame(orjson.dumps(tpl(error_scope(self.ctx, err))), WSMsgType.TEXT)
             await self.ws.close(code=spec.close, message=(spec.reason or "").encode()[:120])
+
+    # -- contexts --------------------------------------------------------------------------------
+
+    async def open_context(self, key: str, message: dict[str, Any] | None, *, wait_ready: bool) -> Context:
+        limit = self.wspec.spec.max_contexts
+        if limit is not None and len(self.live) >= limit:
+            raise GatewayError("too_many_contexts",
+                               f"Maximum simultaneous contexts per WebSocket connection exceeded ({limit})")
+        req = RequestData(self.req.path, self.req.query, self.req.header, message=message)
+        if self.key is None:
+            if self.cred is None and message is not None:
+                self.cred = find_credential(self.ctx.mapping.credentials, req)
+            self.key = self.app[AUTH].upstream_key(self.cred, scope=self.route.name)
+        params = self.route.read_params(req)
+        plan = plan_session(self.ctx, params)
+        scope = self.ctx.scope(params)
+        scope["context_id"] = key or None
+        transcoder = None
+        if plan.kind == "asr":
+            try:
+                transcoder = make_transcoder(plan.info.audio_in, plan.info.gradium_in)
+            except AudioError as exc:
+                raise GatewayError("unsupported_format", str(exc)) from None
+        spec = self.route.spec.gradium
+        assert spec is not None
+        upstream = await self.app[GRADIUM].open_ws(spec.kind, plan.setup, self.key)
+        c = Context(key, plan, scope, upstream, transcoder, self.active.get(key))
+        self.live.add(c)
+        self.active[key] = c
+        if wait_ready:
+            try:
+                c.ready = await asyncio.wait_for(upstream.recv(), self.app[SETTINGS].gradium.ready_timeout_s)
+            except TimeoutError:
+                raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
+        log.info("ws.context_open", context=key or None,
+                 upstream_format=plan.setup.get("output_format") or plan.setup.get("input_format"))
+        return c
+
+    def _start(self, c: Context) -> None:
+        c.reader = asyncio.create_task(self._read(c), name=f"context:{c.key}")
+
+    async def _read(self, c: Context) -> None:
+        try:
+            if c.prev is not None:
+                await c.prev.finished.wait()  # keep the order of audio under one context id
+            transform = c.plan.transform
+            if c.ready is not None:
+                await self._emit(c, transform.on_gradium(c.ready))
+            while True:
+                msg = await c.upstream.recv()
+                if msg is None:
+                    break
+                await self._emit(c, transform.on_gradium(msg))
+                if msg.get("type") == "end_of_stream":
+                    break
+            self.upstream_request_id = c.upstream.request_id
+        except asyncio.CancelledError:
+            raise
+        except GatewayError as err:
+            self._abort(err)
+            return
+        except Exception as exc:
+            self._abort(exc)
+            return
+        finally:
+            c.finished.set()
+        self.live.discard(c)
+        if self.active.get(c.key) is c:
+            del self.active[c.key]
+        with contextlib.suppress(Exception):
+            await c.upstream.close()
+        if self.wspec.spec.on_end == "close" or (self.closing and not self.live):
+            self._finish(self.wspec.spec.close_on_end)
+
+    async def _emit(self, c: Context, events: list[tuple[str, dict[str, Any]]]) -> None:
+        for name, fields in events:
+            if name == GRADIUM_EVENT:
+                if not c.eos_sent:
+                    await c.upstream.send(fields)
+                continue
+            scope = c.scope.copy()
+            scope.setdefault("sequence_id", self.sequence)
+            rendered = render_event(self.route, scope, name, fields)
+            if rendered is not None:
+                await self._send(rendered)
+            elif isinstance(fields.get("audio"), bytes) and fields["audio"]:
+                await self.ws.send_bytes(fields["audio"])
+                self._count_out()
+
+    async def _send(self, rendered: Any) -> None:
+        await self.ws.send_frame(orjson.dumps(rendered), WSMsgType.TEXT)
+        self._count_out()
+
+    def _count_out(self) -> None:
+        self.events_out += 1
+        if self.first_out is None:
+            self.first_out = time.monotonic()
+            self.app[METRICS].first_output.labels(self.ctx.mapping.provider, self.route.name).observe(
+                self.first_out - self.ctx.started
+            )
 
     # -- client -> Gradium -----------------------------------------------------------------------
 
@@ -291,12 +394,11 @@ class WsSession:
                 raise GatewayError("payload_too_large", "Message is too large")
         raise _ClientGone()
 
-    async def _client_to_upstream(self, first: Any) -> None:
+    async def _client_loop(self, first: Any) -> None:
         if first is not None:
             await self._handle(first)
         while True:
-            msg = await self.ws.receive()
-            data = self._decode(msg)
+            data = self._decode(await self.ws.receive())
             self.frames_in += 1
             await self._handle(data)
 
@@ -312,40 +414,48 @@ class WsSession:
         self.last_activity = time.monotonic()
         if action == "error":
             raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
-        if action == "close":
-            raise _CloseRequested()
-        if action == "keepalive":
+        if action == "keepalive" or not self.accepting:
             return
-        if self.eos_sent:
-            return  # input after end of input has nowhere to go
         fields: dict[str, Any] = {}
         if rule.fields is not None:
-            scope = self.base_scope.copy()
+            scope = self._session_scope()
             scope["message"] = data
             fields = rule.fields(scope) or {}
-        assert self.upstream is not None and self.plan is not None
+        key = "" if fields.get("context") is None else str(fields["context"])
+        if action == "close":
+            await self._close_gracefully()
+            return
+        if action == "clear":
+            await self._clear(key)
+            return
+        c = self.active.get(key)
+        if c is None or c.eos_sent:
+            if action == "end_of_stream":
+                return  # nothing open under that id
+            c = await self.open_context(key, data if isinstance(data, dict) else None, wait_ready=False)
+            self._start(c)
         if action == "audio":
-            fields["audio"] = await self._audio(data if isinstance(data, bytes | bytearray) else fields.get("audio"))
+            fields["audio"] = await self._audio(c, data if isinstance(data, bytes | bytearray) else fields.get("audio"))
         elif action == "text":
             text = fields.get("text")
             if text is not None and not isinstance(text, str):
                 raise GatewayError("invalid_message", "text must be a string")
-            ready = self.words.push(text or "")
+            ready = c.words.push(text or "")
             if ready:
-                await self.upstream.send({"type": "text", "text": ready})
+                await c.upstream.send({"type": "text", "text": ready})
             if fields.get("flush"):
-                await self._flush()
+                await self._flush(c)
         elif action == "flush":
-            await self._flush()
+            await self._flush(c)
             return  # _flush tells the transform, with the flush id
         elif action == "end_of_stream":
-            await self._end_of_input()
-        for name, ev in self.plan.transform.on_action(action, fields):
-            await self._send_event(name, ev)
+            await self._end_of_input(c)
+        await self._emit(c, c.plan.transform.on_action(action, fields))
 
-    async def _audio(self, chunk: Any) -> bytes:
+    async def _audio(self, c: Context, chunk: Any) -> bytes:
         """Transcode and forward one chunk of client audio; returns the client's bytes."""
-        assert self.upstream is not None and self.in_transcoder is not None
+        if c.transcoder is None:
+            raise GatewayError("invalid_message", "This socket does not take audio")
         if isinstance(chunk, str):
             try:
                 chunk = base64.b64decode(chunk, validate=True)
@@ -354,72 +464,63 @@ class WsSession:
         if not chunk:
             return b""
         chunk = bytes(chunk)
-        out = self.in_transcoder.feed(chunk)
+        out = c.transcoder.feed(chunk)
         if out:
-            await self.upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
+            await c.upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
         return chunk
 
-    async def _flush(self) -> None:
-        assert self.upstream is not None and self.plan is not None
-        if self.plan.kind == "tts":
-            rest = self.words.drain()
+    async def _flush(self, c: Context) -> None:
+        if c.plan.kind == "tts":
+            rest = c.words.drain()
             # Gradium TTS flushes with an inline tag; it joins messages with a space.
-            await self.upstream.send({"type": "text", "text": f"{rest} <flush>" if rest else "<flush>"})
+            await c.upstream.send({"type": "text", "text": f"{rest} <flush>" if rest else "<flush>"})
             return
-        if self.in_transcoder is not None:
-            tail = self.in_transcoder.flush() if not self.in_transcoder.passthrough else b""
+        if c.transcoder is not None and not c.transcoder.passthrough:
+            tail = c.transcoder.flush()
             if tail:
-                await self.upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
-        self.flush_id += 1
-        await self.upstream.send({"type": "flush", "flush_id": self.flush_id})
-        for name, ev in self.plan.transform.on_action("flush", {"flush_id": self.flush_id}):
-            await self._send_event(name, ev)
+                await c.upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
+        c.flush_id += 1
+        await c.upstream.send({"type": "flush", "flush_id": c.flush_id})
+        await self._emit(c, c.plan.transform.on_action("flush", {"flush_id": c.flush_id}))
 
-    async def _end_of_input(self) -> None:
-        assert self.upstream is not None and self.plan is not None
-        if self.plan.kind == "tts":
-            rest = self.words.drain()
+    async def _end_of_input(self, c: Context) -> None:
+        if c.plan.kind == "tts":
+            rest = c.words.drain()
             if rest:
-                await self.upstream.send({"type": "text", "text": rest})
-        elif self.in_transcoder is not None:
-            tail = self.in_transcoder.flush()
+                await c.upstream.send({"type": "text", "text": rest})
+        elif c.transcoder is not None:
+            tail = c.transcoder.flush()
             if tail:
-                await self.upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
-        await self.upstream.send({"type": "end_of_stream"})
-        self.eos_sent = True
+                await c.upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
+        await c.upstream.send({"type": "end_of_stream"})
+        c.eos_sent = True
+        c.scope["sequence_id"] = self.sequence  # e.g. Deepgram's Flushed counts flushes from 0
+        self.sequence += 1
+        if self.wspec.spec.on_end == "close":
+            self.accepting = False  # the socket ends with this request
 
-    # -- Gradium -> client -----------------------------------------------------------------------
+    async def _close_gracefully(self) -> None:
+        """Finish every open request, then close (ElevenLabs close_socket, Deepgram Close)."""
+        self.closing = True
+        self.accepting = False
+        for c in list(self.active.values()):
+            if not c.eos_sent:
+                await self._end_of_input(c)
+        if not self.live:
+            self._finish(1000)
 
-    async def _upstream_to_client(self) -> None:
-        assert self.upstream is not None and self.plan is not None
-        transform = self.plan.transform
-        if self.ready is not None:
-            transform.on_gradium(self.ready)
-        while True:
-            msg = await self.upstream.recv()
-            if msg is None:
-                return
-            for name, fields in transform.on_gradium(msg):
-                if name == GRADIUM_EVENT:
-                    if not self.eos_sent:
-                        await self.upstream.send(fields)
-                    continue
-                await self._send_event(name, fields)
-            if msg.get("type") == "end_of_stream":
-                return
-
-    async def _send_event(self, name: str, fields: dict[str, Any]) -> None:
-        rendered = render_event(self.route, self.base_scope, name, fields)
-        if rendered is None:
-            binary = fields.get("binary")
-            if not binary:
-                return
-            await self.ws.send_bytes(binary)
-        else:
-            await self.ws.send_frame(orjson.dumps(rendered), WSMsgType.TEXT)
-        self.events_out += 1
-        if self.first_out is None:
-            self.first_out = time.monotonic()
-            self.app[METRICS].first_output.labels(self.ctx.mapping.provider, self.route.name).observe(
-                self.first_out - self.ctx.started
-            )
+    async def _clear(self, key: str) -> None:
+        """Drop a request's pending text and audio at once (Deepgram Clear, Cartesia cancel)."""
+        c = self.active.pop(key, None)
+        if c is not None:
+            self.live.discard(c)
+            if c.reader is not None:
+                c.reader.cancel()
+            with contextlib.suppress(Exception):
+                await c.upstream.close()
+            c.finished.set()
+        scope = self._session_scope()
+        scope["context_id"] = key or None
+        rendered = render_event(self.route, scope, "cleared", {})
+        if rendered is not None:
+            await self._send(rendered)

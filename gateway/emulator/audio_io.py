@@ -1,6 +1,6 @@
 """The emulator's side of the audio layer: int16 PCM to a Gradium output format and back.
 
-All codec work goes through `gateway.audio.transcode.make_transcoder`; only the identity case
+All codec work goes through `gateway.audio.make_transcoder`; only the identity case
 (s16 PCM already at the wire rate) skips it, which is also what real Gradium serves fastest.
 """
 
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.audio.formats import OGG, WAV, AudioFormat, pcm16
-from gateway.audio import transcode
-from gateway.audio.transcode import AudioError
+from gateway.audio.formats import PCM_S16LE, AudioFormat, pcm16
+from gateway.audio.transcode import AudioError, Transcoder, make_transcoder
 from gateway.emulator.protocol import UNSUPPORTED, GradiumError
 
 
 def _is_plain_pcm(fmt: AudioFormat) -> bool:
-    return fmt.is_raw_pcm and fmt.bytes_per_sample == 2 and fmt.encoding == "pcm_s16le" and fmt.channels == 1
+    return fmt.is_raw_pcm and fmt.encoding == PCM_S16LE and fmt.channels == 1
 
 
 class AudioEncoder:
@@ -26,7 +25,12 @@ class AudioEncoder:
         # Tones are synthesized directly at the wire rate: no resampling for any PCM/G.711 rate,
         # and 48 kHz for wav and opus (Gradium's native rate).
         self.sample_rate = fmt.sample_rate
-        self._transcoder = None if _is_plain_pcm(fmt) else transcode.make_transcoder(pcm16(fmt.sample_rate), fmt)
+        self._transcoder: Transcoder | None = None
+        if not _is_plain_pcm(fmt):
+            try:
+                self._transcoder = make_transcoder(pcm16(fmt.sample_rate), fmt)
+            except AudioError as exc:
+                raise GradiumError(UNSUPPORTED, f"Unsupported output format: {exc}") from None
 
     def encode(self, pcm: np.ndarray) -> bytes:
         data = pcm.astype("<i2", copy=False).tobytes()
@@ -42,12 +46,14 @@ class AudioDecoder:
     def __init__(self, fmt: AudioFormat, sample_rate: int) -> None:
         self.sample_rate = sample_rate
         target = pcm16(sample_rate)
-        self._transcoder = None
+        self._transcoder: Transcoder | None = None
         if not (_is_plain_pcm(fmt) and fmt.sample_rate == sample_rate):
-            # Containers carry their own rate and layout in their header; let the audio layer read
-            # them instead of trusting the nominal rate of the format name.
-            src = None if fmt.container in (WAV, OGG) else fmt
-            self._transcoder = transcode.make_transcoder(src, target)
+            # For wav and opus the audio layer reads rate and layout from the container header,
+            # so the nominal rate of the format name does not matter.
+            try:
+                self._transcoder = make_transcoder(fmt, target)
+            except AudioError as exc:
+                raise GradiumError(UNSUPPORTED, f"Unsupported input format: {exc}") from None
         self._carry = b""  # an odd trailing byte: a sample split across two messages
 
     def _samples(self, data: bytes) -> np.ndarray:

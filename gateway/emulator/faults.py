@@ -21,6 +21,7 @@ from gateway.emulator.stats import STATS, Stats
 
 ErrorShape = Literal["plain", "raw", "json_error", "json_detail"]
 ERROR_SHAPES: tuple[str, ...] = ("plain", "raw", "json_error", "json_detail")
+Transport = Literal["ws", "rest"]
 
 
 @dataclass
@@ -46,11 +47,10 @@ class Faults:
     match_path: str | None = None
     times: int | None = None
 
-    @property
-    def active(self) -> bool:
-        return any(
-            getattr(self, f.name) != f.default for f in fields(self) if f.name not in ("match_path", "times")
-        )
+    def active(self, transport: Transport | None = None) -> bool:
+        """Whether any fault is switched on (for this transport: WS and REST have their own)."""
+        names = _TRIGGERS if transport is None else _TRIGGERS - _NOT_FOR[transport]
+        return any(getattr(self, name) != _DEFAULTS[name] for name in names)
 
     def reset(self) -> None:
         """In place, so references a test holds (`app[FAULTS]`) see the reset."""
@@ -68,9 +68,13 @@ class Faults:
         for name, value in checked.items():
             setattr(self, name, value)
 
-    def take(self, path: str) -> Faults | None:
-        """The faults that apply to a request starting now on `path`, counting down `times`."""
-        if not self.active or (self.match_path is not None and self.match_path not in path):
+    def take(self, path: str, transport: Transport) -> Faults | None:
+        """The faults that apply to a request starting now, counting down `times`.
+
+        A request only uses up `times` when a fault actually applies to it, so a REST-only fault
+        with `times: 1` is not consumed by a WebSocket connection.
+        """
+        if not self.active(transport) or (self.match_path is not None and self.match_path not in path):
             return None
         snapshot = dataclasses.replace(self)
         if self.times is not None:
@@ -81,6 +85,22 @@ class Faults:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Fields that switch a fault on; the others only shape or scope it.
+_TRIGGERS = frozenset(
+    {
+        "ready_delay_s",
+        "first_audio_delay_s",
+        "frame_delay_s",
+        "http_status",
+        "ws_reject_status",
+        "error_after_messages",
+        "drop_after_messages",
+    }
+)
+_NOT_FOR: dict[str, frozenset[str]] = {"ws": frozenset({"http_status"}), "rest": frozenset({"ws_reject_status"})}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Faults)}
 
 
 def _check(name: str, value: Any) -> Any:

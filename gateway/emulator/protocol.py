@@ -206,9 +206,7 @@ def parse_stt_setup(msg: dict[str, Any], default_delay_in_frames: int) -> SttSet
     )
 
 
-def tts_ready(
-    request_id: str, setup: TtsSetup, sample_rate: int, *, model_ext: str, residency: str
-) -> dict[str, Any]:
+def tts_ready(request_id: str, setup: TtsSetup, sample_rate: int, *, model_ext: str, residency: str) -> dict[str, Any]:
     """All six fields RS deserializes strictly, plus model_ext and residency (DOCS lifecycle)."""
     return {
         "type": "ready",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,11 +29,8 @@ from gateway.emulator.protocol import (
 from gateway.emulator.state import STATE, EmulatorState
 from gateway.emulator.stats import STATS
 from gateway.emulator.stt import SttEngine
-from gateway.emulator.tts import TtsEngine
+from gateway.emulator.tts import Pacer, TtsEngine
 from gateway.emulator.voices import DEFAULT_VOICE_ID
-from gateway.emulator.ws import Pacer
-
-log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,7 +63,7 @@ def guarded(*, speech: bool) -> Callable[[Handler], Handler]:
         async def guarded_handler(request: web.Request) -> web.StreamResponse:
             app = request.app
             app[STATS].rest_requests += 1
-            gate = FaultGate(app[FAULTS].take(request.path), app[STATS])
+            gate = FaultGate(app[FAULTS].take(request.path, "rest"), app[STATS])
             canned = gate.http_response()
             if canned is not None:
                 return canned
@@ -96,8 +93,7 @@ class _Stream:
     async def write(self, msg: Message) -> None:
         if self.done:
             return
-        if not self.ndjson and msg["type"] != "audio":
-            return
+        # Raw audio has no ready line, but latency faults still apply before the first byte.
         action = await self.gate.before(msg["type"])
         if action is Action.DROP:
             self.done = True
@@ -112,6 +108,8 @@ class _Stream:
                 assert self.gate.faults is not None
                 f = self.gate.faults
                 await self.response.write(dumps_line(error_message(f.error_code, f.error_message)))
+            return
+        if not self.ndjson and msg["type"] != "audio":
             return
         await self.response.write(dumps_line(msg) if self.ndjson else msg["audio"])
         self.gate.sent += 1
@@ -130,10 +128,8 @@ class _Stream:
     async def end(self) -> None:
         if self.request.transport is None or self.request.transport.is_closing():
             return
-        try:
+        with contextlib.suppress(ConnectionError):
             await self.response.write_eof()
-        except ConnectionError:
-            pass
 
 
 # -- speech ---------------------------------------------------------------------------------------
@@ -292,9 +288,7 @@ async def create_voice(request: web.Request) -> web.Response:
                 fields[part.name] = await part.text()  # type: ignore[union-attr]
     if filename is None or "name" not in fields:
         missing = "audio_file" if filename is None else "name"
-        return _json(
-            {"detail": [{"loc": ["body", missing], "msg": "Field required", "type": "missing"}]}, status=422
-        )
+        return _json({"detail": [{"loc": ["body", missing], "msg": "Field required", "type": "missing"}]}, status=422)
     try:
         start_s = float(fields.get("start_s", "0") or 0)
     except ValueError:

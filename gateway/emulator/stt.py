@@ -33,10 +33,7 @@ def inactivity_probs(trailing_silence_s: float, speaking: bool, sentence_ended: 
     out = []
     tau = TAU_SENTENCE_END_S if sentence_ended else TAU_MID_SENTENCE_S
     for horizon in VAD_HORIZONS:
-        if speaking:
-            p = P_SPEAKING
-        else:
-            p = 1.0 - math.exp(-trailing_silence_s / (tau * math.sqrt(horizon)))
+        p = P_SPEAKING if speaking else 1.0 - math.exp(-trailing_silence_s / (tau * math.sqrt(horizon)))
         out.append({"horizon_s": horizon, "inactivity_prob": round(min(P_MAX, max(P_MIN, p)), 4)})
     return out
 

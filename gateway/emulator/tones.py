@@ -1,8 +1,9 @@
 """The tone codec: text spelled as pure tones, so the emulator's ASR can read what its TTS said.
 
-Each symbol of a small alphabet is a short sine burst at its own frequency, 65 Hz apart between
-380 and 3045 Hz, so that G.711 at 8 kHz, 32 kbps mp3 and Opus keep them. A test can therefore push text
-through TTS, through any transcode the gateway does, back through STT, and compare words.
+Each symbol of a small alphabet is a short sine burst at its own frequency, 65 Hz apart from 380
+to 3045 Hz, inside the telephone band, so G.711 at 8 kHz, 32 kbps mp3 and Opus all keep them. A
+test can push text through TTS, through any transcode the gateway does, back through STT, and
+compare words.
 
 Layout of the signal:
 - a character is a `TONE_S` burst followed by a `CHAR_GAP_S` gap;
@@ -32,6 +33,8 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789'"
 PUNCTUATION = ".,?!"
 SENTENCE_END = frozenset(".?!")
 REPEAT = "\x00"
+# REPEAT is the most frequent non-letter symbol, so it takes the bottom of the band, which even
+# 8 kbps mp3 keeps; rare punctuation takes the top.
 SYMBOLS = REPEAT + LETTERS + PUNCTUATION
 BASE_HZ = 380.0
 STEP_HZ = 65.0
@@ -91,6 +94,14 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """A whitespace-delimited token as written, and the word the tones spell for it."""
+
+    original: str
+    spoken: str
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
     """A `<flush>` tag: the streaming TTS renders everything before it now; audio is unchanged."""
 
@@ -116,25 +127,30 @@ def normalize_word(token: str) -> str:
     return "".join(body) + "".join(tail[-1:])
 
 
-def parse(text: str) -> list[str | Pause | Flush]:
-    """Split text into spoken words, `<break>` pauses and `<flush>` markers."""
-    items: list[str | Pause | Flush] = []
+def _tokens(text: str) -> list[Token]:
+    tokens = (Token(t, normalize_word(t)) for t in text.split())
+    return [t for t in tokens if t.spoken]
+
+
+def parse(text: str) -> list[Token | Pause | Flush]:
+    """Split text into spoken tokens, `<break>` pauses and `<flush>` markers."""
+    items: list[Token | Pause | Flush] = []
     pos = 0
     for m in _TAG.finditer(text):
-        items.extend(w for w in map(normalize_word, text[pos : m.start()].split()) if w)
+        items.extend(_tokens(text[pos : m.start()]))
         if m.group(1) is not None:
             value = float(m.group(1)) / (1000.0 if (m.group(2) or "s").lower() == "ms" else 1.0)
             items.append(Pause(min(MAX_BREAK_S, max(MIN_BREAK_S, value))))
         else:
             items.append(Flush())
         pos = m.end()
-    items.extend(w for w in map(normalize_word, text[pos:].split()) if w)
+    items.extend(_tokens(text[pos:]))
     return items
 
 
 def normalize_words(text: str) -> list[str]:
     """The words `transcribe` is expected to return for audio synthesized from `text`."""
-    return [item for item in parse(text) if isinstance(item, str)]
+    return [item.spoken for item in parse(text) if isinstance(item, Token)]
 
 
 def encode_symbols(word: str) -> str:
@@ -189,8 +205,7 @@ class ToneSynth:
         t = np.arange(self._tone_len) / sample_rate
         scale = AMPLITUDE * 32767.0
         self._bursts: dict[str, np.ndarray] = {
-            s: (np.sin(2 * math.pi * f * t) * envelope * scale).astype(np.int16)
-            for s, f in FREQUENCIES.items()
+            s: (np.sin(2 * math.pi * f * t) * envelope * scale).astype(np.int16) for s, f in FREQUENCIES.items()
         }
         self._pending_lead = round(lead_in_s * sample_rate)
 
@@ -239,8 +254,8 @@ def synthesize(text: str, sample_rate: int) -> tuple[np.ndarray, list[WordTiming
     for item in parse(text):
         if isinstance(item, Pause):
             parts.append(synth.pause(item.seconds))
-        elif isinstance(item, str):
-            audio, timing = synth.word(item)
+        elif isinstance(item, Token):
+            audio, timing = synth.word(item.spoken)
             parts.append(audio)
             timings.append(timing)
     if not parts:

@@ -7,6 +7,7 @@ sends, never as one clip.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,11 +71,11 @@ class TtsEngine:
 
     def _render(self, text: str) -> Iterator[Message]:
         for item in tones.parse(text):
-            if isinstance(item, str):
-                audio, timing = self._synth.word(item)
+            if isinstance(item, tones.Token):
+                audio, timing = self._synth.word(item.spoken)
                 yield {
                     "type": "text",
-                    "text": timing.text,
+                    "text": item.original,  # as written, like Gradium; the audio spells `spoken`
                     "start_s": round(timing.start_s, 4),
                     "stop_s": round(timing.stop_s, 4),
                     "stream_id": 0,
@@ -129,3 +130,24 @@ class TtsEngine:
             "stop_s": round(stop_s, 4),
             "stream_id": 0,
         }
+
+
+class Pacer:
+    """Holds TTS audio to `realtime_factor` wall seconds per audio second (0: no holding)."""
+
+    def __init__(self, realtime_factor: float) -> None:
+        self._factor = realtime_factor
+        self._t0: float | None = None
+
+    async def wait(self, msg: Message) -> None:
+        if msg["type"] != "audio":
+            return
+        loop = asyncio.get_running_loop()
+        if self._factor <= 0:
+            # As fast as possible, but one request must not starve the others on the loop.
+            await asyncio.sleep(0)
+            return
+        if self._t0 is None:
+            self._t0 = loop.time() - msg["start_s"] * self._factor
+        delay = self._t0 + msg["start_s"] * self._factor - loop.time()
+        await asyncio.sleep(max(0.0, delay))

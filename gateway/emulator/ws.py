@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -42,7 +43,7 @@ from gateway.emulator.protocol import (
 from gateway.emulator.state import STATE, EmulatorState
 from gateway.emulator.stats import STATS, Stats
 from gateway.emulator.stt import SttEngine
-from gateway.emulator.tts import TtsEngine
+from gateway.emulator.tts import Pacer, TtsEngine
 from gateway.emulator.voices import DEFAULT_VOICE_ID
 
 log = logging.getLogger(__name__)
@@ -54,27 +55,6 @@ INPUT_QUEUE = 256  # per request: backpressure on the socket rather than unbound
 
 class ConnectionClosed(Exception):
     """The socket is gone, failed or dropped on purpose: the session stops quietly."""
-
-
-class Pacer:
-    """Holds TTS audio to `realtime_factor` wall seconds per audio second (0: no holding)."""
-
-    def __init__(self, realtime_factor: float) -> None:
-        self._factor = realtime_factor
-        self._t0: float | None = None
-
-    async def wait(self, msg: Message) -> None:
-        if msg["type"] != "audio":
-            return
-        loop = asyncio.get_running_loop()
-        if self._factor <= 0:
-            # As fast as possible, but one request must not starve the others on the loop.
-            await asyncio.sleep(0)
-            return
-        if self._t0 is None:
-            self._t0 = loop.time() - msg["start_s"] * self._factor
-        delay = self._t0 + msg["start_s"] * self._factor - loop.time()
-        await asyncio.sleep(max(0.0, delay))
 
 
 class WsConnection:
@@ -125,10 +105,8 @@ class WsConnection:
         if self.closed or self.ws.closed:
             return
         self.closed = True
-        try:
+        with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=1000)
-        except (ConnectionError, RuntimeError):
-            pass
 
     def drop(self) -> None:
         """Abrupt TCP close, no close frame: what a crashed server or a proxy timeout looks like."""
@@ -340,9 +318,11 @@ async def _read(conn: WsConnection, kind: Kind) -> None:
 async def _serve(request: web.Request, kind: Kind) -> web.StreamResponse:
     app = request.app
     state, stats = app[STATE], app[STATS]
-    gate = FaultGate(app[FAULTS].take(request.path), stats)
+    gate = FaultGate(app[FAULTS].take(request.path, "ws"), stats)
     if gate.faults is not None and gate.faults.ws_reject_status is not None:
-        return gate_reject(gate)
+        return web.Response(
+            status=gate.faults.ws_reject_status, text=gate.faults.http_error_message, content_type="text/plain"
+        )
     ws = web.WebSocketResponse(
         max_msg_size=state.settings.max_message_bytes,
         heartbeat=state.settings.heartbeat_s,
@@ -371,12 +351,6 @@ async def _serve(request: web.Request, kind: Kind) -> web.StreamResponse:
         if conn.tasks:
             await asyncio.gather(*conn.tasks, return_exceptions=True)
     return ws
-
-
-def gate_reject(gate: FaultGate) -> web.Response:
-    assert gate.faults is not None and gate.faults.ws_reject_status is not None
-    f = gate.faults
-    return web.Response(status=f.ws_reject_status or 500, text=f.http_error_message, content_type="text/plain")
 
 
 async def tts_ws(request: web.Request) -> web.StreamResponse:

@@ -26,7 +26,9 @@ from gateway.mapping.template import Render, TemplateError, compile_template, re
 from gateway.mapping.transforms import TRANSFORMS, EventTransform
 
 # Names every template may use besides the route's params.
-BUILTIN_NAMES = frozenset({"request_id", "error", "char_count", "created", "message", "item", "provider"})
+BUILTIN_NAMES = frozenset(
+    {"request_id", "error", "char_count", "created", "message", "item", "provider", "context_id", "sequence_id"}
+)
 # Event fields transforms put in scope when rendering their events.
 EVENT_NAMES = frozenset(
     {
@@ -61,6 +63,7 @@ class CompiledWs:
     spec: WsSpec
     inbound: list[CompiledInbound]
     idle_seconds: Render | None
+    greeting: Render | None
 
 
 @dataclass(slots=True)
@@ -235,7 +238,10 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         idle = None
         if route.websocket.idle is not None:
             idle = _check_names(route.websocket.idle.seconds, known, (*wloc, "idle", "seconds"))
-        out.ws = CompiledWs(spec=route.websocket, inbound=inbound, idle_seconds=idle)
+        greeting = None
+        if route.websocket.greeting is not None:
+            greeting = _check_names(route.websocket.greeting, known, (*wloc, "greeting"))
+        out.ws = CompiledWs(spec=route.websocket, inbound=inbound, idle_seconds=idle, greeting=greeting)
     return out
 
 

@@ -45,7 +45,7 @@ ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
 SOURCES = ("path", "query", "header", "body", "form", "message", "const")
 _SOURCE_RE = re.compile(rf"^({'|'.join(SOURCES)})(\.[^.\s]+)*$")
 
-Action = Literal["text", "audio", "flush", "end_of_stream", "keepalive", "ignore", "close", "error"]
+Action = Literal["text", "audio", "flush", "end_of_stream", "keepalive", "ignore", "close", "clear", "error"]
 
 
 class _Model(BaseModel):
@@ -170,13 +170,23 @@ class Idle(_Model):
 
 
 class WsSpec(_Model):
-    open: Literal["connect", "first_message"] = Field(
-        default="connect", description="send Gradium setup on connect, or after the first client message"
+    open: Literal["connect", "first_message", "on_demand"] = Field(
+        default="connect",
+        description=(
+            "when the first Gradium request starts: on connect, after the first client message (its fields "
+            "are params), or on demand when an action names a context (multi-context sockets)"
+        ),
     )
     subprotocols: list[str] = Field(default_factory=list)
     idle: Idle | None = None
     inbound: list[InboundRule]
+    greeting: Any = Field(default=None, description="message sent once after the upgrade (template)")
+    on_end: Literal["close", "keep"] = Field(
+        default="close",
+        description="close: the socket closes when its request ends; keep: the next input starts a new request",
+    )
     close_on_end: int = Field(default=1000, description="close code after the session ends normally")
+    max_contexts: int | None = Field(default=None, ge=1, description="concurrent requests per socket")
     text_frames_only: bool = Field(default=False, description="binary frames are an error")
 
 

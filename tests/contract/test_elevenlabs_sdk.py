@@ -81,7 +81,7 @@ async def test_raw_response_headers(gateway: Gateway) -> None:
 async def test_convert_with_timestamps(gateway: Gateway) -> None:
     r = await client(gateway).text_to_speech.convert_with_timestamps(RACHEL, text="Hi there", output_format="pcm_24000")
     assert r.alignment is not None
-    assert "".join(r.alignment.characters) == "hi there"
+    assert "".join(r.alignment.characters) == "Hi there"  # the characters of the input text
     starts = r.alignment.character_start_times_seconds
     assert starts == sorted(starts) and r.alignment.character_end_times_seconds[-1] > starts[0]
 

@@ -79,6 +79,8 @@ def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """A handler exception is a bug even when the client saw something plausible."""
     yield
     errors = [
-        r for r in caplog.get_records("call") if r.levelno >= logging.ERROR and r.name.startswith(("aiohttp", "gateway"))
+        r
+        for r in caplog.get_records("call")
+        if r.levelno >= logging.ERROR and r.name.startswith(("aiohttp", "gateway"))
     ]
     assert not errors, [r.getMessage() for r in errors]

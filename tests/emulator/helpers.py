@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from typing import Any
@@ -14,8 +15,18 @@ import orjson
 from gateway.emulator import tones
 
 
-async def drain(ws: aiohttp.ClientWebSocketResponse, *, until_eos: int | None = None) -> list[dict[str, Any]]:
-    """Messages until the server closes (or until `until_eos` end_of_stream messages arrived)."""
+async def drain(
+    ws: aiohttp.ClientWebSocketResponse, *, until_eos: int | None = None, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    """Messages until the server closes (or until `until_eos` end_of_stream messages arrived).
+
+    The timeout turns a hung server into a failure instead of a stuck suite.
+    """
+    async with asyncio.timeout(timeout):
+        return await _drain(ws, until_eos)
+
+
+async def _drain(ws: aiohttp.ClientWebSocketResponse, until_eos: int | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     eos = 0
     async for msg in ws:

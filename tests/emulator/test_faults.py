@@ -152,7 +152,9 @@ async def test_rest_stream_faults(emulator: Emulator) -> None:
     emulator.faults.reset()
     emulator.faults.drop_after_messages = 1
     with pytest.raises(aiohttp.ClientPayloadError):
-        async with emulator.http.post(f"{emulator.api}post/speech/tts", json=req | {"only_audio": True}, headers=KEY) as resp:
+        async with emulator.http.post(
+            f"{emulator.api}post/speech/tts", json=req | {"only_audio": True}, headers=KEY
+        ) as resp:
             await resp.read()
 
 
@@ -160,7 +162,8 @@ async def test_stt_faults_apply_to_steps(emulator: Emulator) -> None:
     emulator.faults.error_after_messages = 4
     async with emulator.ws("asr") as ws:
         await ws.send_json({"type": "setup", "input_format": "pcm"})
-        await ws.send_json({"type": "audio", "audio": "AAAA" * 4000})
+        await ws.send_json({"type": "audio", "audio": "AAAA" * 4000})  # 6000 samples: 3 steps
+        await ws.send_json({"type": "end_of_stream"})  # the 4th step would complete the frame
         msgs = await drain(ws)
     assert [m["type"] for m in msgs] == ["ready", "step", "step", "step", "error"]
 

@@ -45,7 +45,11 @@ async def test_tts_ndjson(emulator: Emulator) -> None:
 @pytest.mark.parametrize(
     ("body", "headers", "text"),
     [
-        ({"text": "x", "voice_id": EMMA}, {"x-api-key": "revoked_1"}, "error from server 1008: API key is revoked or expired"),
+        (
+            {"text": "x", "voice_id": EMMA},
+            {"x-api-key": "revoked_1"},
+            "error from server 1008: API key is revoked or expired",
+        ),
         ({"text": "x", "voice_id": EMMA}, {}, "error from server 1008: API key is revoked or expired"),
         ({"text": "x", "voice_id": "missing"}, KEY, "error from server 1011: Embeddings not found for missing"),
         ({"voice_id": EMMA}, KEY, "error from server 1003: text is required"),
@@ -60,13 +64,21 @@ async def test_tts_errors_are_plain_500(emulator: Emulator, body: dict, headers:
 
 async def test_asr_wav_default_content_type(emulator: Emulator) -> None:
     text = "Transcribe this file, please."
-    async with emulator.http.post(f"{emulator.api}post/speech/asr", data=wav_bytes(text), headers=KEY) as resp:
+    url = f"{emulator.api}post/speech/asr"
+    # No Content-Type at all means wav; aiohttp would add application/octet-stream by itself.
+    async with emulator.http.post(url, data=wav_bytes(text), headers=KEY, skip_auto_headers=["Content-Type"]) as resp:
         assert resp.status == 200
         assert resp.content_type == "application/x-ndjson"
         msgs = ndjson(await resp.read())
-    assert msgs[-1]["type"] == "end_of_stream"
+    assert msgs[0]["type"] == "ready" and msgs[-1]["type"] == "end_of_stream"
     assert " ".join(m["text"] for m in msgs if m["type"] == "text") == expected(text)
     assert sum(m["type"] == "end_text" for m in msgs) == len(tones.normalize_words(text))
+    assert not any(m["type"] == "step" for m in msgs)
+    async with emulator.http.post(url, data=wav_bytes("explicit"), headers=KEY | {"Content-Type": "audio/wav"}) as resp:
+        assert [m["text"] for m in ndjson(await resp.read()) if m["type"] == "text"] == ["explicit"]
+    async with emulator.http.post(url, data=wav_bytes("octet"), headers=KEY) as resp:
+        assert resp.status == 500
+        assert await resp.text() == "unsupported content type for SST 'application/octet-stream'"
 
 
 async def test_asr_pcm_by_content_type(emulator: Emulator) -> None:

@@ -25,7 +25,7 @@ async def test_tts_wav_decodes_and_round_trips(emulator: Emulator) -> None:
     assert result.request_id and result.request_id.startswith("req_")
     pcm = decode_with_pyav(result.raw_data, rate=48000)
     assert tones.transcribe(pcm, 48000) == expected(TEXT)
-    assert [t.text for t in result.text_with_timestamps] == tones.normalize_words(TEXT)
+    assert [t.text for t in result.text_with_timestamps] == TEXT.split()  # as written
     starts = [t.start_s for t in result.text_with_timestamps]
     assert starts == sorted(starts)
     assert all(t.stop_s > t.start_s for t in result.text_with_timestamps)
@@ -75,9 +75,7 @@ async def test_stt_stream(emulator: Emulator) -> None:
         for i in range(0, len(pcm), 1920):
             yield pcm[i : i + 1920]
 
-    stream = await emulator.sdk().stt_stream(
-        {"input_format": "pcm", "json_config": {"delay_in_frames": 16}}, audio()
-    )
+    stream = await emulator.sdk().stt_stream({"input_format": "pcm", "json_config": {"delay_in_frames": 16}}, audio())
     assert stream.delay_in_frames == 16
     words = [t.text async for t in stream.iter_text()]
     assert " ".join(words) == expected(TEXT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -41,7 +43,7 @@ def test_repeated_letters_survive() -> None:
     # No two adjacent bursts share a frequency, which is what makes repeats gap-independent.
     for word in text.split():
         symbols = tones.encode_symbols(word)
-        assert all(a != b for a, b in zip(symbols, symbols[1:], strict=False))
+        assert all(a != b for a, b in itertools.pairwise(symbols))
         assert tones.decode_symbols(symbols) == word
 
 
@@ -78,6 +80,7 @@ def test_break_tag_inserts_silence_and_flush_is_stripped() -> None:
     assert tones.transcribe(broken, 24000) == "one two"
     # Clamped to Gradium's 0.1-2.0 s range; milliseconds accepted.
     assert tones.parse('<break time="5s"/>') == [tones.Pause(2.0)]
+    assert tones.parse("Hi — <flush> there") == [tones.Token("Hi", "hi"), tones.Flush(), tones.Token("there", "there")]
     assert tones.parse("<break time='300ms' />") == [tones.Pause(0.3)]
 
 

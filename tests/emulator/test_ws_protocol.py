@@ -80,12 +80,12 @@ async def test_pipelined_tts_and_ready_fields(emulator: Emulator) -> None:
         assert ws.close_code == 1000
     ready = msgs[0]
     assert ready["type"] == "ready"
-    assert TTS_READY_FIELDS <= set(ready)
+    assert set(ready) >= TTS_READY_FIELDS
     assert ready["model_name"] == "default"
     assert (ready["sample_rate"], ready["frame_size"]) == (48000, 3840)
     assert msgs[-1] == {"type": "end_of_stream"}
     texts = of_type(msgs, "text")
-    assert [t["text"] for t in texts] == ["hello", "world."]  # whitespace rule: two words
+    assert [t["text"] for t in texts] == ["Hello", "world."]  # whitespace rule: two words, as written
     assert all({"start_s", "stop_s", "stream_id"} <= set(t) and t["stream_id"] == 0 for t in texts)
     audio = of_type(msgs, "audio")
     assert all(len(base64.b64decode(a["audio"])) == 7680 for a in audio)  # 3840 samples

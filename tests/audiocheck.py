@@ -57,3 +57,16 @@ def speech(text: str, rate: int) -> bytes:
     """`text` spoken by the emulator's tone voice, as raw s16le mono at `rate`."""
     pcm, _ = synthesize(text, rate)
     return pcm.astype("<i2").tobytes()
+
+
+def wav_bytes(text: str, rate: int) -> bytes:
+    """`text` spoken by the emulator's tone voice, as a WAV file."""
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(speech(text, rate))
+    return buf.getvalue()

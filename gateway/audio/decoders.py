@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Protocol
+from typing import Protocol, cast
 
 import av
 import numpy as np
@@ -56,7 +56,7 @@ class Source(Protocol):
 def frame_to_array(frame: av.AudioFrame) -> np.ndarray:
     """A decoded frame as an interleaved `(frames, channels)` int16 or float32 array."""
     channels = frame.layout.nb_channels
-    arr = frame.to_ndarray()
+    arr: np.ndarray = frame.to_ndarray()
     if frame.format.is_planar:
         arr = arr.reshape(-1, 1) if channels == 1 else np.ascontiguousarray(arr.T)
     else:
@@ -90,7 +90,7 @@ class PacketDecoder:
         options: dict[str, str] | None = None,
     ) -> None:
         try:
-            self._ctx = av.CodecContext.create(codec, "r")
+            self._ctx = cast(av.AudioCodecContext, av.CodecContext.create(codec, "r"))
             if extradata:
                 self._ctx.extradata = extradata
             if options:

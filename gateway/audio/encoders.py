@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import av
 import numpy as np
@@ -146,11 +146,11 @@ class EncoderSink:
         self._container: av.container.OutputContainer | None = None
         self._stream: av.AudioStream | None = None
         self._out = _Collector()
-        self._dtype = np.dtype(np.float32)
+        self._dtype: np.dtype[Any] = np.dtype(np.float32)
         self._format = ""
         self._planar = False
 
-    def _open(self, dtype: np.dtype) -> None:
+    def _open(self, dtype: np.dtype[Any]) -> None:
         spec = self._spec
         if dtype == np.int16 and spec.int16_format:
             self._format, self._dtype = spec.int16_format, np.dtype(np.int16)
@@ -161,12 +161,13 @@ class EncoderSink:
         self._planar = self._format.endswith("p")
         try:
             if spec.muxer is None:
-                ctx = av.CodecContext.create(spec.codec, "w")
+                ctx = cast(av.AudioCodecContext, av.CodecContext.create(spec.codec, "w"))
             else:
                 options = {"flush_packets": "1", **spec.muxer_options}
                 self._container = av.open(self._out, "w", format=spec.muxer, options=options)
-                self._stream = self._container.add_stream(spec.codec, rate=self._rate)
-                ctx = self._stream.codec_context
+                stream = cast(av.AudioStream, self._container.add_stream(spec.codec, rate=self._rate))
+                self._stream = stream
+                ctx = stream.codec_context
             ctx.sample_rate = self._rate
             ctx.layout = self._layout
             ctx.format = self._format

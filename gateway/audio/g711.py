@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import cache
+from typing import cast
 
 import av
 import numpy as np
@@ -29,7 +30,7 @@ def _check(encoding: str) -> None:
 def decode_table(encoding: str) -> np.ndarray:
     """int16[256]: code byte -> linear sample, as FFmpeg's decoder maps it."""
     _check(encoding)
-    ctx = av.CodecContext.create(encoding, "r")
+    ctx = cast(av.AudioCodecContext, av.CodecContext.create(encoding, "r"))
     ctx.sample_rate = 8000
     ctx.layout = "mono"
     frames = ctx.decode(av.Packet(bytes(range(256))))
@@ -45,7 +46,7 @@ def decode_table(encoding: str) -> np.ndarray:
 def encode_table(encoding: str) -> np.ndarray:
     """uint8[65536] indexed by the s16 sample's bit pattern (as uint16): sample -> code byte."""
     _check(encoding)
-    ctx = av.CodecContext.create(encoding, "w")
+    ctx = cast(av.AudioCodecContext, av.CodecContext.create(encoding, "w"))
     ctx.sample_rate = 8000
     ctx.layout = "mono"
     ctx.format = "s16"

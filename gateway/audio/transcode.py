@@ -19,11 +19,15 @@ shown to a client.
 
 Notes on the implementation:
 
-- `flush()` ends the stream; `feed()` after it raises `AudioError`. A passthrough has no state
-  and keeps accepting bytes.
+- `flush()` drains the resampler and encoder. It may also be called mid-stream (Deepgram
+  `Finalize`): `feed()` then carries on with the same input (container parsing state is kept);
+  compressed output restarts with a fresh encoder (more mp3/ADTS frames; a new Ogg/WebM/FLAC
+  stream). Raw PCM, G.711 and WAV output simply continue.
 - Unsupported pairs fail at `make_transcoder` time (AudioError), not on the first chunk, except
   when the source is sniffed: then the error comes from the `feed` that completes the sniff.
 - Everything streams except MP4/M4A input, which is buffered until `flush` (see `decoders.py`).
+- Module map: `pcm` (numpy/soxr sample work), `g711`, `wav`, `ogg` and `webm` (framing),
+  `decoders` and `encoders` (PyAV), `pipeline` (the two transcoder shapes), `sniff`.
 """
 
 from __future__ import annotations
@@ -127,17 +131,14 @@ class SniffingTranscoder(Transcoder):
     their first dozen bytes.
     """
 
-    __slots__ = ("_dst", "_head", "_inner", "_source")
+    __slots__ = ("_dst", "_head", "_inner", "_source", "passthrough")
 
     def __init__(self, dst: AudioFormat) -> None:
+        self.passthrough = False  # becomes the inner transcoder's once the format is known
         self._dst = dst
         self._head = bytearray()
         self._inner: Transcoder | None = None
         self._source: AudioFormat | None = None
-
-    @property  # type: ignore[override]
-    def passthrough(self) -> bool:
-        return self._inner is not None and self._inner.passthrough
 
     @property
     def source_format(self) -> AudioFormat | None:
@@ -178,4 +179,5 @@ class SniffingTranscoder(Transcoder):
             raise AudioError("unrecognized audio format (expected WAV, Ogg, WebM, MP4/M4A, MP3, FLAC or AAC)")
         self._source = fmt
         self._inner = _make(fmt, self._dst, allow_passthrough=exact)
+        self.passthrough = self._inner.passthrough
         return self._inner

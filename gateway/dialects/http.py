@@ -7,6 +7,8 @@ errors still get a proper provider-shaped status), then each event is written as
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from gateway.audio.transcode import AudioError, make_transcoder
 from gateway.auth import find_credential
 from gateway.dialects.common import (
     AUTH,
@@ -22,6 +25,7 @@ from gateway.dialects.common import (
     METRICS,
     SETTINGS,
     RequestContext,
+    SessionPlan,
     http_error,
     plan_session,
     render_event,
@@ -48,6 +52,9 @@ def _sources(route: CompiledRoute) -> set[str]:
 
 async def read_request(request: web.Request, route: CompiledRoute, sources: set[str]) -> RequestData:
     req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    g = route.spec.gradium
+    if g is not None and g.kind == "asr" and g.audio_from == "body" and request.content_type != "application/json":
+        return req  # the body is audio, streamed to Gradium as it arrives
     try:
         if "body" in sources:
             raw = await request.read()
@@ -117,24 +124,44 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
     params = route.read_params(req)
     plan = plan_session(ctx, params)
     base_scope = ctx.scope(params)
+    gradium = request.app[GRADIUM]
+    if spec.kind == "asr":
+        upstream = await gradium.open_ws("asr", plan.setup, key)
+        feeder = asyncio.create_task(_feed_audio(request, req, spec.audio_from, plan, upstream))
+        try:
+            return await _first_then_respond(request, ctx, plan, upstream, base_scope)
+        except GatewayError:
+            # the upstream may have been closed because the caller's audio was bad: report that, not the close
+            await asyncio.wait({feeder}, timeout=2.0)
+            if feeder.done() and not feeder.cancelled() and isinstance(feeder.exception(), GatewayError):
+                raise feeder.exception() from None  # type: ignore[misc]
+            raise
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(BaseException):
+                await feeder
     text = route.text(base_scope) if route.text is not None else None
-    if spec.kind == "tts" and not text:
+    if not text:
         raise GatewayError("invalid_request", "text must not be empty", "text")
     limit = request.app[SETTINGS].limits.max_text_chars
-    if text and len(text) > limit:
+    if len(text) > limit:
         raise GatewayError("invalid_request", f"text is longer than {limit} characters", "text")
-    base_scope["char_count"] = len(text or "")
-    gradium = request.app[GRADIUM]
+    base_scope["char_count"] = len(text)
     upstream: GradiumStream
     if spec.upstream == "rest":
         upstream = await gradium.post(spec.kind, key, json={**plan.setup, "text": text, "only_audio": False})
     else:
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
-        if text:
-            await upstream.send({"type": "text", "text": text})
+        await upstream.send({"type": "text", "text": text})
         await upstream.send({"type": "end_of_stream"})
+    return await _first_then_respond(request, ctx, plan, upstream, base_scope)
+
+
+async def _first_then_respond(
+    request: web.Request, ctx: RequestContext, plan: SessionPlan, upstream: GradiumStream, base_scope: dict[str, Any]
+) -> web.StreamResponse:
     try:
-        first = await asyncio.wait_for(upstream.recv(), timeout=30)
+        first = await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.ready_timeout_s)
         if first is None:
             raise GatewayError("upstream_error", "Gradium ended the session before it started")
         return await _respond(request, ctx, plan, upstream, first, base_scope)
@@ -144,10 +171,68 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         await upstream.close()
 
 
+AUDIO_CHUNK = 32 * 1024
+
+
+async def _feed_audio(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
+                      upstream: GradiumStream) -> None:
+    """Stream the caller's audio (raw body, or a form file part) through the transcoder to Gradium."""
+    try:
+        await _feed(request, req, source, plan, upstream)
+    except AudioError as exc:
+        await upstream.close()
+        raise GatewayError("invalid_audio", str(exc)) from None
+    except GatewayError:
+        await upstream.close()
+        raise
+    except (OSError, asyncio.IncompleteReadError, web.HTTPException):
+        await upstream.close()  # the caller went away mid-upload
+        raise
+
+
+async def _feed(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
+                upstream: GradiumStream) -> None:
+    try:
+        transcoder = make_transcoder(plan.info.audio_in, plan.info.gradium_in)
+    except AudioError as exc:
+        raise GatewayError("unsupported_format", str(exc)) from None
+
+    async def send(chunk: bytes) -> None:
+        plan.transform.on_action("audio", {"audio": chunk})
+        out = transcoder.feed(chunk)
+        if out:
+            await upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
+
+    total = 0
+    if source == "body" and req.body is not None:
+        # JSON `{"url": ...}`: the gateway does not fetch remote audio
+        raise GatewayError("invalid_request", "Transcribing a URL is not enabled on this gateway; send the audio bytes",
+                           "url")
+    if source == "body":
+        async for chunk in request.content.iter_chunked(AUDIO_CHUNK):
+            total += len(chunk)
+            await send(chunk)
+    else:
+        part = req.form.get(source.split(".", 1)[1]) if req.form else None
+        data = part.file.read() if hasattr(part, "file") else part.encode() if isinstance(part, str) else None
+        if not data:
+            raise GatewayError("invalid_request", f"{source.split('.', 1)[1]}: an audio file is required",
+                               source.split(".", 1)[1])
+        for i in range(0, len(data), AUDIO_CHUNK):
+            total += len(data[i : i + AUDIO_CHUNK])
+            await send(data[i : i + AUDIO_CHUNK])
+    if total == 0:
+        raise GatewayError("invalid_audio", "No audio in the request")
+    tail = transcoder.flush()
+    if tail:
+        await upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
+    await upstream.send({"type": "end_of_stream"})
+
+
 async def _respond(
     request: web.Request,
     ctx: RequestContext,
-    plan: Any,
+    plan: SessionPlan,
     upstream: GradiumStream,
     first: dict[str, Any],
     base_scope: dict[str, Any],

@@ -56,7 +56,7 @@ CATALOG: tuple[Voice, ...] = (
     _flagship("B36pbz5_UoWn4BDl", "Valentina", "es-mx", "Expressive Mexican Spanish voice.", "female"),
     _flagship("pYcGZz9VOo4n2ynh", "Alice", "pt-br", "Lively Brazilian Portuguese voice.", "female"),
     _flagship("vjFyp2BcCyTlUmYb", "Everly", "en-us", "Soft American English voice.", "female"),
-    _flagship("_6Aslh2DxfmnRLmP", "Sam", "en-us", "Neutral American English voice.", "male"),
+    _flagship("_6Aslh2DxfmnRLmP", "Russell", "en-us", "American English voice (Pipecat default).", "male"),
 )
 
 # One org clone, so `GET /voices/` without the catalogue has something to list.

@@ -36,6 +36,7 @@ EVENT_NAMES = frozenset(
         "confidence", "is_final", "speech_final", "from_finalize", "start", "duration", "timestamp",
         "last_word_end", "sha256", "channels", "flush_id", "sequence_id", "turn_index", "event",
         "end_of_turn_confidence", "languages", "channel_index", "token", "expires_in", "expires_at",
+        "sentences", "utterances",
     }
 )
 

@@ -201,6 +201,11 @@ class GradiumSpec(_Model):
     text: Any = Field(default=None, description="HTTP TTS: the text to speak (template)")
     audio_out: Any = Field(default=None, description="TTS: the client's audio format (template -> format dict)")
     audio_in: Any = Field(default=None, description="STT: the client's audio format (template; null = sniff)")
+    audio_from: str = Field(
+        default="body",
+        pattern=r"^(body|form\.[^.\s]+)$",
+        description="HTTP STT: the raw request body (streamed) or a multipart file part (`form.file`)",
+    )
     upstream: Literal["ws", "rest"] = "ws"
 
 

@@ -4,6 +4,7 @@
 - `"$name | fn | fn2"`: piped through named value functions (`functions.VALUE_FUNCTIONS`);
 - `"text ${name} text"`: string interpolation;
 - `{"$each": "$list", "$as": {...}}`: render `$as` once per item, the item bound as `$item`;
+- `{"$if": "$flag", "$then": ..., "$else": ...}`: one or the other (`$else` defaults to null);
 - dicts drop keys whose value renders None; a non-empty dict template that renders empty is None,
   so an absent optional object disappears from its parent instead of showing up as `{}`.
 """
@@ -65,6 +66,8 @@ def compile_template(value: Any) -> Render:
     if isinstance(value, dict):
         if "$each" in value:
             return _compile_each(value)
+        if "$if" in value:
+            return _compile_if(value)
         return _compile_dict(value)
     if isinstance(value, list):
         items = [compile_template(v) for v in value]
@@ -156,3 +159,12 @@ def _compile_each(tpl: dict[str, Any]) -> Render:
         return out
 
     return render
+
+
+def _compile_if(tpl: dict[str, Any]) -> Render:
+    if not set(tpl) <= {"$if", "$then", "$else"} or "$then" not in tpl:
+        raise TemplateError("$if needs `$if: $flag`, `$then: <template>` and optionally `$else`")
+    cond = compile_template(tpl["$if"])
+    then = compile_template(tpl["$then"])
+    other = compile_template(tpl.get("$else"))
+    return lambda scope: then(scope) if cond(scope) else other(scope)

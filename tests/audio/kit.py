@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
@@ -101,7 +102,7 @@ def probe(data: bytes, fmt: AudioFormat | None = None, container: str | None = N
     if fmt is not None and fmt.is_raw_pcm:
         container = RAW_DEMUXERS[fmt.encoding]
         options = {"sample_rate": str(fmt.sample_rate), "ch_layout": "mono" if fmt.channels == 1 else "stereo"}
-    with av.open(io.BytesIO(data), format=container, options=options) as c:
+    with av.open(io.BytesIO(data), "r", format=container, options=options) as c:
         stream = c.streams.audio[0]
         frames = list(c.decode(stream))
         assert frames, "no audio decoded"
@@ -139,11 +140,12 @@ def encode_file(
     """An input file made by FFmpeg's own encoders and muxers (not by the code under test)."""
     out = io.BytesIO()
     with av.open(out, "w", format=muxer, options=options or {}) as c:
-        s = c.add_stream(codec, rate=rate)
+        s = cast(av.AudioStream, c.add_stream(codec, rate=rate))
         ctx = s.codec_context
-        ctx.layout = "mono" if channels == 1 else "stereo"
+        layout = "mono" if channels == 1 else "stereo"
+        ctx.layout = layout
         preferred = {"libopus": "flt", "flac": "s16", "pcm_s24le": "s32"}
-        fmt = preferred.get(codec) or av.Codec(codec, "w").audio_formats[0].name
+        fmt = preferred.get(codec) or (av.Codec(codec, "w").audio_formats or [])[0].name
         ctx.format = fmt
         if bit_rate:
             ctx.bit_rate = bit_rate
@@ -151,7 +153,7 @@ def encode_file(
             ctx.options = {"strict": "experimental"}
         x = _as_sample_format(tone(rate, freq, seconds, channels), fmt)
         plane = np.ascontiguousarray(x.T) if fmt.endswith("p") else x.reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(plane, format=fmt, layout=ctx.layout.name)
+        frame = av.AudioFrame.from_ndarray(plane, format=fmt, layout=layout)
         frame.sample_rate = rate
         frame.pts = 0
         frame.time_base = Fraction(1, rate)

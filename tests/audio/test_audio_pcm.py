@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
@@ -18,7 +19,7 @@ from .kit import chunks, pcm_bytes, probe, stream, tone
 
 
 def _ffmpeg_encode(codec: str, samples: np.ndarray) -> bytes:
-    ctx = av.CodecContext.create(codec, "w")
+    ctx = cast(av.AudioCodecContext, av.CodecContext.create(codec, "w"))
     ctx.sample_rate, ctx.layout, ctx.format, ctx.time_base = 8000, "mono", "s16", Fraction(1, 8000)
     frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate, frame.pts = 8000, 0
@@ -26,7 +27,7 @@ def _ffmpeg_encode(codec: str, samples: np.ndarray) -> bytes:
 
 
 def _ffmpeg_decode(codec: str, data: bytes) -> np.ndarray:
-    ctx = av.CodecContext.create(codec, "r")
+    ctx = cast(av.AudioCodecContext, av.CodecContext.create(codec, "r"))
     ctx.sample_rate, ctx.layout = 8000, "mono"
     return np.concatenate([f.to_ndarray().reshape(-1) for f in ctx.decode(av.Packet(data))])
 

@@ -110,3 +110,31 @@ async def test_upgrade_carries_request_id_and_subprotocol_auth(gateway: Gateway)
             body = await r.json()
             assert body["err_code"] == "INVALID_AUTH" and r.headers["dg-error"]
             assert r.headers["dg-request-id"] == body["request_id"]
+
+
+async def test_prerecorded_file(gateway: Gateway) -> None:
+    from tests.audiocheck import wav_bytes
+
+    audio = wav_bytes("Hello there. How are you today?", 16000)
+    r = await dg(gateway).listen.v1.media.transcribe_file(
+        request=audio, model="nova-3", smart_format=True, utterances=True, paragraphs=True, utt_split=0.25)
+    assert r.metadata.request_id and r.metadata.sha256 and r.metadata.duration > 1.0
+    assert r.metadata.channels == 1 and r.metadata.models
+    alt = r.results.channels[0].alternatives[0]
+    assert alt.transcript == "Hello there. How are you today?"
+    assert [w.word for w in alt.words] == ["hello", "there", "how", "are", "you", "today"]
+    assert alt.words[0].punctuated_word == "Hello" and alt.words[0].end > alt.words[0].start
+    assert [u.transcript for u in r.results.utterances] == ["Hello there.", "How are you today?"]
+
+
+async def test_prerecorded_errors(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{gateway.http}/v1/listen", data=b"\x13\x37" * 500,
+                          headers={"Authorization": "Token k", "Content-Type": "audio/mpeg"}) as r:
+            body = await r.json()
+            assert r.status == 400 and body["err_msg"] and r.headers["dg-request-id"] == body["request_id"]
+        async with s.post(f"{gateway.http}/v1/listen", json={"url": "https://example.com/a.wav"},
+                          headers={"Authorization": "Token k"}) as r:
+            assert r.status == 400 and "URL" in (await r.json())["err_msg"]
+        async with s.post(f"{gateway.http}/v1/listen", data=b"", headers={"Authorization": "Token k"}) as r:
+            assert r.status == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,7 +162,7 @@ async def test_voices_and_credits(emulator: Emulator) -> None:
     assert {"billing_period", "next_rollover_date", "plan_name"} <= set(credits)
 
 
-async def test_voice_crud(emulator: Emulator, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_voice_crud(emulator: Emulator, tmp_path: Path) -> None:
     client = emulator.sdk()
     sample = tmp_path / "me.wav"
     sample.write_bytes(wav_bytes("my voice"))

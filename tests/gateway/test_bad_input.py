@@ -151,9 +151,9 @@ async def test_client_vanishing_mid_stream_frees_upstream(gateway: Gateway) -> N
 
 
 async def dg_refused(gw: Gateway, query: str, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{gw.http}/v1/listen{query}", headers=DG if headers is None else headers) as r:
-            return r.status, await r.json(), r.headers
+    async with aiohttp.ClientSession() as s, s.get(f"{gw.http}/v1/listen{query}",
+                                                   headers=DG if headers is None else headers) as r:
+        return r.status, await r.json(), r.headers
 
 
 @pytest.mark.parametrize(

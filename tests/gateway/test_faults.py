@@ -18,15 +18,14 @@ TEXT = "Faults happen. The gateway copes."
 
 async def tts_rest(gw: Gateway, fmt: str = "pcm_16000") -> tuple[int, bytes | None, str | None]:
     """(status, body or None when the download broke, error code)."""
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{gw.http}/v1/text-to-speech/{VOICE}/stream?output_format={fmt}",
-                          json={"text": TEXT}, headers=XI) as r:
-            try:
-                body = await r.read()
-            except aiohttp.ClientPayloadError:
-                return r.status, None, None
-            code = orjson.loads(body)["detail"]["code"] if r.status >= 400 else None
-            return r.status, body, code
+    url = f"{gw.http}/v1/text-to-speech/{VOICE}/stream?output_format={fmt}"
+    async with aiohttp.ClientSession() as s, s.post(url, json={"text": TEXT}, headers=XI) as r:
+        try:
+            body = await r.read()
+        except aiohttp.ClientPayloadError:
+            return r.status, None, None
+        code = orjson.loads(body)["detail"]["code"] if r.status >= 400 else None
+        return r.status, body, code
 
 
 async def tts_ws(gw: Gateway) -> tuple[list[dict], int | None]:

@@ -46,6 +46,12 @@ def test_each_renders_items() -> None:
     assert render(tpl, ws=[]) == {"words": []}
 
 
+def test_if_picks_a_branch() -> None:
+    tpl = {"u": {"$if": "$on", "$then": ["$x"]}, "v": {"$if": "$on", "$then": 1, "$else": 2}}
+    assert render(tpl, on=True, x=5) == {"u": [5], "v": 1}
+    assert render(tpl, on=False, x=5) == {"v": 2}
+
+
 def test_unknown_function_and_bad_reference_fail_at_compile_time() -> None:
     with pytest.raises(TemplateError, match="unknown function"):
         compile_template("$x | no_such_fn")

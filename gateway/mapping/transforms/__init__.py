@@ -3,7 +3,7 @@
 Importing this package registers every transform.
 """
 
-from gateway.mapping.transforms import stt_segments, tts_audio  # noqa: F401  (registration)
+from gateway.mapping.transforms import stt_collect, stt_segments, tts_audio  # noqa: F401  (registration)
 from gateway.mapping.transforms.base import TRANSFORMS, Event, EventTransform, SessionInfo
 
 __all__ = ["TRANSFORMS", "Event", "EventTransform", "SessionInfo"]

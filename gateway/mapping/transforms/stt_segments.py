@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
 
-_SENTENCE_END = (".", "?", "!")
+SENTENCE_END = (".", "?", "!")
 _PUNCT = ".,?!;:\"'"
 
 
@@ -155,7 +155,7 @@ class SttSegments(EventTransform):
             if self.o.vad_events:
                 events.append(("speech_started", {"timestamp": round(start, 3), "channel_index": [0, 1]}))
         word = Word(raw.strip(), start, self.sentence_start and self.punctuate)
-        self.sentence_start = raw.rstrip().endswith(_SENTENCE_END)
+        self.sentence_start = raw.rstrip().endswith(SENTENCE_END)
         self.words.append(word)
         self.utterance_open = False
         if self.o.interim_results:

@@ -45,6 +45,7 @@ from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping
 from gateway.mapping.params import RequestData
 from gateway.upstream.gradium import GradiumStream
+from gateway.upstream.mux import GradiumMux
 
 log = structlog.get_logger("gateway")
 FIRST_MESSAGE_TIMEOUT_S = 20.0
@@ -161,6 +162,7 @@ class WsSession:
         self.events_out = 0
         self.upstream_request_id: str | None = None
         self._scope: dict[str, Any] | None = None
+        self.mux: GradiumMux | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -222,6 +224,9 @@ class WsSession:
                 await c.upstream.close()
         self.live.clear()
         self.active.clear()
+        if self.mux is not None:
+            with contextlib.suppress(Exception):
+                await self.mux.close()
 
     def _finish(self, code: int) -> None:
         if not self.done.done():
@@ -300,7 +305,12 @@ class WsSession:
                 raise GatewayError("unsupported_format", str(exc)) from None
         spec = self.route.spec.gradium
         assert spec is not None
-        upstream = await self.app[GRADIUM].open_ws(spec.kind, plan.setup, self.key)
+        if self.wspec.spec.multiplex:
+            if self.mux is None:
+                self.mux = GradiumMux(self.app[GRADIUM], spec.kind, self.key)
+            upstream: GradiumStream = await self.mux.open(plan.setup)
+        else:
+            upstream = await self.app[GRADIUM].open_ws(spec.kind, plan.setup, self.key)
         c = Context(key, plan, scope, upstream, transcoder, self.active.get(key))
         self.live.add(c)
         self.active[key] = c

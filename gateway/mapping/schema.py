@@ -187,6 +187,9 @@ class WsSpec(_Model):
     )
     close_on_end: int = Field(default=1000, description="close code after the session ends normally")
     max_contexts: int | None = Field(default=None, ge=1, description="concurrent requests per socket")
+    multiplex: bool = Field(
+        default=False, description="carry this socket's requests over one Gradium socket (client_req_id)"
+    )
     text_frames_only: bool = Field(default=False, description="binary frames are an error")
 
 

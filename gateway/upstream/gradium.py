@@ -89,7 +89,35 @@ class GradiumStream:
             yield msg
 
 
+def parse_ws_text(raw: str | bytes) -> dict[str, Any]:
+    """One Gradium WS text frame -> a message dict; an `error` message raises its GatewayError."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
+    if not isinstance(data, dict):
+        raise GatewayError("upstream_error", "Gradium sent a malformed message")
+    if data.get("type") == "error":
+        raise classify(data.get("code"), str(data.get("message") or ""))
+    return data
+
+
+def closed_error(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> GatewayError:
+    """Why a Gradium socket ended before the request did."""
+    if msg.type is aiohttp.WSMsgType.ERROR:
+        return GatewayError("upstream_unavailable", "Gradium connection failed")
+    code = ws.close_code
+    if code not in (None, 1000):
+        return classify(code, str(msg.extra or "Gradium closed the session"))
+    return GatewayError("upstream_error", "Gradium closed the session before it ended")
+
+
+_CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+
 class GradiumWsStream(GradiumStream):
+    """One request on its own Gradium socket."""
+
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.ended = False
@@ -100,32 +128,20 @@ class GradiumWsStream(GradiumStream):
         await self.ws.send_str(orjson.dumps(msg).decode())
 
     async def recv(self) -> dict[str, Any] | None:
-        if self.ended:
-            return None
-        msg = await self.ws.receive()
-        if msg.type is aiohttp.WSMsgType.TEXT:
-            try:
-                data = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
-            if not isinstance(data, dict):
-                raise GatewayError("upstream_error", "Gradium sent a malformed message")
-            mtype = data.get("type")
-            if mtype == "error":
-                raise classify(data.get("code"), str(data.get("message") or ""))
-            if mtype == "ready":
-                self.request_id = data.get("request_id")
-            elif mtype == "end_of_stream":
-                self.ended = True
-            return data
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
-            code = self.ws.close_code
-            if code not in (None, 1000):
-                raise classify(code, str(msg.extra or "Gradium closed the session"))
-            raise GatewayError("upstream_error", "Gradium closed the session before it ended")
-        if msg.type is aiohttp.WSMsgType.ERROR:
-            raise GatewayError("upstream_unavailable", "Gradium connection failed")
-        return await self.recv()  # binary/ping frames are not part of the protocol
+        while not self.ended:
+            msg = await self.ws.receive()
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                data = parse_ws_text(msg.data)
+                mtype = data.get("type")
+                if mtype == "ready":
+                    self.request_id = data.get("request_id")
+                elif mtype == "end_of_stream":
+                    self.ended = True
+                return data
+            if msg.type in _CLOSED:
+                raise closed_error(self.ws, msg)
+            # binary and ping frames are not part of the protocol
+        return None
 
     async def close(self) -> None:
         if not self.ws.closed:
@@ -191,6 +207,11 @@ class GradiumClient:
 
     async def open_ws(self, kind: Kind, setup: dict[str, Any], api_key: str) -> GradiumWsStream:
         """Connect and send `setup`; input may be sent right away (Gradium buffers it until ready)."""
+        stream = GradiumWsStream(await self.connect(kind, api_key))
+        await stream.send({"type": "setup", **setup})
+        return stream
+
+    async def connect(self, kind: Kind, api_key: str) -> aiohttp.ClientWebSocketResponse:
         try:
             ws = await self.session.ws_connect(
                 self.ws_base + _WS_ROUTES[kind],
@@ -206,9 +227,7 @@ class GradiumClient:
             raise GatewayError(kind_, f"Gradium refused the connection (HTTP {status})") from None
         except (TimeoutError, aiohttp.ClientError, OSError):
             raise GatewayError("upstream_unavailable", "cannot reach Gradium") from None
-        stream = GradiumWsStream(ws)
-        await stream.send({"type": "setup", **setup})
-        return stream
+        return ws
 
     async def post(
         self,

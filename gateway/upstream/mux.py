@@ -1,0 +1,148 @@
+"""Several Gradium requests over one Gradium WebSocket (`client_req_id`, `close_ws_on_eos: false`).
+
+A client socket with many contexts (ElevenLabs multi-stream-input, Cartesia's TTS socket) gets one
+upstream socket instead of one per context: no handshake per context, one connection against the
+org's concurrency. Each request is a `MuxStream` with its own inbox; one reader task routes Gradium's
+messages by `client_req_id`. Gradium has no per-request abort, so closing a stream early only stops
+delivering its messages (what Pipecat does for interrupted contexts). An error without a request id, or
+the socket ending, fails every request on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import GatewayError
+from gateway.upstream.gradium import _CLOSED, GradiumClient, GradiumStream, Kind, classify, closed_error
+
+INBOX_SIZE = 512  # messages a slow client context may lag behind before the socket stops being read
+
+
+class MuxStream(GradiumStream):
+    def __init__(self, mux: GradiumMux, rid: str) -> None:
+        self.mux = mux
+        self.rid = rid
+        self.inbox: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue(INBOX_SIZE)
+        self.ended = False
+        self.closed = False
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        msg["client_req_id"] = self.rid
+        await self.mux.send(msg)
+
+    async def recv(self) -> dict[str, Any] | None:
+        if self.ended:
+            return None
+        item = await self.inbox.get()
+        if isinstance(item, BaseException):
+            self.ended = True
+            raise item
+        mtype = item.get("type")
+        if mtype == "ready":
+            self.request_id = item.get("request_id")
+        elif mtype == "end_of_stream":
+            self.ended = True
+        return item
+
+    async def close(self) -> None:
+        self.closed = True
+        self.mux.forget(self)
+
+
+class GradiumMux:
+    """One upstream socket (opened on first use) shared by the requests of one client socket."""
+
+    def __init__(self, client: GradiumClient, kind: Kind, api_key: str) -> None:
+        self.client = client
+        self.kind = kind
+        self.api_key = api_key
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.streams: dict[str, MuxStream] = {}
+        self.ids = itertools.count(1)
+        self.reader: asyncio.Task[None] | None = None
+        self.failure: GatewayError | None = None
+        self._connecting = asyncio.Lock()
+
+    async def open(self, setup: dict[str, Any]) -> MuxStream:
+        if self.failure is not None:
+            raise self.failure
+        async with self._connecting:
+            if self.ws is None:
+                self.ws = await self.client.connect(self.kind, self.api_key)
+                self.reader = asyncio.create_task(self._read(self.ws), name="gradium-mux")
+        stream = MuxStream(self, f"r{next(self.ids)}")
+        self.streams[stream.rid] = stream
+        await stream.send({"type": "setup", **setup, "close_ws_on_eos": False})
+        return stream
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if self.ws is None or self.ws.closed:
+            raise self.failure or GatewayError("upstream_unavailable", "Gradium connection closed")
+        await self.ws.send_str(orjson.dumps(msg).decode())
+
+    def forget(self, stream: MuxStream) -> None:
+        if self.streams.get(stream.rid) is stream:
+            del self.streams[stream.rid]
+
+    def _route(self, data: dict[str, Any]) -> MuxStream | None:
+        rid = data.get("client_req_id")
+        if rid is not None:
+            return self.streams.get(str(rid))
+        return next(iter(self.streams.values())) if len(self.streams) == 1 else None
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    if msg.type in _CLOSED:
+                        break
+                    continue
+                try:
+                    data = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
+                if not isinstance(data, dict):
+                    continue
+                stream = self._route(data)
+                if data.get("type") == "error":
+                    err = classify(data.get("code"), str(data.get("message") or ""))
+                    if stream is None:
+                        raise err
+                    await stream.inbox.put(err)
+                    self.forget(stream)
+                    continue
+                if stream is None:
+                    continue  # a request the client already dropped
+                await stream.inbox.put(data)
+                if data.get("type") == "end_of_stream":
+                    self.forget(stream)
+            if not self.streams and ws.close_code in (None, 1000):
+                self.ws = None  # an idle socket Gradium closed: reconnect on the next request
+                return
+            raise closed_error(ws, aiohttp.WSMessage(aiohttp.WSMsgType.CLOSE, ws.close_code, None))
+        except GatewayError as err:
+            self._fail(err)
+        except (aiohttp.ClientError, OSError):
+            self._fail(GatewayError("upstream_unavailable", "Gradium connection failed"))
+
+    def _fail(self, err: GatewayError) -> None:
+        self.failure = err
+        for stream in list(self.streams.values()):
+            if stream.inbox.full():  # the error must get through even to a lagging reader
+                stream.inbox.get_nowait()
+            stream.inbox.put_nowait(err)
+        self.streams.clear()
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self.reader
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.close()

@@ -113,6 +113,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[GRADIUM].close_idle()
         await session.close()
         if emulator_runner is not None:
             with contextlib.suppress(Exception):

@@ -8,7 +8,10 @@ whatever their shape (WS error frame, HTTP 500 `error from server <code>: ...`, 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -116,21 +119,51 @@ _CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType
 
 
 class GradiumWsStream(GradiumStream):
-    """One request on its own Gradium socket."""
+    """One request on a Gradium socket of its own, which goes back to the client's pool when the
+    request ends cleanly (`close_ws_on_eos: false`), so the next request skips the handshake."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    REPLAY_LIMIT = 256 * 1024
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, client: GradiumClient | None = None,
+                 pool_key: tuple[str, str] | None = None, reused: bool = False) -> None:
         self.ws = ws
+        self.client = client
+        self.pool_key = pool_key
         self.ended = False
+        # A pooled socket may have been closed by Gradium while idle; until the first answer, keep
+        # what was sent so the request can be replayed once on a fresh socket.
+        self._replay: list[str] | None = [] if reused else None
+        self._replay_bytes = 0
 
     async def send(self, msg: dict[str, Any]) -> None:
-        if self.ws.closed:
+        if self.ws.closed and self._replay is None:
             raise GatewayError("upstream_unavailable", "Gradium connection closed")
-        await self.ws.send_str(orjson.dumps(msg).decode())
+        payload = orjson.dumps(msg).decode()
+        if self._replay is not None:
+            self._replay.append(payload)
+            self._replay_bytes += len(payload)
+            if self._replay_bytes > self.REPLAY_LIMIT:
+                self._replay = None
+        if not self.ws.closed:
+            await self.ws.send_str(payload)
+
+    async def _reconnect(self) -> None:
+        assert self.client is not None and self.pool_key is not None and self._replay is not None
+        replay, self._replay = self._replay, None
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self.ws = await self.client.connect(self.pool_key[0], self.pool_key[1])  # type: ignore[arg-type]
+        for payload in replay:
+            await self.ws.send_str(payload)
 
     async def recv(self) -> dict[str, Any] | None:
         while not self.ended:
-            msg = await self.ws.receive()
+            try:
+                msg = await self.ws.receive()
+            except (aiohttp.ClientError, OSError):
+                msg = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, None, None)
             if msg.type is aiohttp.WSMsgType.TEXT:
+                self._replay = None
                 data = parse_ws_text(msg.data)
                 mtype = data.get("type")
                 if mtype == "ready":
@@ -139,12 +172,17 @@ class GradiumWsStream(GradiumStream):
                     self.ended = True
                 return data
             if msg.type in _CLOSED:
+                if self._replay is not None:
+                    await self._reconnect()
+                    continue
                 raise closed_error(self.ws, msg)
             # binary and ping frames are not part of the protocol
         return None
 
     async def close(self) -> None:
-        if not self.ws.closed:
+        if self.ended and self.client is not None and self.pool_key is not None and not self.ws.closed:
+            self.client.give_back(self.pool_key, self.ws)
+        elif not self.ws.closed:
             await self.ws.close()
 
 
@@ -195,21 +233,59 @@ class GradiumClient:
         base_url: str,
         *,
         connect_timeout_s: float = 10.0,
+        pool_idle_s: float = 15.0,
+        pool_max_idle: int = 16,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/") + "/"
         self.ws_base = "ws" + self.base_url[4:] if self.base_url.startswith("http") else self.base_url
         self.connect_timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
                                                      sock_connect=connect_timeout_s)
+        self.pool_idle_s = pool_idle_s
+        self.pool_max_idle = pool_max_idle
+        self._idle: dict[tuple[str, str], list[tuple[float, aiohttp.ClientWebSocketResponse]]] = {}
+        self.reused = 0  # sockets taken from the pool (for metrics and tests)
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key, "x-api-source": API_SOURCE}
 
     async def open_ws(self, kind: Kind, setup: dict[str, Any], api_key: str) -> GradiumWsStream:
-        """Connect and send `setup`; input may be sent right away (Gradium buffers it until ready)."""
-        stream = GradiumWsStream(await self.connect(kind, api_key))
-        await stream.send({"type": "setup", **setup})
+        """Send `setup` on a pooled or new socket; input may follow at once (Gradium buffers it until ready)."""
+        key = (kind, api_key)
+        ws = self._take(key)
+        stream = GradiumWsStream(ws or await self.connect(kind, api_key), self, key, reused=ws is not None)
+        await stream.send({"type": "setup", **setup, "close_ws_on_eos": False})
         return stream
+
+    def _take(self, key: tuple[str, str]) -> aiohttp.ClientWebSocketResponse | None:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            since, ws = idle.pop()
+            if not ws.closed and now - since < self.pool_idle_s:
+                self.reused += 1
+                return ws
+            asyncio.get_running_loop().create_task(ws.close())
+        return None
+
+    def give_back(self, key: tuple[str, str], ws: aiohttp.ClientWebSocketResponse) -> None:
+        idle = self._idle.setdefault(key, [])
+        now = time.monotonic()
+        stale = [w for t, w in idle if now - t >= self.pool_idle_s]
+        idle[:] = [(t, w) for t, w in idle if now - t < self.pool_idle_s]
+        if len(idle) >= self.pool_max_idle:
+            stale.append(ws)
+        else:
+            idle.append((now, ws))
+        for w in stale:
+            asyncio.get_running_loop().create_task(w.close())
+
+    async def close_idle(self) -> None:
+        for idle in self._idle.values():
+            for _, ws in idle:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        self._idle.clear()
 
     async def connect(self, kind: Kind, api_key: str) -> aiohttp.ClientWebSocketResponse:
         try:

@@ -1,0 +1,72 @@
+"""Gradium sockets are reused across requests, and a pooled socket that died while idle is replaced."""
+
+from __future__ import annotations
+
+import base64
+
+import aiohttp
+import pytest
+
+from gateway.emulator.faults import FAULTS
+from gateway.emulator.stats import STATS
+from gateway.upstream.gradium import GradiumClient
+from tests.audiocheck import decode, expected_words, words
+from tests.conftest import Emulator, Gateway
+
+EMMA = "YTpq7expH9539ERJ"
+
+
+@pytest.fixture
+async def client(emulator: Emulator) -> GradiumClient:
+    session = aiohttp.ClientSession()
+    c = GradiumClient(session, emulator.url)
+    yield c
+    await c.close_idle()
+    await session.close()
+
+
+async def speak(client: GradiumClient, text: str, key: str = "gsk_a") -> list[str]:
+    stream = await client.open_ws("tts", {"voice_id": EMMA, "output_format": "pcm_16000"}, key)
+    await stream.send({"type": "text", "text": text})
+    await stream.send({"type": "end_of_stream"})
+    audio = b"".join([base64.b64decode(m["audio"]) async for m in stream if m["type"] == "audio"])
+    await stream.close()
+    return words(decode(audio, "s16le", 16000).pcm, 16000)
+
+
+async def test_sequential_requests_reuse_one_socket(client: GradiumClient, emulator: Emulator) -> None:
+    assert await speak(client, "one") == ["one"]
+    assert await speak(client, "two") == ["two"]
+    assert await speak(client, "three", key="gsk_b") == ["three"]  # pools are per key
+    assert emulator.app[STATS].ws_connections == 2 and client.reused == 1
+
+
+async def test_a_pooled_socket_that_fails_first_is_replayed_on_a_new_one(client: GradiumClient,
+                                                                         emulator: Emulator) -> None:
+    stats = emulator.app[STATS]
+    assert await speak(client, "warm up") == expected_words("warm up")
+    per_request = stats.messages_out
+    await client.close_idle()
+    # the next connection dies right after one whole request: when its pooled socket is reused
+    emulator.app[FAULTS].update({"drop_after_messages": per_request, "times": 1})
+    assert await speak(client, "warm up") == expected_words("warm up")
+    assert await speak(client, "replayed fine") == expected_words("replayed fine")
+    assert client.reused == 1 and stats.ws_connections == 3 and stats.faults_applied == 1
+
+
+async def test_abandoned_requests_do_not_return_to_the_pool(client: GradiumClient, emulator: Emulator) -> None:
+    stream = await client.open_ws("tts", {"voice_id": EMMA}, "gsk_a")
+    await stream.send({"type": "text", "text": "abandoned"})
+    await stream.close()  # mid-request: Gradium may still be talking on it
+    assert await speak(client, "fresh") == ["fresh"]
+    assert client.reused == 0
+
+
+async def test_gateway_reuses_upstream_sockets(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        for text in ("first", "second", "third"):
+            async with s.post(gateway.http + "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM?output_format=pcm_16000",
+                              json={"text": text}, headers={"xi-api-key": "gsk_pool"}) as r:
+                assert r.status == 200
+                assert words(decode(await r.read(), "s16le", 16000).pcm, 16000) == [text]
+    assert gateway.emulator.app[STATS].ws_connections == 1

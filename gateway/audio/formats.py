@@ -103,6 +103,14 @@ class AudioFormat:
         return self.bit_rate is None or other.bit_rate is None or self.bit_rate == other.bit_rate
 
 
+def is_compressed(fmt: AudioFormat | None) -> bool:
+    """Formats whose codec work costs enough (~0.1-1 ms per 80 ms chunk) to run off the event loop.
+
+    None (an unknown container, sniffed from the bytes) counts as compressed.
+    """
+    return fmt is None or fmt.encoding not in RAW_PCM_ENCODINGS
+
+
 def pcm16(rate: int, channels: int = 1) -> AudioFormat:
     return AudioFormat(PCM_S16LE, RAW, rate, channels)
 

@@ -3,11 +3,15 @@ turning a route's params into a Gradium session plan (setup, audio formats, tran
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -24,7 +28,7 @@ from gateway.auth import Authenticator, TokenStore
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute, audio_format
-from gateway.mapping.transforms import EventTransform, SessionInfo
+from gateway.mapping.transforms import Event, EventTransform, SessionInfo
 from gateway.observability import Metrics
 from gateway.upstream.gradium import GradiumClient
 
@@ -36,6 +40,8 @@ AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 
 log = structlog.get_logger("gateway")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -130,6 +136,21 @@ def plan_session(ctx: RequestContext, params: dict[str, Any]) -> SessionPlan:
     except AudioError as exc:
         raise GatewayError("unsupported_format", str(exc)) from None
     return SessionPlan(kind, setup, info, transform)
+
+
+_CODEC_POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec")
+
+
+async def offload(heavy: bool, fn: Callable[[T], R], arg: T) -> R:
+    """Run codec work on the codec threads when it is heavy; inline when a thread hop would cost more."""
+    if not heavy:
+        return fn(arg)
+    return await asyncio.get_running_loop().run_in_executor(_CODEC_POOL, fn, arg)
+
+
+async def transform_gradium(transform: EventTransform, msg: dict[str, Any]) -> list[Event]:
+    """A Gradium message through the session's transform (audio on a codec thread when heavy)."""
+    return await offload(transform.heavy and msg.get("type") == "audio", transform.on_gradium, msg)
 
 
 def render_event(route: CompiledRoute, base_scope: dict[str, Any], name: str, fields: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from gateway.audio.formats import is_compressed
 from gateway.audio.transcode import AudioError, make_transcoder
 from gateway.auth import find_credential
 from gateway.dialects.common import (
@@ -27,13 +28,16 @@ from gateway.dialects.common import (
     RequestContext,
     SessionPlan,
     http_error,
+    offload,
     plan_session,
     render_event,
     request_id_headers,
+    transform_gradium,
 )
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
+from gateway.mapping.template import Messages
 from gateway.upstream.gradium import GradiumStream
 
 log = structlog.get_logger("gateway")
@@ -197,9 +201,11 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
     except AudioError as exc:
         raise GatewayError("unsupported_format", str(exc)) from None
 
+    heavy = not transcoder.passthrough and (is_compressed(plan.info.audio_in) or is_compressed(plan.info.gradium_in))
+
     async def send(chunk: bytes) -> None:
         plan.transform.on_action("audio", {"audio": chunk})
-        out = transcoder.feed(chunk)
+        out = await offload(heavy, transcoder.feed, chunk)
         if out:
             await upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
 
@@ -249,7 +255,7 @@ async def _respond(
         body = None
         msg: dict[str, Any] | None = first
         while msg is not None:
-            for name, fields in transform.on_gradium(msg):
+            for name, fields in await transform_gradium(transform, msg):
                 rendered = render_event(route, base_scope, name, fields)
                 if rendered is not None:
                     body = rendered
@@ -271,16 +277,17 @@ async def _respond(
     msg = first
     try:
         while msg is not None:
-            for name, fields in transform.on_gradium(msg):
+            for name, fields in await transform_gradium(transform, msg):
                 if kind == "audio":
                     chunk = fields.get("audio") if name == "audio" else None
                 else:
                     rendered = render_event(route, base_scope, name, fields)
                     if rendered is None:
                         continue
-                    data = orjson.dumps(rendered)
-                    chunk = data + b"\n" if kind == "ndjson" else b"event: " + name.encode() + b"\ndata: " + (
-                        data + b"\n\n"
+                    items = rendered if isinstance(rendered, Messages) else (rendered,)
+                    chunk = b"".join(
+                        data + b"\n" if kind == "ndjson" else b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+                        for data in map(orjson.dumps, items)
                     )
                 if chunk:
                     if first_out is None:

@@ -25,6 +25,7 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
+from gateway.audio.formats import is_compressed
 from gateway.audio.transcode import AudioError, Transcoder, make_transcoder
 from gateway.auth import Credential, find_credential
 from gateway.dialects.common import (
@@ -35,15 +36,18 @@ from gateway.dialects.common import (
     RequestContext,
     SessionPlan,
     error_scope,
+    offload,
     plan_session,
     render_event,
     request_id_headers,
+    transform_gradium,
 )
 from gateway.dialects.http import Handler
 from gateway.dialects.textbuffer import WordBuffer
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping
 from gateway.mapping.params import RequestData
+from gateway.mapping.template import Messages
 from gateway.upstream.gradium import GradiumStream
 from gateway.upstream.mux import GradiumMux
 
@@ -136,6 +140,8 @@ class Context:
         self.ready: dict[str, Any] | None = None
         self.reader: asyncio.Task[None] | None = None
         self.finished = asyncio.Event()
+        self.heavy_input = transcoder is not None and not transcoder.passthrough and (
+            is_compressed(plan.info.audio_in) or is_compressed(plan.info.gradium_in))
 
 
 class WsSession:
@@ -337,7 +343,7 @@ class WsSession:
                 msg = await c.upstream.recv()
                 if msg is None:
                     break
-                await self._emit(c, transform.on_gradium(msg))
+                await self._emit(c, await transform_gradium(transform, msg))
                 if msg.get("type") == "end_of_stream":
                     break
             self.upstream_request_id = c.upstream.request_id
@@ -375,6 +381,10 @@ class WsSession:
                 self._count_out()
 
     async def _send(self, rendered: Any) -> None:
+        if isinstance(rendered, Messages):  # one event rendered as several messages (`$messages`)
+            for item in rendered:
+                await self._send(item)
+            return
         await self.ws.send_frame(orjson.dumps(rendered), WSMsgType.TEXT)
         self._count_out()
 
@@ -474,7 +484,7 @@ class WsSession:
         if not chunk:
             return b""
         chunk = bytes(chunk)
-        out = c.transcoder.feed(chunk)
+        out = await offload(c.heavy_input, c.transcoder.feed, chunk)
         if out:
             await c.upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
         return chunk

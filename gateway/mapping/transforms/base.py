@@ -36,6 +36,9 @@ class Options(BaseModel):
 class EventTransform:
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = Options
+    # True when `on_gradium` for audio messages does codec work worth a worker thread (PyAV releases
+    # the GIL): the event loop keeps serving other sessions meanwhile.
+    heavy: bool = False
 
     def __init__(self, info: SessionInfo, options: BaseModel) -> None:
         self.info = info

@@ -74,6 +74,16 @@ class GradiumStream:
     """One Gradium request: send messages, receive parsed messages; `None` means finished."""
 
     request_id: str | None = None
+    ended: bool = False
+
+    def _note(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Remember Gradium's request id and whether the request is over."""
+        mtype = data.get("type")
+        if mtype == "ready":
+            self.request_id = data.get("request_id")
+        elif mtype == "end_of_stream":
+            self.ended = True
+        return data
 
     async def send(self, msg: dict[str, Any]) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -164,13 +174,7 @@ class GradiumWsStream(GradiumStream):
                 msg = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, None, None)
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self._replay = None
-                data = parse_ws_text(msg.data)
-                mtype = data.get("type")
-                if mtype == "ready":
-                    self.request_id = data.get("request_id")
-                elif mtype == "end_of_stream":
-                    self.ended = True
-                return data
+                return self._note(parse_ws_text(msg.data))
             if msg.type in _CLOSED:
                 if self._replay is not None:
                     await self._reconnect()
@@ -210,17 +214,7 @@ class GradiumRestStream(GradiumStream):
             line = line.strip()
             if not line:
                 continue
-            try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise GatewayError("upstream_error", "Gradium sent a malformed line") from None
-            if data.get("type") == "error":
-                raise classify(data.get("code"), str(data.get("message") or ""))
-            if data.get("type") == "ready":
-                self.request_id = data.get("request_id")
-            if data.get("type") == "end_of_stream":
-                self.ended = True
-            return data
+            return self._note(parse_ws_text(line))  # NDJSON lines are the WS messages
 
     async def close(self) -> None:
         self.resp.release()

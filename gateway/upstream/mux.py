@@ -43,12 +43,7 @@ class MuxStream(GradiumStream):
         if isinstance(item, BaseException):
             self.ended = True
             raise item
-        mtype = item.get("type")
-        if mtype == "ready":
-            self.request_id = item.get("request_id")
-        elif mtype == "end_of_stream":
-            self.ended = True
-        return item
+        return self._note(item)
 
     async def close(self) -> None:
         self.closed = True

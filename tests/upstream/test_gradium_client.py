@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-import aiohttp
 import pytest
 
 from gateway.emulator.faults import FAULTS
@@ -14,13 +13,6 @@ from tests.audiocheck import expected_words, speech
 from tests.conftest import Emulator
 
 EMMA = "YTpq7expH9539ERJ"
-
-
-@pytest.fixture
-async def client(emulator: Emulator) -> GradiumClient:
-    session = aiohttp.ClientSession()
-    yield GradiumClient(session, emulator.url)
-    await session.close()
 
 
 async def test_rest_tts_ndjson_and_rest_asr(client: GradiumClient) -> None:

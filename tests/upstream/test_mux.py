@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 
-import aiohttp
 import pytest
 
 from gateway.emulator.faults import FAULTS
@@ -17,13 +16,6 @@ from tests.audiocheck import decode, expected_words, words
 from tests.conftest import Emulator
 
 EMMA = "YTpq7expH9539ERJ"
-
-
-@pytest.fixture
-async def client(emulator: Emulator) -> GradiumClient:
-    session = aiohttp.ClientSession()
-    yield GradiumClient(session, emulator.url)
-    await session.close()
 
 
 async def speak(mux: GradiumMux, text: str) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import aiohttp
-import pytest
 
 from gateway.emulator.faults import FAULTS
 from gateway.emulator.stats import STATS
@@ -14,15 +13,6 @@ from tests.audiocheck import decode, expected_words, words
 from tests.conftest import Emulator, Gateway
 
 EMMA = "YTpq7expH9539ERJ"
-
-
-@pytest.fixture
-async def client(emulator: Emulator) -> GradiumClient:
-    session = aiohttp.ClientSession()
-    c = GradiumClient(session, emulator.url)
-    yield c
-    await c.close_idle()
-    await session.close()
 
 
 async def speak(client: GradiumClient, text: str, key: str = "gsk_a") -> list[str]:

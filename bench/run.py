@@ -30,6 +30,9 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paths
+import paths_cartesia
+import paths_deepgram
+import paths_elevenlabs
 import procs
 from paths import PathError, Sample, SttInput, Trace, TtsInput
 
@@ -372,6 +375,9 @@ def build_scenarios(
             paced=True,
             warm=fast,
         ),
+        *paths_deepgram.scenarios(Scenario, emu, gw, http),
+        *paths_elevenlabs.scenarios(Scenario, emu, gw, http, tts, stt, ws_audio_s),
+        *paths_cartesia.scenarios(Scenario, emu, gw, http, tts, ws_audio_s),
     ]
 
 

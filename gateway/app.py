@@ -14,7 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import Authenticator, TokenStore, find_credential
 from gateway.config import Settings
-from gateway.dialects import builtins  # noqa: F401  (registers builtin handlers)
+from gateway.dialects import (
+    builtins,  # noqa: F401  (registers builtin handlers)
+    cartesia_builtins,  # noqa: F401  (registers `cursor_catalogue`, `grant_token`)
+    catalogue,  # noqa: F401  (registers the `catalogue` builtin)
+    projects,  # noqa: F401  (registers the `projects` builtin)
+)
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
 from gateway.dialects.http import Handler, route_handler
 from gateway.dialects.ws import ws_route_handler

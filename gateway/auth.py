@@ -9,9 +9,14 @@ whoever minted them, so no upstream key ever reaches a browser.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
+
+import orjson
 
 from gateway.config import AuthSettings
 from gateway.errors import GatewayError
@@ -19,6 +24,26 @@ from gateway.mapping.params import RequestData
 from gateway.mapping.schema import CredentialSource
 
 TOKEN_PREFIX = "gwt_"
+# Gateway tokens may also be JWT-shaped (Deepgram grants): HS256 with a per-process secret, and a
+# `kid` in the header so the first segment alone tells them apart from any other JWT.
+JWT_PREFIX = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImdyYWRpdW0tZ2F0ZXdheSJ9."
+_JWT_SECRET = secrets.token_bytes(32)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def is_gateway_token(value: str) -> bool:
+    return value.startswith((TOKEN_PREFIX, JWT_PREFIX))
+
+
+def _jwt(ttl_s: float, scope: str) -> str:
+    now = int(time.time())
+    claims = {"iss": "gradium-gateway", "jti": secrets.token_urlsafe(12), "iat": now, "nbf": now,
+              "exp": now + max(1, round(ttl_s)), "scope": scope}
+    signing = JWT_PREFIX + _b64url(orjson.dumps(claims))
+    return signing + "." + _b64url(hmac.new(_JWT_SECRET, signing.encode(), hashlib.sha256).digest())
 
 
 @dataclass(slots=True)
@@ -76,9 +101,11 @@ class TokenStore:
     def __init__(self) -> None:
         self._tokens: dict[str, MintedToken] = {}
 
-    def mint(self, upstream_key: str, ttl_s: float, scope: str, single_use: bool) -> tuple[str, float]:
+    def mint(self, upstream_key: str, ttl_s: float, scope: str, single_use: bool,
+             shape: str = "opaque") -> tuple[str, float]:
+        """A new token; `shape: jwt` makes it a signed JWT (`exp` = its expiry) instead of `gwt_...`."""
         self._sweep()
-        token = TOKEN_PREFIX + secrets.token_urlsafe(24)
+        token = _jwt(ttl_s, scope) if shape == "jwt" else TOKEN_PREFIX + secrets.token_urlsafe(24)
         expires = time.time() + ttl_s
         self._tokens[token] = MintedToken(upstream_key, expires, scope, single_use)
         return token, expires
@@ -88,8 +115,8 @@ class TokenStore:
         if entry is None or entry.expires_at < time.time():
             self._tokens.pop(token, None)
             return None
-        if scope is not None and entry.scope not in ("*", scope):
-            return None
+        if scope is not None and entry.scope != "*" and scope not in entry.scope.split(","):
+            return None  # minted for other routes (`scope` is one route name or a comma-separated list)
         if entry.single_use:
             del self._tokens[token]
         return entry.upstream_key
@@ -110,7 +137,7 @@ class Authenticator:
         """The Gradium key to use for this caller, or an `unauthorized` error."""
         if cred is None:
             raise GatewayError("unauthorized", "Missing API key")
-        if cred.value.startswith(TOKEN_PREFIX) or cred.token_only:
+        if is_gateway_token(cred.value) or cred.token_only:
             key = self.tokens.redeem(cred.value, scope)
             if key is None:
                 raise GatewayError("unauthorized", "Invalid or expired token")

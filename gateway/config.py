@@ -98,6 +98,28 @@ class Limits(_Strict):
     max_text_chars: int = Field(default=10_000, gt=0)
 
 
+class FetchSettings(_Strict):
+    """Remote audio the gateway may download for a caller (Deepgram `{"url": ...}`). Off by default."""
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="URL prefixes the gateway may fetch, e.g. https://media.example.com/ (empty: never fetch)",
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="connect + download time limit")
+
+    @field_validator("allow")
+    @classmethod
+    def _http_only(cls, v: list[str]) -> list[str]:
+        for prefix in v:
+            if not prefix.startswith(("http://", "https://")):
+                raise ValueError(f"{prefix!r}: must start with http:// or https://")
+        return v
+
+    def allows(self, url: str) -> bool:
+        # a prefix without a trailing slash still ends at a path boundary (no `host.evil.com` match)
+        return any(url.startswith(p) and (p.endswith("/") or url[len(p):][:1] in ("", "/", "?")) for p in self.allow)
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -110,6 +132,7 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     limits: Limits = Field(default_factory=Limits)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -61,7 +61,8 @@ def load_yaml(path: Path) -> YamlDoc:
     except OSError as exc:
         raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml's parser when PyYAML has it: ~8x faster on the voice tables (every app start, every test)
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

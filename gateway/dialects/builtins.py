@@ -7,8 +7,16 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from gateway.auth import find_credential
-from gateway.dialects.common import AUTH, SETTINGS, TOKENS, RequestContext, render_event, request_id_headers
+from gateway.auth import find_credential, is_gateway_token
+from gateway.dialects.common import (
+    AUTH,
+    GRADIUM,
+    SETTINGS,
+    TOKENS,
+    RequestContext,
+    render_event,
+    request_id_headers,
+)
 from gateway.dialects.http import BUILTINS, BuiltinHandler
 from gateway.errors import GatewayError
 from gateway.mapping.params import RequestData
@@ -22,24 +30,38 @@ def builtin(name: str):  # type: ignore[no-untyped-def]
     return register
 
 
+def _scope(value: object) -> str:
+    """A token scope: one route name, `*`, or a list of route names (stored comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 @builtin("mint_token")
 async def mint_token(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     """A short-lived gateway token standing for the caller's upstream key (never the key itself).
 
-    Options: `scope` (route name the token is good for, `*` for all), `single_use`, `max_ttl_s`.
+    Options: `scope` (route name the token is good for, `*` for all), `single_use`, `max_ttl_s`, `ttl_s`
+    (default lifetime), `shape` (`opaque` `gwt_...` or `jwt`, a signed JWT whose `exp` is the expiry),
+    `verify_key` (check the caller's key with Gradium first, so a bad key is refused now, not at first use).
     Param `ttl_seconds` (optional) asks for a shorter lifetime. Rendered by the route's `token` template.
+    A `scope` may also be a list of route names; a param `scope` (e.g. a token type looked up in a
+    table) overrides the option.
     """
     route = ctx.route
     opts = route.spec.builtin_options
-    upstream_key = request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req))
+    cred = find_credential(ctx.mapping.credentials, req)
+    upstream_key = request.app[AUTH].upstream_key(cred)
     params = route.read_params(req)
+    if opts.get("verify_key") and cred is not None and not is_gateway_token(cred.value):
+        # the caller's key must work before a token stands for it (a refused key is the usual 401)
+        await request.app[GRADIUM].get_json("usages/credits", upstream_key)
     default_ttl = request.app[SETTINGS].auth.token_ttl_s
     ttl = float(params.get("ttl_seconds") or opts.get("ttl_s") or default_ttl)
     ttl = min(ttl, float(opts.get("max_ttl_s", default_ttl)))
     if ttl <= 0:
         raise GatewayError("invalid_request", "ttl_seconds must be positive", "ttl_seconds")
     token, expires = request.app[TOKENS].mint(
-        upstream_key, ttl, scope=str(opts.get("scope", "*")), single_use=bool(opts.get("single_use", True))
+        upstream_key, ttl, scope=_scope(params.get("scope") or opts.get("scope", "*")),
+        single_use=bool(opts.get("single_use", True)), shape=str(opts.get("shape", "opaque")),
     )
     fields = {
         "token": token,

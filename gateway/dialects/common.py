@@ -28,6 +28,7 @@ from gateway.auth import Authenticator, TokenStore
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute, audio_format
+from gateway.mapping.params import RequestData
 from gateway.mapping.transforms import Event, EventTransform, SessionInfo
 from gateway.observability import Metrics
 from gateway.upstream.gradium import GradiumClient
@@ -52,6 +53,7 @@ class RequestContext:
     started: float = field(default_factory=time.monotonic)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
                          .replace("+00:00", "Z"))
+    req: RequestData | None = None  # path/query/headers, for the mapping's `errors.params`
 
     def scope(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         base = {"request_id": self.request_id, "created": self.created, "provider": self.mapping.provider}
@@ -63,10 +65,27 @@ class RequestContext:
         return round((time.monotonic() - self.started) * 1000, 2)
 
 
+def _error_params(ctx: RequestContext) -> dict[str, Any]:
+    """The mapping's `errors.params` (e.g. the API version that picks the error shape); a value that
+    cannot be read is left out, never an error of its own."""
+    out: dict[str, Any] = {}
+    if ctx.req is None:
+        return out
+    for name, read in ctx.mapping.errors.params.items():
+        try:
+            value = read(ctx.req)
+        except GatewayError:
+            continue
+        if value is not None:
+            out[name] = value
+    return out
+
+
 def error_scope(ctx: RequestContext, err: GatewayError) -> dict[str, Any]:
     spec = ctx.mapping.errors.kinds[err.kind]
     return {
         **ctx.scope(),
+        **_error_params(ctx),
         "error": {
             "kind": err.kind,
             "status": spec.status,
@@ -93,6 +112,9 @@ def http_error(ctx: RequestContext, err: GatewayError) -> web.Response:
     if spec.status in (429, 503):
         headers.setdefault("Retry-After", "1")
     log.info("request.error", kind=err.kind, status=spec.status, message=err.message, ms=ctx.elapsed_ms())
+    if isinstance(body, str):  # a template that renders text is a plain-text body (Cartesia before 2026-03-01)
+        return web.Response(status=spec.status, text=body, content_type="text/plain",
+                            headers={k: str(v) for k, v in headers.items()})
     return web.Response(
         status=spec.status,
         body=orjson.dumps(body),
@@ -109,13 +131,17 @@ class SessionPlan:
     transform: EventTransform
 
 
-def plan_session(ctx: RequestContext, params: dict[str, Any]) -> SessionPlan:
-    """Route params -> the Gradium setup, the audio formats on both sides, and a fresh transform."""
+def plan_session(ctx: RequestContext, params: dict[str, Any], shared: dict[str, Any] | None = None) -> SessionPlan:
+    """Route params -> the Gradium setup, the audio formats on both sides, and a fresh transform.
+
+    `shared`: state the transform shares with the other requests of the same WebSocket context."""
     route = ctx.route
     assert route.spec.gradium is not None and route.setup is not None and route.transform is not None
     scope = ctx.scope(params)
     setup = route.setup(scope) or {}
     info = SessionInfo(ctx.request_id, params)
+    if shared is not None:
+        info.shared = shared
     kind = route.spec.gradium.kind
     if kind == "tts":
         assert route.audio_out is not None

@@ -27,6 +27,7 @@ from gateway.dialects.common import (
     SETTINGS,
     RequestContext,
     SessionPlan,
+    error_scope,
     http_error,
     offload,
     plan_session,
@@ -34,11 +35,13 @@ from gateway.dialects.common import (
     request_id_headers,
     transform_gradium,
 )
+from gateway.dialects.fetch import fetch_audio
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
 from gateway.upstream.gradium import GradiumStream
+from gateway.upstream.sequence import SequenceStream
 
 log = structlog.get_logger("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,6 +90,7 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = RequestContext(mapping, route)
+        ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
         structlog.contextvars.bind_contextvars(
             request_id=ctx.request_id, provider=mapping.provider, route=route.name
         )
@@ -144,7 +148,10 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
             feeder.cancel()
             with contextlib.suppress(BaseException):
                 await feeder
+    segments = _segments(route.segments(base_scope)) if route.segments is not None else None
     text = route.text(base_scope) if route.text is not None else None
+    if segments is not None:
+        text = " ".join(seg["text"] for seg in segments)
     if not text:
         raise GatewayError("invalid_request", "text must not be empty", "text")
     limit = request.app[SETTINGS].limits.max_text_chars
@@ -152,13 +159,29 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         raise GatewayError("invalid_request", f"text is longer than {limit} characters", "text")
     base_scope["char_count"] = len(text)
     upstream: GradiumStream
-    if spec.upstream == "rest":
+    if segments is not None:  # one Gradium request per segment (e.g. per dialogue line and its voice)
+        sequence = SequenceStream(gradium, spec.kind, key, plan.setup, segments)
+        await sequence.start()
+        upstream = sequence
+    elif spec.upstream == "rest":
         upstream = await gradium.post(spec.kind, key, json={**plan.setup, "text": text, "only_audio": False})
     else:
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
         await upstream.send({"type": "text", "text": text})
         await upstream.send({"type": "end_of_stream"})
     return await _first_then_respond(request, ctx, plan, upstream, base_scope)
+
+
+def _segments(value: Any) -> list[dict[str, Any]]:
+    """A rendered `gradium.segments`: a non-empty list of {text, setup?, ...} with non-empty texts."""
+    if not isinstance(value, list) or not value:
+        raise GatewayError("invalid_request", "at least one input is required", "inputs")
+    for seg in value:
+        if not isinstance(seg, dict) or not isinstance(seg.get("text"), str) or not seg["text"].strip():
+            raise GatewayError("invalid_request", "every input needs a non-empty text", "inputs")
+        if seg.get("setup") is not None and not isinstance(seg["setup"], dict):
+            raise GatewayError("internal", "segment setup must be an object")
+    return value
 
 
 async def _first_then_respond(
@@ -211,12 +234,16 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
 
     total = 0
     if source == "body" and req.body is not None:
-        # JSON `{"url": ...}`: the gateway does not fetch remote audio
-        raise GatewayError("invalid_request", "Transcribing a URL is not enabled on this gateway; send the audio bytes",
-                           "url")
-    if source == "body":
+        # JSON `{"url": ...}`: remote audio, fetched only from the prefixes allowed in `fetch.allow`
+        async for chunk in fetch_audio(request.app, req.body.get("url")):
+            total += len(chunk)
+            await send(chunk)
+    elif source == "body":
+        limit = request.app[SETTINGS].limits.max_body_bytes  # aiohttp only enforces it on read()/post()
         async for chunk in request.content.iter_chunked(AUDIO_CHUNK):
             total += len(chunk)
+            if total > limit:
+                raise GatewayError("payload_too_large", "Request body is too large")
             await send(chunk)
     else:
         part = req.form.get(source.split(".", 1)[1]) if req.form else None
@@ -233,6 +260,17 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
     if tail:
         await upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
     await upstream.send({"type": "end_of_stream"})
+
+
+def _frame(kind: str, name: str, item: Any, sse_event: str | None) -> bytes:
+    """One rendered event as an NDJSON line or an SSE event (`event:` named by the route's `sse_event`
+    field of the message when it has one, else by the transform's event name)."""
+    data = orjson.dumps(item)
+    if kind == "ndjson":
+        return data + b"\n"
+    if sse_event and isinstance(item, dict) and isinstance(item.get(sse_event), str):
+        name = item[sse_event]
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
 async def _respond(
@@ -271,6 +309,7 @@ async def _respond(
         resp.content_type = {"ndjson": "application/x-ndjson", "sse": "text/event-stream"}[kind]
     if kind == "sse":
         resp.headers["Cache-Control"] = "no-cache"
+    sse_event = route.spec.response.sse_event
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     bytes_out = 0
@@ -285,10 +324,7 @@ async def _respond(
                     if rendered is None:
                         continue
                     items = rendered if isinstance(rendered, Messages) else (rendered,)
-                    chunk = b"".join(
-                        data + b"\n" if kind == "ndjson" else b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
-                        for data in map(orjson.dumps, items)
-                    )
+                    chunk = b"".join(_frame(kind, name, item, sse_event) for item in items)
                 if chunk:
                     if first_out is None:
                         first_out = time.monotonic()
@@ -299,8 +335,16 @@ async def _respond(
                     await resp.write(chunk)
             msg = await upstream.recv()
     except GatewayError as err:
-        # Headers are gone: cut the connection so the client sees a failed download, not a short file.
         log.warning("request.upstream_failed_midstream", kind=err.kind, message=err.message, bytes=bytes_out)
+        if kind in ("sse", "ndjson") and "error" in route.render:
+            # The route has an in-stream error event (Cartesia SSE `event: error`): it ends the stream.
+            rendered = render_event(route, {**base_scope, **error_scope(ctx, err)}, "error", {})
+            items = rendered if isinstance(rendered, Messages) else (rendered,) if rendered is not None else ()
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await resp.write(b"".join(_frame(kind, "error", item, sse_event) for item in items))
+                await resp.write_eof()
+            return resp
+        # Headers are gone: cut the connection so the client sees a failed download, not a short file.
         if request.transport is not None:
             request.transport.abort()
         return resp

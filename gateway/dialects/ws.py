@@ -53,6 +53,7 @@ from gateway.upstream.mux import GradiumMux
 
 log = structlog.get_logger("gateway")
 FIRST_MESSAGE_TIMEOUT_S = 20.0
+MAX_REMEMBERED = 4096  # per socket: cancelled context ids remembered, contexts with shared state kept
 GRADIUM_EVENT = "@gradium"  # a transform asking for a message to Gradium (e.g. an end-of-turn flush)
 
 
@@ -68,6 +69,8 @@ def refuse_upgrade(ctx: RequestContext, err: GatewayError) -> web.Response:
         headers[ctx.mapping.errors.refuse_header] = err.message
     body = ctx.mapping.errors.http_body(error_scope(ctx, err))
     log.info("ws.refused", kind=err.kind, status=spec.status, message=err.message)
+    if isinstance(body, str):  # plain-text error bodies (see `http_error`)
+        return web.Response(status=spec.status, text=body, content_type="text/plain", headers=headers)
     return web.Response(status=spec.status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers)
 
@@ -91,6 +94,7 @@ async def _serve(request: web.Request, ctx: RequestContext) -> web.StreamRespons
     route = ctx.route
     assert route.ws is not None
     req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    ctx.req = req
     ws = web.WebSocketResponse(
         protocols=route.ws.spec.subprotocols,
         max_msg_size=app[SETTINGS].limits.max_ws_message_bytes,
@@ -105,7 +109,11 @@ async def _serve(request: web.Request, ctx: RequestContext) -> web.StreamRespons
         # Credentials, parameters and Gradium's own verdict (key, voice, format) are known before
         # the 101, so a refusal is an HTTP status the client's SDK understands.
         try:
-            await session.open_context("", None, wait_ready=True)
+            if route.ws.spec.open == "connect":
+                await session.open_context("", None, wait_ready=True)
+            elif route.ws.spec.open == "on_demand":
+                # contexts start later, from their messages: only the credentials can be judged now
+                session.key = app[AUTH].upstream_key(session.cred, scope=route.name)
         except GatewayError as err:
             await session.close_all()
             metrics.requests.labels(ctx.mapping.provider, route.name,
@@ -142,6 +150,10 @@ class Context:
         self.finished = asyncio.Event()
         self.heavy_input = transcoder is not None and not transcoder.passthrough and (
             is_compressed(plan.info.audio_in) or is_compressed(plan.info.gradium_in))
+        self.flush_timer: asyncio.TimerHandle | None = None  # `flush_after_ms`: the pending buffer-delay flush
+        self.message: dict[str, Any] | None = None  # the client message that opened it (its params)
+        self.segment: Any = None  # the `segment` its text belongs to (e.g. a dialogue line's voice)
+        self.continued = False  # ended by a `segment` change: the context goes on, its `end` is not shown
 
 
 class WsSession:
@@ -169,6 +181,10 @@ class WsSession:
         self.upstream_request_id: str | None = None
         self._scope: dict[str, Any] | None = None
         self.mux: GradiumMux | None = None
+        self.shared: dict[str, dict[str, Any]] = {}  # per context id: state its successive requests share
+        self.cleared: dict[str, None] = {}  # `reject_cleared`: context ids cancelled on this socket (bounded)
+        self.handling: str | None = None  # context id of the client message being handled
+        self.background: set[asyncio.Task[None]] = set()  # timed flushes in flight
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -180,6 +196,19 @@ class WsSession:
                 if self.wspec.spec.open == "first_message":
                     first = await self._first_message()
                 await self.open_context("", first if isinstance(first, dict) else None, wait_ready=False)
+            if self.wspec.spec.open == "on_demand" and self.key is None and self.cred is not None:
+                # the handshake carried a credential (header, query token): judge it now, and let the
+                # shared Gradium socket open before the first context needs it
+                self.key = self.app[AUTH].upstream_key(self.cred, scope=self.route.name)
+            if self.wspec.spec.multiplex and self.mux is None and self.key is not None:
+                # contexts start on demand, but the key is known: open the shared Gradium socket while the
+                # client sends its first message, so the handshake is not in its time to first audio
+                spec = self.route.spec.gradium
+                assert spec is not None
+                self.mux = GradiumMux(self.app[GRADIUM], spec.kind, self.key)
+                warm = asyncio.create_task(self.mux.connect())
+                self.background.add(warm)
+                warm.add_done_callback(lambda t: (self.background.discard(t), t.cancelled() or t.exception()))
             if self.wspec.greeting is not None:
                 await self._send(self.wspec.greeting(self._session_scope()))
             for c in self.live:
@@ -223,7 +252,11 @@ class WsSession:
             )
 
     async def close_all(self) -> None:
+        for t in list(self.background):
+            t.cancel()
         for c in list(self.live):
+            if c.flush_timer is not None:
+                c.flush_timer.cancel()
             if c.reader is not None and c.reader is not asyncio.current_task():
                 c.reader.cancel()
             with contextlib.suppress(Exception):
@@ -281,17 +314,22 @@ class WsSession:
         log.info("ws.error", kind=err.kind, message=err.message, close=spec.close)
         if self.ws.closed:
             return
-        tpl = self.ctx.mapping.errors.ws_message
+        tpl = self.wspec.error_message or self.ctx.mapping.errors.ws_message
+        scope = error_scope(self.ctx, err)
+        code = self.wspec.spec.error_codes.get(err.kind)
+        if code is not None:
+            scope["error"]["code"] = code
         with contextlib.suppress(Exception):
             if tpl is not None:
-                await self.ws.send_frame(orjson.dumps(tpl(error_scope(self.ctx, err))), WSMsgType.TEXT)
+                await self.ws.send_frame(orjson.dumps(tpl(scope)), WSMsgType.TEXT)
             await self.ws.close(code=spec.close, message=(spec.reason or "").encode()[:120])
 
     # -- contexts --------------------------------------------------------------------------------
 
     async def open_context(self, key: str, message: dict[str, Any] | None, *, wait_ready: bool) -> Context:
         limit = self.wspec.spec.max_contexts
-        if limit is not None and len(self.live) >= limit:
+        keys = {x.key for x in self.live}  # a context counts once, however many requests it has in flight
+        if limit is not None and key not in keys and len(keys) >= limit:
             raise GatewayError("too_many_contexts",
                                f"Maximum simultaneous contexts per WebSocket connection exceeded ({limit})")
         req = RequestData(self.req.path, self.req.query, self.req.header, message=message)
@@ -300,7 +338,12 @@ class WsSession:
                 self.cred = find_credential(self.ctx.mapping.credentials, req)
             self.key = self.app[AUTH].upstream_key(self.cred, scope=self.route.name)
         params = self.route.read_params(req)
-        plan = plan_session(self.ctx, params)
+        shared = self.shared.get(key)
+        if shared is None:
+            shared = self.shared[key] = {}
+            if len(self.shared) > MAX_REMEMBERED:
+                del self.shared[next(iter(self.shared))]
+        plan = plan_session(self.ctx, params, shared)
         scope = self.ctx.scope(params)
         scope["context_id"] = key or None
         transcoder = None
@@ -309,6 +352,7 @@ class WsSession:
                 transcoder = make_transcoder(plan.info.audio_in, plan.info.gradium_in)
             except AudioError as exc:
                 raise GatewayError("unsupported_format", str(exc)) from None
+        schedule = self._text_schedule(scope)
         spec = self.route.spec.gradium
         assert spec is not None
         if self.wspec.spec.multiplex:
@@ -318,6 +362,9 @@ class WsSession:
         else:
             upstream = await self.app[GRADIUM].open_ws(spec.kind, plan.setup, self.key)
         c = Context(key, plan, scope, upstream, transcoder, self.active.get(key))
+        c.message = message
+        if schedule:
+            c.words = WordBuffer(schedule)
         self.live.add(c)
         self.active[key] = c
         if wait_ready:
@@ -329,18 +376,62 @@ class WsSession:
                  upstream_format=plan.setup.get("output_format") or plan.setup.get("input_format"))
         return c
 
+    async def _text_parts(self, c: Context, key: str, fields: dict[str, Any]) -> Context:
+        """`text` fields `parts` (a list of {text, segment}) and `segment`: text that belongs to a segment (a
+        dialogue line's voice). When the segment changes, the context's current request ends (its `end`
+        event is not shown) and the next one starts under the same key, spoken after it; its params are
+        read from the context's first message with `segment` set to the new value. Every part but the
+        last is pushed here; the last one goes on as the action's `text`."""
+        parts = fields.pop("parts", None)
+        if parts is None:
+            parts = [{"text": fields.get("text"), "segment": fields.get("segment")}]
+        if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
+            raise GatewayError("invalid_message", "text parts must be a non-empty list of objects")
+        for i, part in enumerate(parts):
+            segment = part.get("segment")
+            if segment is not None and c.segment is not None and segment != c.segment:
+                c.continued = True
+                await self._end_of_input(c)
+                c = await self.open_context(key, {**(c.message or {}), "segment": segment}, wait_ready=False)
+                self._start(c)
+                await self._emit(c, c.plan.transform.on_action("continue", {}))
+            if segment is not None:
+                c.segment = segment
+            text = part.get("text")
+            if text is not None and not isinstance(text, str):
+                raise GatewayError("invalid_message", "text must be a string")
+            if i == len(parts) - 1:
+                fields["text"] = text
+            elif text and (ready := c.words.push(text)):
+                await c.upstream.send({"type": "text", "text": ready})
+        return c
+
+    def _text_schedule(self, scope: dict[str, Any]) -> list[int] | None:
+        """The route's `text_schedule` for a new context: character counts, or None (whole words at once)."""
+        if self.wspec.text_schedule is None:
+            return None
+        value = self.wspec.text_schedule(scope)
+        if value is None:
+            return None
+        ok = isinstance(value, list) and value and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in value)
+        if not ok:
+            raise GatewayError("invalid_request", "the chunk schedule must be a list of positive numbers")
+        return [int(x) for x in value]
+
     def _start(self, c: Context) -> None:
         c.reader = asyncio.create_task(self._read(c), name=f"context:{c.key}")
 
     async def _read(self, c: Context) -> None:
         try:
-            if c.prev is not None:
-                await c.prev.finished.wait()  # keep the order of audio under one context id
+            held = await self._wait_turn(c) if c.prev is not None else []
             transform = c.plan.transform
             if c.ready is not None:
                 await self._emit(c, transform.on_gradium(c.ready))
             while True:
-                msg = await c.upstream.recv()
+                msg = held.pop(0) if held else await c.upstream.recv()
+                if isinstance(msg, BaseException):
+                    raise msg
                 if msg is None:
                     break
                 await self._emit(c, await transform_gradium(transform, msg))
@@ -350,7 +441,13 @@ class WsSession:
         except asyncio.CancelledError:
             raise
         except GatewayError as err:
-            self._abort(err)
+            if self.wspec.spec.context_errors == "report":
+                try:
+                    await self._context_error(c.key, err)
+                except Exception as exc:  # the client is gone
+                    self._abort(exc)
+            else:
+                self._abort(err)
             return
         except Exception as exc:
             self._abort(exc)
@@ -360,10 +457,54 @@ class WsSession:
         self.live.discard(c)
         if self.active.get(c.key) is c:
             del self.active[c.key]
+        if c.key not in self.active and not self.shared.get(c.key, True):
+            del self.shared[c.key]  # the context is over (its transform left nothing for a next request)
         with contextlib.suppress(Exception):
             await c.upstream.close()
         if self.wspec.spec.on_end == "close" or (self.closing and not self.live):
             self._finish(self.wspec.spec.close_on_end)
+
+    async def _wait_turn(self, c: Context) -> list[Any]:
+        """Wait until the previous request under this context id is done (its output goes first).
+
+        On a multiplexed Gradium socket, this request's messages are read meanwhile and held (returned,
+        errors included, in order): a request waiting its turn must not fill its inbox and stall the
+        shared socket, or the request it waits for could never finish."""
+        prev = c.prev
+        assert prev is not None
+        if self.mux is None:
+            await prev.finished.wait()
+            return []
+        held: list[Any] = []
+        turn = asyncio.ensure_future(prev.finished.wait())
+        nxt: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                nxt = asyncio.ensure_future(c.upstream.recv())
+                done, _ = await asyncio.wait({turn, nxt}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    try:
+                        held.append(await nxt)  # it may have completed meanwhile
+                    except asyncio.CancelledError:
+                        pass
+                    except GatewayError as err:
+                        held.append(err)
+                    return held
+                try:
+                    msg = nxt.result()
+                except GatewayError as err:
+                    held.append(err)
+                    await turn
+                    return held
+                held.append(msg)
+                if msg is None or msg.get("type") == "end_of_stream":
+                    await turn
+                    return held
+        finally:
+            for f in (turn, nxt):
+                if f is not None and not f.done():
+                    f.cancel()
 
     async def _emit(self, c: Context, events: list[tuple[str, dict[str, Any]]]) -> None:
         for name, fields in events:
@@ -371,6 +512,8 @@ class WsSession:
                 if not c.eos_sent:
                     await c.upstream.send(fields)
                 continue
+            if name == "end" and c.continued:
+                continue  # the context's next request (another `segment`) ends it
             scope = c.scope.copy()
             scope.setdefault("sequence_id", self.sequence)
             rendered = render_event(self.route, scope, name, fields)
@@ -403,6 +546,8 @@ class WsSession:
             try:
                 return orjson.loads(msg.data)
             except orjson.JSONDecodeError:
+                if self.wspec.plain_text:  # bare text commands (`finalize`), matched by list rules
+                    return msg.data.strip()
                 raise GatewayError("invalid_message", "Could not parse message: expected JSON") from None
         if msg.type is WSMsgType.BINARY:
             if self.wspec.spec.text_frames_only:
@@ -416,11 +561,21 @@ class WsSession:
 
     async def _client_loop(self, first: Any) -> None:
         if first is not None:
-            await self._handle(first)
+            await self._handle_reporting(first)
         while True:
+            self.handling = None
             data = self._decode(await self.ws.receive())
             self.frames_in += 1
+            await self._handle_reporting(data)
+
+    async def _handle_reporting(self, data: Any) -> None:
+        try:
             await self._handle(data)
+        except GatewayError as err:
+            # `context_errors: report`: a failure tied to the message's context ends only that context
+            if self.wspec.spec.context_errors != "report" or self.handling is None:
+                raise
+            await self._context_error(self.handling, err)
 
     async def _handle(self, data: Any) -> None:
         for rule in self.wspec.inbound:
@@ -432,39 +587,69 @@ class WsSession:
         if action == "ignore":
             return
         self.last_activity = time.monotonic()
-        if action == "error":
-            raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
-        if action == "keepalive" or not self.accepting:
-            return
         fields: dict[str, Any] = {}
         if rule.fields is not None:
             scope = self._session_scope()
             scope["message"] = data
             fields = rule.fields(scope) or {}
         key = "" if fields.get("context") is None else str(fields["context"])
+        if "context" in fields:
+            self.handling = key
+        if action == "error":
+            raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
+        if action == "keepalive" or not self.accepting:
+            return
         if action == "close":
             await self._close_gracefully()
             return
         if action == "clear":
             await self._clear(key)
             return
+        if action == "reply":
+            scope = self._session_scope()
+            scope["message"] = data
+            rendered = render_event(self.route, scope, rule.event or "", fields)
+            if rendered is not None:
+                await self._send(rendered)
+            return
+        if action == "control":
+            c = self.active.get(key)
+            if c is not None and not c.eos_sent:
+                await self._emit(c, c.plan.transform.on_action("control", fields))
+            return
         c = self.active.get(key)
         if c is None or c.eos_sent:
             if action == "end_of_stream":
                 return  # nothing open under that id
+            if key in self.cleared:
+                raise GatewayError("invalid_message", f"Context {key} was cancelled; start a new context_id")
             c = await self.open_context(key, data if isinstance(data, dict) else None, wait_ready=False)
             self._start(c)
+        if action == "text" and ("parts" in fields or fields.get("segment") is not None):
+            c = await self._text_parts(c, key, fields)
         if action == "audio":
             fields["audio"] = await self._audio(c, data if isinstance(data, bytes | bytearray) else fields.get("audio"))
+            if fields.get("flush"):  # audio and a flush in one message (ElevenLabs `commit: true`)
+                await self._emit(c, c.plan.transform.on_action(action, fields))
+                await self._flush(c)
+                return
         elif action == "text":
             text = fields.get("text")
             if text is not None and not isinstance(text, str):
                 raise GatewayError("invalid_message", "text must be a string")
-            ready = c.words.push(text or "")
+            ready = c.words.push(text or "", bool(fields.get("trigger")))
             if ready:
                 await c.upstream.send({"type": "text", "text": ready})
+            if fields.get("end"):
+                # text and the end of this request's input in one message (Cartesia `continue: false`, or a
+                # flush that the mapping turns into the end of a request); the transform hears it first
+                await self._emit(c, c.plan.transform.on_action(action, fields))
+                await self._end_of_input(c)
+                return
             if fields.get("flush"):
                 await self._flush(c)
+            elif text and c.plan.kind == "tts":
+                await self._buffer_delay(c, fields.get("flush_after_ms", self.wspec.spec.flush_after_ms))
         elif action == "flush":
             await self._flush(c)
             return  # _flush tells the transform, with the flush id
@@ -476,6 +661,8 @@ class WsSession:
         """Transcode and forward one chunk of client audio; returns the client's bytes."""
         if c.transcoder is None:
             raise GatewayError("invalid_message", "This socket does not take audio")
+        if chunk is not None and not isinstance(chunk, str | bytes | bytearray):
+            raise GatewayError("invalid_message", "audio must be a base64 string")
         if isinstance(chunk, str):
             try:
                 chunk = base64.b64decode(chunk, validate=True)
@@ -488,6 +675,28 @@ class WsSession:
         if out:
             await c.upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
         return chunk
+
+    async def _buffer_delay(self, c: Context, ms: Any) -> None:
+        """`flush_after_ms` (Cartesia `max_buffer_delay_ms`): text that waited this long for more text is
+        flushed to Gradium (its inline flush), so a pause in the client's input never holds audio back.
+        0 flushes with every message; None leaves the buffering to Gradium."""
+        if c.flush_timer is not None:
+            c.flush_timer.cancel()
+            c.flush_timer = None
+        if not isinstance(ms, int | float) or isinstance(ms, bool) or ms < 0:
+            return
+        if ms == 0:
+            await self._flush(c)
+            return
+        c.flush_timer = asyncio.get_running_loop().call_later(min(float(ms), 60_000.0) / 1000, self._timed_flush, c)
+
+    def _timed_flush(self, c: Context) -> None:
+        c.flush_timer = None
+        if c.eos_sent or c not in self.live:
+            return
+        task = asyncio.get_running_loop().create_task(self._flush(c))
+        self.background.add(task)
+        task.add_done_callback(lambda t: (self.background.discard(t), t.cancelled() or t.exception()))
 
     async def _flush(self, c: Context) -> None:
         if c.plan.kind == "tts":
@@ -531,16 +740,48 @@ class WsSession:
 
     async def _clear(self, key: str) -> None:
         """Drop a request's pending text and audio at once (Deepgram Clear, Cartesia cancel)."""
-        c = self.active.pop(key, None)
-        if c is not None:
-            self.live.discard(c)
-            if c.reader is not None:
-                c.reader.cancel()
-            with contextlib.suppress(Exception):
-                await c.upstream.close()
-            c.finished.set()
+        await self._drop(key)
+        if self.wspec.spec.reject_cleared:
+            self.cleared[key] = None
+            if len(self.cleared) > MAX_REMEMBERED:
+                del self.cleared[next(iter(self.cleared))]
         scope = self._session_scope()
         scope["context_id"] = key or None
         rendered = render_event(self.route, scope, "cleared", {})
         if rendered is not None:
             await self._send(rendered)
+
+    async def _drop(self, key: str) -> None:
+        """Every request under `key` stops now: readers cancelled, upstreams closed, shared state gone.
+        With `on_end: keep`, earlier requests under the key may still be sending audio: they go too."""
+        self.active.pop(key, None)
+        me = asyncio.current_task()
+        for c in [x for x in self.live if x.key == key]:
+            self.live.discard(c)
+            if c.reader is not None and c.reader is not me:
+                c.reader.cancel()
+            with contextlib.suppress(Exception):
+                await c.upstream.close()
+            c.finished.set()
+        self.shared.pop(key, None)
+
+    async def _context_error(self, key: str, err: GatewayError) -> None:
+        """`context_errors: report`: the error message carries the context id; only that context ends."""
+        log.info("ws.context_error", context=key or None, kind=err.kind, message=err.message)
+        await self._drop(key)
+        if self.mux is not None and self.mux.failure is not None:
+            # the shared Gradium socket is gone (its other requests got the error too): the next
+            # context opens a fresh one
+            with contextlib.suppress(Exception):
+                await self.mux.close()
+            self.mux = None
+        tpl = self.wspec.error_message or self.ctx.mapping.errors.ws_message
+        if tpl is not None and not self.ws.closed:
+            scope = error_scope(self.ctx, err)
+            scope["context_id"] = key or None
+            code = self.wspec.spec.error_codes.get(err.kind)
+            if code is not None:
+                scope["error"]["code"] = code
+            await self._send(tpl(scope))
+        if self.closing and not self.live:
+            self._finish(1000)

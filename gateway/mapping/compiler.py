@@ -37,6 +37,13 @@ EVENT_NAMES = frozenset(
         "last_word_end", "sha256", "channels", "flush_id", "sequence_id", "turn_index", "event",
         "end_of_turn_confidence", "languages", "channel_index", "token", "expires_in", "expires_at",
         "sentences", "utterances",
+        # turns (Flux, Cartesia turns) and its configure answers
+        "trigger", "audio_window_start", "audio_window_end", "thresholds", "keyterms", "language_hints",
+        "code", "description",
+        # catalogue lists; ElevenLabs speech-to-text
+        "items", "total_count", "has_more", "next_page_token", "language_code", "voice_segments", "credits",
+        # Cartesia TTS chunks
+        "step_time",
     }
 )
 
@@ -57,6 +64,7 @@ class CompiledInbound:
     fields: Render | None
     error: str | None
     message: str | None
+    event: str | None = None  # do: reply
 
 
 @dataclass(slots=True)
@@ -65,6 +73,9 @@ class CompiledWs:
     inbound: list[CompiledInbound]
     idle_seconds: Render | None
     greeting: Render | None
+    text_schedule: Render | None = None
+    error_message: Render | None = None
+    plain_text: bool = False  # some rule matches bare text commands: non-JSON text frames are strings
 
 
 @dataclass(slots=True)
@@ -78,6 +89,7 @@ class CompiledRoute:
     params: dict[str, ParamReader]
     setup: Render | None = None
     text: Render | None = None
+    segments: Render | None = None
     audio_out: Render | None = None
     audio_in: Render | None = None
     transform: type[EventTransform] | None = None
@@ -99,6 +111,7 @@ class CompiledErrors:
     ws_message: Render | None
     refuse_upgrade: bool
     refuse_header: str | None
+    params: dict[str, ParamReader] = field(default_factory=dict)  # `errors.params`
 
 
 @dataclass(slots=True)
@@ -142,6 +155,9 @@ def _compile_when(when: Any) -> Matcher:
         return lambda m: isinstance(m, bytes | bytearray)
     if when == "any":
         return lambda m: True
+    if isinstance(when, list):  # bare (non-JSON) text commands, decoded as str by the runtime
+        commands = frozenset(when)
+        return lambda m: isinstance(m, str) and m in commands
     conds = [_match_condition(tuple(k.split(".")), v) for k, v in when.items()]
     return lambda m: isinstance(m, dict) and all(c(m) for c in conds)
 
@@ -161,7 +177,10 @@ def compile_mapping(
     tables: dict[str, CompiledTable],
 ) -> CompiledMapping:
     errors = mapping.errors
-    err_names = BUILTIN_NAMES
+    for pname, p in errors.params.items():
+        if p.table is not None and p.table not in tables:
+            raise CompileError(("errors", "params", pname, "table"), f"unknown table {p.table!r}")
+    err_names = BUILTIN_NAMES | set(errors.params)
     compiled_errors = CompiledErrors(
         kinds=errors.kinds,
         http_body=_check_names(errors.http_body, err_names, ("errors", "http_body")),
@@ -171,6 +190,7 @@ def compile_mapping(
         else None,
         refuse_upgrade=errors.ws_refuse_upgrade,
         refuse_header=errors.ws_refuse_header,
+        params={pname: compile_param(pname, p, tables) for pname, p in errors.params.items()},
     )
     routes = {
         name: _compile_route(mapping.provider, name, route, tables) for name, route in mapping.routes.items()
@@ -209,6 +229,8 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         out.setup = _check_names(g.setup, known, (*gloc, "setup"))
         if g.text is not None:
             out.text = _check_names(g.text, known, (*gloc, "text"))
+        if g.segments is not None:
+            out.segments = _check_names(g.segments, known, (*gloc, "segments"))
         if g.kind == "tts" and g.audio_out is None:
             raise CompileError(gloc, "a tts route needs `audio_out` (the client's audio format)")
         if g.audio_out is not None:
@@ -236,6 +258,8 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         inbound = []
         for i, rule in enumerate(route.websocket.inbound):
             inbound.append(_compile_rule(rule, known | {"message"}, (*wloc, "inbound", i)))
+            if rule.event is not None and rule.event not in route.render:
+                raise CompileError((*wloc, "inbound", i, "event"), f"no render template named {rule.event!r}")
         idle = None
         if route.websocket.idle is not None:
             idle = _check_names(route.websocket.idle.seconds, known, (*wloc, "idle", "seconds"))
@@ -243,6 +267,13 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         if route.websocket.greeting is not None:
             greeting = _check_names(route.websocket.greeting, known, (*wloc, "greeting"))
         out.ws = CompiledWs(spec=route.websocket, inbound=inbound, idle_seconds=idle, greeting=greeting)
+        out.ws.plain_text = any(isinstance(rule.when, list) for rule in route.websocket.inbound)
+        if route.websocket.text_schedule is not None:
+            out.ws.text_schedule = _check_names(route.websocket.text_schedule, known,
+                                                (*wloc, "text_schedule"))
+        if route.websocket.error_message is not None:
+            out.ws.error_message = _check_names(route.websocket.error_message, BUILTIN_NAMES,
+                                                (*wloc, "error_message"))
     return out
 
 
@@ -252,7 +283,8 @@ def _compile_rule(rule: InboundRule, known: set[str], loc: tuple[str | int, ...]
     except (KeyError, TypeError) as exc:
         raise CompileError((*loc, "when"), f"bad condition: {exc}") from None
     fields = _check_names(rule.fields, known, (*loc, "fields")) if rule.fields else None
-    return CompiledInbound(match=match, action=rule.do, fields=fields, error=rule.error, message=rule.message)
+    return CompiledInbound(match=match, action=rule.do, fields=fields, error=rule.error, message=rule.message,
+                           event=rule.event)
 
 
 def audio_format(value: Any, what: str) -> AudioFormat:

@@ -7,6 +7,8 @@ stays absent. Anything that needs state across messages is an event transform in
 from __future__ import annotations
 
 import base64
+import math
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -104,3 +106,87 @@ def gradium_language(v: str) -> str | None:
 def enabled(v: Any) -> bool:
     """Deepgram-style switches that are either a value or `false` (`endpointing=300` / `endpointing=false`)."""
     return str(v).strip().lower() not in ("false", "0", "off", "no", "")
+
+
+@value_function
+def keyword_tokens(v: Any) -> list[str] | None:
+    """Key terms (`["Gradium AI", "nova:2"]`, a `:boost` suffix dropped) -> Gradium STT `keywords.words`:
+    single tokens, unique, at most 500; None when there are none, so the whole `keywords` drops out."""
+    out: list[str] = []
+    for term in v if isinstance(v, list) else [v]:
+        text = str(term)
+        head, sep, tail = text.rpartition(":")
+        if sep and head and tail.lstrip("-").replace(".", "", 1).isdigit():
+            text = head
+        for tok in text.split():
+            if tok not in out:
+                out.append(tok)
+    return out[:500] or None
+
+
+@value_function
+def stable_uuid(v: Any) -> str:
+    """A UUID that always comes out the same for the same name (model uuids, project ids)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gradium-gateway:{v}"))
+
+
+@value_function
+def spaced_words(v: Any) -> list[dict[str, Any]]:
+    """Timed words (transform word dicts) -> the same words with a `spacing` entry between each two
+    (ElevenLabs Scribe lists): `{text, start, end, type: word|spacing, logprob}`, the word's text as
+    punctuated, `logprob` the natural log of its confidence (0 for spacing)."""
+    out: list[dict[str, Any]] = []
+    for w in v if isinstance(v, list) else []:
+        if not isinstance(w, dict):
+            continue
+        start, end = float(w.get("start") or 0.0), float(w.get("end") or w.get("start") or 0.0)
+        if out:
+            gap_start = out[-1]["end"]
+            out.append({"text": " ", "start": gap_start, "end": max(gap_start, start), "type": "spacing",
+                        "logprob": 0.0})
+        conf = float(w.get("confidence") or 1.0)
+        out.append({"text": str(w.get("punctuated") or w.get("text") or ""), "start": start, "end": end,
+                    "type": "word", "logprob": round(math.log(max(conf, 1e-6)), 4)})
+    return out
+
+
+@value_function
+def char_times(v: Any) -> list[dict[str, Any]] | None:
+    """A timed word `{text, start, end}` -> its characters with the word's span shared evenly."""
+    if not isinstance(v, dict) or not v.get("text"):
+        return None
+    text, start = str(v["text"]), float(v.get("start") or 0.0)
+    step = (max(float(v.get("end") or start), start) - start) / len(text)
+    return [{"text": ch, "start": round(start + i * step, 3), "end": round(start + (i + 1) * step, 3)}
+            for i, ch in enumerate(text)]
+
+
+@value_function
+def joined_texts(v: Any) -> str:
+    """A list of `{text}` objects (or strings) -> their texts joined by spaces and ending with one, so
+    the last word counts as complete (dialogue `inputs`)."""
+    parts = [str(x.get("text") or "") if isinstance(x, dict) else str(x) for x in (v if isinstance(v, list) else [v])]
+    return " ".join(p.strip() for p in parts if p.strip()) + " "
+
+
+@value_function
+def complement(v: Any) -> float:
+    """1 - x, for probabilities and thresholds given the other way round (speech vs silence)."""
+    return round(1.0 - float(v), 4)
+
+
+_LANGUAGE_NAMES = {
+    "en": "English", "ja": "Japanese", "zh": "Chinese", "de": "German", "hi": "Hindi", "fr": "French",
+    "ko": "Korean", "pt": "Portuguese", "it": "Italian", "es": "Spanish", "id": "Indonesian", "nl": "Dutch",
+    "tr": "Turkish", "fil": "Filipino", "pl": "Polish", "sv": "Swedish", "bg": "Bulgarian", "ro": "Romanian",
+    "ar": "Arabic", "cs": "Czech", "el": "Greek", "fi": "Finnish", "hr": "Croatian", "ms": "Malay",
+    "sk": "Slovak", "da": "Danish", "ta": "Tamil", "uk": "Ukrainian", "ru": "Russian", "hu": "Hungarian",
+    "no": "Norwegian", "vi": "Vietnamese",
+}
+
+
+@value_function
+def language_name(v: Any) -> str:
+    """ISO 639-1 code -> English name (`fr` -> `French`); the code itself when unknown."""
+    code = str(v).replace("_", "-").split("-")[0].lower()
+    return _LANGUAGE_NAMES.get(code, str(v))

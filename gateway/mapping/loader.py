@@ -65,8 +65,34 @@ def mapping_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*.yaml") if p.is_file())
 
 
+_CACHE: dict[tuple[Any, ...], dict[str, CompiledMapping]] = {}
+
+
+def _cache_key(root: Path, voices: VoiceSettings | None) -> tuple[Any, ...]:
+    """What compiled mappings depend on: the files (path, mtime, size) and the voice overrides."""
+    base = root.resolve()
+    files = [base] if base.is_file() else sorted(base.rglob("*.yaml"))
+    stats = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.is_file())
+    return (str(base), voices.model_dump_json() if voices else "", stats)
+
+
 def load_mappings(root: Path, voices: VoiceSettings | None = None) -> dict[str, CompiledMapping]:
-    """Every provider mapping in `root`; all mistakes from all files are reported together."""
+    """Every provider mapping in `root`; all mistakes from all files are reported together.
+
+    Compiled mappings are immutable, so an app built again from unchanged files (tests build one per
+    test) reuses them instead of parsing the YAML again."""
+    key = _cache_key(root, voices)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return dict(cached)
+    out = _load_mappings(root, voices)
+    if len(_CACHE) >= 8:
+        _CACHE.clear()
+    _CACHE[key] = out
+    return dict(out)
+
+
+def _load_mappings(root: Path, voices: VoiceSettings | None) -> dict[str, CompiledMapping]:
     out: dict[str, CompiledMapping] = {}
     problems: list[str] = []
     files = mapping_files(root)

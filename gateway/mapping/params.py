@@ -44,6 +44,8 @@ class RequestData:
         for part in rest.split("."):
             if isinstance(value, Mapping) and part in value:
                 value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]  # `message.voices.0`
             else:
                 return _MISSING
         return value
@@ -127,6 +129,15 @@ def _coerce(name: str, spec: Param, raw: Any) -> Any:
 ParamReader = Callable[[RequestData], Any]
 
 
+def _lookup_item(table: CompiledTable, field_name: str, name: str, item: Any) -> dict[str, Any]:
+    """One item of a list param whose `item_field` goes through the table (the item is copied; the value
+    as the client sent it stays under `<field>_requested`)."""
+    if not isinstance(item, Mapping) or not isinstance(item.get(field_name), str):
+        raise GatewayError("invalid_request", f"{name}: every item needs a string `{field_name}`", name)
+    value = item[field_name]
+    return {**item, field_name: table.lookup(value, name), f"{field_name}_requested": value}
+
+
 def compile_param(name: str, spec: Param, tables: Mapping[str, CompiledTable]) -> ParamReader:
     sources = [spec.source] if isinstance(spec.source, str) else list(spec.source or [])
     want_list = spec.type == "list"
@@ -158,8 +169,22 @@ def compile_param(name: str, spec: Param, tables: Mapping[str, CompiledTable]) -
                 raise GatewayError(kind, f"{name}: {value} is above the maximum {spec.max:g}", name)
             if spec.max_length is not None and isinstance(value, str | list) and len(value) > spec.max_length:
                 raise GatewayError(kind, f"{name}: longer than {spec.max_length}", name)
-        if table is not None:
+        if table is not None and spec.item_field:
+            value = [_lookup_item(table, spec.item_field, name, item) for item in value]
+        elif table is not None:
             value = table.lookup(value, name)
         return value
 
-    return read
+    if spec.message is None:
+        return read
+    message = spec.message
+
+    def read_with_message(req: RequestData) -> Any:
+        try:
+            return read(req)
+        except GatewayError as err:
+            if err.kind != kind:
+                raise  # e.g. a table miss with its own kind keeps its message
+            raise GatewayError(kind, message, name) from None
+
+    return read_with_message

@@ -45,7 +45,11 @@ ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
 SOURCES = ("path", "query", "header", "body", "form", "message", "const")
 _SOURCE_RE = re.compile(rf"^({'|'.join(SOURCES)})(\.[^.\s]+)*$")
 
-Action = Literal["text", "audio", "flush", "end_of_stream", "keepalive", "ignore", "close", "clear", "error"]
+Action = Literal[
+    "text", "audio", "flush", "end_of_stream", "keepalive", "ignore", "close", "clear", "error",
+    "control",  # hand the rule's fields to the context's transform (Flux Configure/ForceEndTurn); no Gradium message
+    "reply",  # answer with the route's `event` template (e.g. a Warning); the session goes on
+]
 
 
 class _Model(BaseModel):
@@ -102,6 +106,22 @@ class Param(_Model):
     max_length: int | None = None
     error: ErrorKind | None = Field(default=None, description="error kind when this param is invalid")
     nullable_strings: bool = Field(default=True, description='treat the string "null" as absent (form fields)')
+    message: str | None = Field(
+        default=None, description="error message when this param is missing or invalid (instead of the generated one)"
+    )
+    item_field: str | None = Field(
+        default=None,
+        description=(
+            "list of objects: `table` applies to this field of each item (e.g. `inputs[].voice_id`); the value "
+            "the client sent stays as `<field>_requested`"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _item_field_on_lists(self) -> Param:
+        if self.item_field is not None and (self.type != "list" or self.table is None):
+            raise ValueError("item_field needs `type: list` and a `table`")
+        return self
 
     @field_validator("source")
     @classmethod
@@ -130,6 +150,13 @@ class ErrorSpec(_Model):
         default=False, description="answer auth failures on WS routes with an HTTP status instead of a 101"
     )
     ws_refuse_header: str | None = Field(default=None, description="header carrying the refusal message")
+    params: dict[str, Param] = Field(
+        default_factory=dict,
+        description=(
+            "request fields the error templates may use (from path, query or header; e.g. the API version "
+            "that picks the error shape); a value that cannot be read is left out"
+        ),
+    )
 
     @field_validator("kinds")
     @classmethod
@@ -146,8 +173,11 @@ class ErrorSpec(_Model):
 class InboundRule(_Model):
     """One WebSocket client-message rule; the first rule whose `when` matches decides the action."""
 
-    when: dict[str, Any] | Literal["binary", "any"] = Field(
-        description='"binary", "any", or field -> literal | {present: bool} | {type: ...}'
+    when: dict[str, Any] | Literal["binary", "any"] | list[str] = Field(
+        description=(
+            '"binary", "any", field -> literal | {present: bool} | {type: ...}, or a list of strings: a text '
+            "frame that is not JSON and equals one of them (bare commands such as Cartesia's `finalize`)"
+        )
     )
     do: Action
     fields: dict[str, Any] = Field(
@@ -155,11 +185,14 @@ class InboundRule(_Model):
     )
     error: ErrorKind | None = None
     message: str | None = None
+    event: str | None = Field(default=None, description="do: reply: the `render` event to answer with")
 
     @model_validator(mode="after")
     def _error_needs_kind(self) -> InboundRule:
         if self.do == "error" and self.error is None:
             raise ValueError("do: error needs `error: <kind>`")
+        if self.do == "reply" and self.event is None:
+            raise ValueError("do: reply needs `event: <render event name>`")
         return self
 
 
@@ -191,6 +224,46 @@ class WsSpec(_Model):
         default=False, description="carry this socket's requests over one Gradium socket (client_req_id)"
     )
     text_frames_only: bool = Field(default=False, description="binary frames are an error")
+    context_errors: Literal["close", "report"] = Field(
+        default="close",
+        description=(
+            "close: any error ends the socket; report: an error tied to a context (its message named one, or its "
+            "Gradium request failed) is sent with that `$context_id` and ends only that context"
+        ),
+    )
+    reject_cleared: bool = Field(
+        default=False, description="a context id cleared (cancelled) on this socket cannot be used again"
+    )
+    flush_after_ms: float | None = Field(
+        default=None,
+        description=(
+            "TTS: text that waited this long without more text is flushed to Gradium (inline flush); a `text` "
+            "action's `flush_after_ms` field overrides it per message (0: flush every message). Null: no timer"
+        ),
+    )
+    text_schedule: Any = Field(
+        default=None,
+        description=(
+            "template, rendered per context -> list of character counts: TTS text is held until the complete "
+            "words buffered reach the next count (the last one repeats); a flush or the end of input sends the "
+            "rest, and a `text` action with `trigger: true` sends once the smallest count is reached. "
+            "Null (the default): whole words are forwarded as soon as they are complete"
+        ),
+    )
+    error_message: Any = Field(
+        default=None, description="this route's error message template (default: the mapping's `errors.ws_message`)"
+    )
+    error_codes: dict[str, str] = Field(
+        default_factory=dict, description="error kind -> the `$error.code` this route shows (e.g. `auth_error`)"
+    )
+
+    @field_validator("error_codes")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = set(v) - set(ERROR_KINDS)
+        if unknown:
+            raise ValueError(f"unknown error kinds {sorted(unknown)}; known: {', '.join(ERROR_KINDS)}")
+        return v
 
 
 class Transform(_Model):
@@ -202,6 +275,14 @@ class GradiumSpec(_Model):
     kind: Literal["tts", "asr"]
     setup: dict[str, Any] = Field(default_factory=dict)
     text: Any = Field(default=None, description="HTTP TTS: the text to speak (template)")
+    segments: Any = Field(
+        default=None,
+        description=(
+            "HTTP TTS: template -> list of {text, setup, ...}: spoken as one Gradium request per segment, in "
+            "order, each with its `setup` merged over the route's (e.g. its own voice), rendered as one stream "
+            "whose times run on; the other fields reach the transform in a `segment` message"
+        ),
+    )
     audio_out: Any = Field(default=None, description="TTS: the client's audio format (template -> format dict)")
     audio_in: Any = Field(default=None, description="STT: the client's audio format (template; null = sniff)")
     audio_from: str = Field(
@@ -216,6 +297,10 @@ class ResponseSpec(_Model):
     kind: Literal["audio", "json", "ndjson", "sse"] = "audio"
     content_type: str | None = Field(default=None, description="default: from the audio format or the kind")
     headers: dict[str, Any] = Field(default_factory=dict)
+    sse_event: str | None = Field(
+        default=None,
+        description="sse: the field of each rendered message that names its `event:` line (default: the event name)",
+    )
 
 
 class Route(_Model):

@@ -5,6 +5,9 @@
 - `"text ${name} text"`: string interpolation;
 - `{"$each": "$list", "$as": {...}}`: render `$as` once per item, the item bound as `$item`;
 - `{"$if": "$flag", "$then": ..., "$else": ...}`: one or the other (`$else` defaults to null);
+- `{"$messages": [tpl, tpl, ...]}`: one event rendered as several messages, in order (a `Messages`
+  list; items that render null are left out, so `$if` makes a message optional). Streaming
+  transports send each as its own frame or line;
 - dicts drop keys whose value renders None; a non-empty dict template that renders empty is None,
   so an absent optional object disappears from its parent instead of showing up as `{}`.
 """
@@ -26,6 +29,12 @@ _INTERP = re.compile(r"\$\{([A-Za-z_][\w-]*(?:\.[\w-]+)*)\}")
 
 class TemplateError(ValueError):
     pass
+
+
+class Messages(list):  # type: ignore[type-arg]
+    """Several messages rendered from one event (`$messages`): sent one by one, never as an array."""
+
+    __slots__ = ()
 
 
 def lookup(scope: Any, path: tuple[str, ...]) -> Any:
@@ -68,6 +77,8 @@ def compile_template(value: Any) -> Render:
             return _compile_each(value)
         if "$if" in value:
             return _compile_if(value)
+        if "$messages" in value:
+            return _compile_messages(value)
         return _compile_dict(value)
     if isinstance(value, list):
         items = [compile_template(v) for v in value]
@@ -168,3 +179,15 @@ def _compile_if(tpl: dict[str, Any]) -> Render:
     then = compile_template(tpl["$then"])
     other = compile_template(tpl.get("$else"))
     return lambda scope: then(scope) if cond(scope) else other(scope)
+
+
+def _compile_messages(tpl: dict[str, Any]) -> Render:
+    if set(tpl) != {"$messages"} or not isinstance(tpl["$messages"], list):
+        raise TemplateError("$messages needs a list of message templates")
+    items = [compile_template(v) for v in tpl["$messages"]]
+
+    def render(scope: Scope) -> Any:
+        out = Messages(m for r in items if (m := r(scope)) is not None)
+        return out or None
+
+    return render

@@ -31,9 +31,12 @@ class MuxStream(GradiumStream):
         self.inbox: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue(INBOX_SIZE)
         self.ended = False
         self.closed = False
+        self.eos_sent = False
 
     async def send(self, msg: dict[str, Any]) -> None:
         msg["client_req_id"] = self.rid
+        if msg.get("type") == "end_of_stream":
+            self.eos_sent = True
         await self.mux.send(msg)
 
     async def recv(self) -> dict[str, Any] | None:
@@ -46,6 +49,12 @@ class MuxStream(GradiumStream):
         return self._note(item)
 
     async def close(self) -> None:
+        live = self.mux.streams.get(self.rid) is self  # Gradium has not ended or failed it
+        if live and not self.closed and not self.eos_sent and self.mux.ws is not None and not self.mux.ws.closed:
+            # Dropped before its input ended (a cancelled context): Gradium has no abort, but ending the
+            # input lets the request finish instead of lingering on the shared socket until it closes.
+            with contextlib.suppress(Exception):
+                await self.mux.send({"type": "end_of_stream", "client_req_id": self.rid})
         self.closed = True
         self.mux.forget(self)
 
@@ -63,6 +72,13 @@ class GradiumMux:
         self.reader: asyncio.Task[None] | None = None
         self.failure: GatewayError | None = None
         self._connecting = asyncio.Lock()
+
+    async def connect(self) -> None:
+        """Open the shared socket now (before the first request needs it); errors wait for `open`."""
+        async with self._connecting:
+            if self.ws is None and self.failure is None:
+                self.ws = await self.client.connect(self.kind, self.api_key)
+                self.reader = asyncio.create_task(self._read(self.ws), name="gradium-mux")
 
     async def open(self, setup: dict[str, Any]) -> MuxStream:
         if self.failure is not None:
@@ -127,6 +143,13 @@ class GradiumMux:
             self._fail(GatewayError("upstream_unavailable", "Gradium connection failed"))
 
     def _fail(self, err: GatewayError) -> None:
+        if not self.streams:
+            # an idle socket (e.g. opened ahead of the first request) failed or was closed by Gradium:
+            # nothing was lost, the next request opens a new one
+            ws, self.ws = self.ws, None
+            if ws is not None and not ws.closed:
+                asyncio.get_running_loop().create_task(ws.close())
+            return
         self.failure = err
         for stream in list(self.streams.values()):
             if stream.inbox.full():  # the error must get through even to a lagging reader

@@ -3,7 +3,14 @@
 Importing this package registers every transform.
 """
 
-from gateway.mapping.transforms import stt_collect, stt_segments, tts_audio  # noqa: F401  (registration)
+from gateway.mapping.transforms import (
+    cartesia,  # noqa: F401  (registration; also its value functions)
+    stt_collect,  # noqa: F401  (registration)
+    stt_segments,  # noqa: F401  (registration)
+    tts_audio,  # noqa: F401  (registration)
+    tts_dialogue,  # noqa: F401  (registration)
+    turns,  # noqa: F401  (registration)
+)
 from gateway.mapping.transforms.base import TRANSFORMS, Event, EventTransform, SessionInfo
 
 __all__ = ["TRANSFORMS", "Event", "EventTransform", "SessionInfo"]

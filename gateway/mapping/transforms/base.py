@@ -27,6 +27,9 @@ class SessionInfo:
     audio_in: AudioFormat | None = None  # what the client sends (STT); None: sniffed
     gradium_in: AudioFormat | None = None  # what Gradium is sent (STT)
     started: float = field(default_factory=time.monotonic)
+    # State that outlives one Gradium request: on WebSocket routes, shared by the successive requests
+    # of one context id on a socket (e.g. flush counters and a running clock across flushes).
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class Options(BaseModel):

@@ -72,10 +72,24 @@ class SttCollect(EventTransform):
                 "end": round(g[-1].end, 3),
                 "words": [w.as_dict() for w in g],
                 "num_words": len(g),
+                "sentences": self._sentences(g, key),
                 "id": i,
             }
             for i, g in enumerate(groups)
         ]
+
+    @staticmethod
+    def _sentences(words: list[Word], key: str) -> list[dict[str, Any]]:
+        """A group's words split after sentence-final punctuation (Deepgram paragraphs' `sentences`)."""
+        out: list[dict[str, Any]] = []
+        cur: list[Word] = []
+        for w in words:
+            cur.append(w)
+            if w.punctuated.endswith(SENTENCE_END) or w is words[-1]:
+                out.append({"text": " ".join(getattr(x, key) for x in cur), "start": round(cur[0].start, 3),
+                            "end": round(cur[-1].end, 3)})
+                cur = []
+        return out
 
     def _complete(self) -> dict[str, Any]:
         key = "punctuated" if self.punctuate else "text"

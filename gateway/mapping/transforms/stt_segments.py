@@ -77,6 +77,7 @@ class SttSegments(EventTransform):
         self.speech_since_eot = False
         self.eot_flush: str | None = None  # id of the end-of-turn flush in flight
         self.eot_time = 0.0  # audio time when the VAD called the end of the turn
+        self.eot_later: list[float] = []  # later turn ends seen while that flush was in flight
         self.eot_count = 0
         self.sha = hashlib.sha256()
         self.audio_bytes = 0
@@ -131,10 +132,15 @@ class SttSegments(EventTransform):
         if kind == "flushed":
             if self.eot_flush is not None and msg.get("flush_id") == self.eot_flush:
                 self.eot_flush = None
-                if not self.words or self.words[0].start >= self.eot_time:
-                    return []
-                self.in_speech = bool(self.words[-1].start >= self.eot_time)
-                return [self._results(is_final=True, speech_final=True, until=self.eot_time)]
+                # turns the VAD ended while this flush was out (audio sent faster than real time)
+                # are complete too: every word sent before the flush is here now
+                ends, self.eot_later = [self.eot_time, *self.eot_later], []
+                events: list[Event] = []
+                for end in ends:
+                    if self.words and self.words[0].start < end:
+                        self.in_speech = bool(self.words[-1].start >= end)
+                        events.append(self._results(is_final=True, speech_final=True, until=end))
+                return events
             return [self._results(is_final=True, from_finalize=True)]
         if kind == "end_of_stream":
             events = [self._results(is_final=True, speech_final=bool(self.words))] if self.words else []
@@ -176,6 +182,9 @@ class SttSegments(EventTransform):
         done = self._inactivity(msg.get("vad")) >= self.o.vad_threshold
         if not done:
             self.speech_since_eot = True
+        elif self.speech_since_eot and self.o.endpointing and self.eot_flush is not None:
+            self.speech_since_eot = False
+            self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
         elif self.speech_since_eot and self.o.endpointing and self.eot_flush is None:
             self.speech_since_eot = False
             self.eot_count += 1

@@ -30,7 +30,7 @@ class CharTimeline:
     character, as ElevenLabs alignments include spaces.
     """
 
-    __slots__ = ("chars", "ends", "last_stop", "sent", "starts")
+    __slots__ = ("chars", "ends", "last_stop", "lead_space", "sent", "starts")
 
     def __init__(self) -> None:
         self.chars: list[str] = []
@@ -38,12 +38,14 @@ class CharTimeline:
         self.ends: list[float] = []
         self.sent = 0
         self.last_stop = 0.0
+        self.lead_space = False  # a space before the first word too (the text goes on from another request)
 
     def add_word(self, text: str, start: float, stop: float) -> None:
         if not text:
             return
         stop = max(stop, start)
-        if self.chars:
+        if self.chars or self.lead_space:
+            self.lead_space = False
             gap_start = min(self.last_stop, start)
             self.chars.append(" ")
             self.starts.append(gap_start)
@@ -111,6 +113,11 @@ class TtsAudio(EventTransform):
             origin = start if self.opts.alignment == "chunk" else 0.0
             fields["alignment"] = self.timeline.alignment(a, b, origin)
         return ("audio", fields)
+
+    def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
+        if action == "continue":  # this request goes on from an earlier one: its first word follows a space
+            self.timeline.lead_space = True
+        return []
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
@@ -113,6 +114,19 @@ async def start_gateway(settings: Settings, emulator: Emulator) -> AsyncIterator
 async def gateway(emulator: Emulator, tls_files: dict[str, Path]) -> AsyncIterator[Gateway]:
     async with start_gateway(gateway_settings(emulator, tls_files), emulator) as gw:
         yield gw
+
+
+async def assert_upstream_released(gw: Gateway) -> None:
+    """Every Gradium socket the gateway opened is closed, or idle in its pool (bounded wait)."""
+    from gateway.dialects.common import GRADIUM
+    from gateway.emulator.stats import STATS
+
+    stats = gw.emulator.app[STATS]
+    for _ in range(250):
+        if stats.ws_active == gw.app[GRADIUM].idle_count():
+            return
+        await asyncio.sleep(0.02)
+    assert stats.ws_active == gw.app[GRADIUM].idle_count(), "an upstream socket outlived its client"
 
 
 @pytest.fixture

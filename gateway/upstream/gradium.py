@@ -274,6 +274,10 @@ class GradiumClient:
         for w in stale:
             asyncio.get_running_loop().create_task(w.close())
 
+    def idle_count(self) -> int:
+        """Sockets waiting in the pool for their next request (open on purpose, not leaked)."""
+        return sum(1 for idle in self._idle.values() for _, ws in idle if not ws.closed)
+
     async def close_idle(self) -> None:
         for idle in self._idle.values():
             for _, ws in idle:

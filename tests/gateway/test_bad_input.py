@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.emulator.stats import STATS
 from tests.audiocheck import speech
-from tests.conftest import Emulator, Gateway, gateway_settings, start_gateway
+from tests.conftest import Emulator, Gateway, assert_upstream_released, gateway_settings, start_gateway
 
 VOICE = "21m00Tcm4TlvDq8ikWAM"
 XI = {"xi-api-key": "gsk_test"}
@@ -131,7 +129,6 @@ async def test_elevenlabs_ws_inactivity_timeout(gateway: Gateway) -> None:
 
 
 async def test_client_vanishing_mid_stream_frees_upstream(gateway: Gateway) -> None:
-    stats = gateway.emulator.app[STATS]
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"{gateway.ws}/v1/text-to-speech/{VOICE}/stream-input", headers=XI)
         await ws.send_str('{"text": " "}')
@@ -141,11 +138,7 @@ async def test_client_vanishing_mid_stream_frees_upstream(gateway: Gateway) -> N
         dg = await s.ws_connect(f"{gateway.ws}/v1/listen?encoding=linear16&sample_rate=16000", headers=DG)
         await dg.send_bytes(speech("hi", 16000)[:3200])
         await dg.close()  # vanish politely mid-stream
-    for _ in range(100):
-        if stats.ws_active == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert stats.ws_active == 0, "an upstream socket outlived its client"
+    await assert_upstream_released(gateway)
     got, close = await el_ws(gateway, [{"text": " "}, {"text": "Still here. "}, {"text": ""}])
     assert close == 1000 and got[-1] == {"isFinal": True}
 

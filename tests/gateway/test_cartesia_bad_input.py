@@ -15,7 +15,7 @@ import pytest
 from gateway.emulator.faults import FAULTS
 from gateway.emulator.stats import STATS
 from tests.audiocheck import expected_words, speech, wav_bytes, words
-from tests.conftest import Gateway
+from tests.conftest import Gateway, assert_upstream_released
 
 KEY = "gsk_test"
 H = {"X-API-Key": KEY, "Cartesia-Version": "2026-03-01"}
@@ -304,7 +304,6 @@ async def test_ws_long_flushed_segments_on_one_upstream_socket(gateway: Gateway)
 
 
 async def test_clients_vanishing_mid_stream_and_others_still_served(gateway: Gateway) -> None:
-    stats = gateway.emulator.app[STATS]
     long_text = " ".join(["A client that disappears mid stream."] * 30)
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"{gateway.ws}/tts/websocket", headers=H)
@@ -319,11 +318,7 @@ async def test_clients_vanishing_mid_stream_and_others_still_served(gateway: Gat
             await r.content.readline()
             r.connection.transport.abort()  # type: ignore[union-attr]
         # upstream sessions are released (bounded wait), and a new client is served as usual
-        for _ in range(100):
-            if stats.ws_active == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert stats.ws_active == 0
+        await assert_upstream_released(gateway)
         async with s.ws_connect(f"{gateway.ws}/tts/websocket", headers=H) as ws2:
             await ws2.send_json(body(context_id="next", transcript="Still here.", **{"continue": False}))
             msgs = await read_until_done(ws2, {"next"})

@@ -12,9 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.emulator.stats import STATS
 from tests.audiocheck import speech, wav_bytes
-from tests.conftest import Emulator, Gateway, gateway_settings, start_gateway
+from tests.conftest import Emulator, Gateway, assert_upstream_released, gateway_settings, start_gateway
 
 DG = {"Authorization": "Token gsk_test"}
 
@@ -144,7 +143,6 @@ async def test_speak_ws_bad_messages(gateway: Gateway) -> None:
 
 
 async def test_clients_vanishing_mid_stream_and_others_still_served(gateway: Gateway) -> None:
-    stats = gateway.emulator.app[STATS]
     async with aiohttp.ClientSession() as s:
         flux = await s.ws_connect(f"{gateway.ws}/v2/listen?encoding=linear16&sample_rate=16000", headers=DG)
         await flux.send_bytes(speech("going away now", 16000)[:16000])
@@ -155,11 +153,7 @@ async def test_clients_vanishing_mid_stream_and_others_still_served(gateway: Gat
         await speak.receive()  # audio started
         for ws in (flux, speak):
             ws._response.connection.transport.abort()  # gone without a close frame
-    for _ in range(250):
-        if stats.ws_active == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert stats.ws_active == 0, "an upstream socket outlived its client"
+    await assert_upstream_released(gateway)
 
     async def good_flux() -> list[str]:
         got, close = await ws_collect(gateway, "/v2/listen?encoding=linear16&sample_rate=16000",

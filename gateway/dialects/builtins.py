@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -63,12 +64,18 @@ async def mint_token(request: web.Request, ctx: RequestContext, req: RequestData
         upstream_key, ttl, scope=_scope(params.get("scope") or opts.get("scope", "*")),
         single_use=bool(opts.get("single_use", True)), shape=str(opts.get("shape", "opaque")),
     )
+    return token_response(ctx, params, token, expires, ttl)
+
+
+def token_response(ctx: RequestContext, params: dict[str, Any], token: str, expires: float,
+                   ttl: float) -> web.Response:
+    """A minted token rendered by the route's `token` template."""
     fields = {
         "token": token,
         "expires_in": int(ttl),
         "expires_at": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
     }
-    body = render_event(route, ctx.scope(params), "token", fields)
+    body = render_event(ctx.route, ctx.scope(params), "token", fields)
     if body is None:
         raise GatewayError("internal", "token route has no `token` template")
     return web.Response(body=orjson.dumps(body), content_type="application/json", headers=request_id_headers(ctx))

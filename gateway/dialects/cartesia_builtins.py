@@ -11,14 +11,14 @@ Both are generic (options and templates carry the provider's facts):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.auth import find_credential, is_gateway_token
-from gateway.dialects.builtins import builtin
+from gateway.dialects.builtins import builtin, token_response
+from gateway.dialects.catalogue import item_by_id
 from gateway.dialects.common import AUTH, SETTINGS, TOKENS, RequestContext, render_event, request_id_headers
 from gateway.errors import GatewayError
 from gateway.mapping.params import CompiledTable, RequestData
@@ -68,12 +68,8 @@ async def cursor_catalogue(request: web.Request, ctx: RequestContext, req: Reque
     def render_item(item: dict[str, Any]) -> Any:
         return render_event(route, scope, "item", {"item": item})
 
-    id_param = opts.get("id_param")
-    if id_param:
-        wanted = params.get(id_param)
-        found = next((i for i in items if i["id"] == wanted), None)
-        if found is None:
-            raise GatewayError(str(opts.get("miss", "not_found")), f"No voice found with id {wanted}", id_param)
+    found = item_by_id(items, params, opts)
+    if found is not None:
         body = render_item(found)
     else:
         if any(_truthy(params.get(p)) for p in opts.get("empty_params") or []):
@@ -158,12 +154,4 @@ async def grant_token(request: web.Request, ctx: RequestContext, req: RequestDat
     token, expires = request.app[TOKENS].mint(
         upstream_key, ttl, scope=",".join(routes) or "none", single_use=False, shape=str(opts.get("shape", "opaque"))
     )
-    fields = {
-        "token": token,
-        "expires_in": int(ttl),
-        "expires_at": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
-    }
-    body = render_event(route, ctx.scope(params), "token", fields)
-    if body is None:
-        raise GatewayError("internal", "token route has no `token` template")
-    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=request_id_headers(ctx))
+    return token_response(ctx, params, token, expires, ttl)

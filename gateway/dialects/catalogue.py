@@ -103,6 +103,19 @@ def _credits(data: Any) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def item_by_id(items: list[dict[str, Any]], params: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any] | None:
+    """For a one-item route (`id_param` option): the item asked for, or the route's `miss` error.
+    None when the route lists items instead."""
+    id_param = opts.get("id_param")
+    if not id_param:
+        return None
+    wanted = params.get(id_param)
+    found = next((i for i in items if i["id"] == wanted), None)
+    if found is None:
+        raise GatewayError(str(opts.get("miss", "not_found")), f"{id_param}: {wanted!r} was not found", id_param)
+    return found
+
+
 @builtin("account")
 async def account(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     """The caller's account and plan, from Gradium's credits (`GET /api/usages/credits`), rendered by the
@@ -145,12 +158,8 @@ async def catalogue(request: web.Request, ctx: RequestContext, req: RequestData)
     def render_item(item: dict[str, Any]) -> Any:
         return render_event(route, scope, "item", {"item": item})
 
-    id_param = opts.get("id_param")
-    if id_param:
-        wanted = params.get(id_param)
-        found = next((i for i in items if i["id"] == wanted), None)
-        if found is None:
-            raise GatewayError(str(opts.get("miss", "not_found")), f"{id_param}: {wanted!r} was not found", id_param)
+    found = item_by_id(items, params, opts)
+    if found is not None:
         body = render_item(found)
     else:
         search = params.get(opts.get("search_param") or "")

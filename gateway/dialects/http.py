@@ -116,6 +116,12 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             resp = http_error(ctx, err)
             status = resp.status
             return resp
+        except Exception:
+            # a bug, not bad input: logged with its traceback, answered in the provider's shape
+            log.exception("request.internal_error")
+            resp = http_error(ctx, GatewayError("internal", "Internal gateway error"))
+            status = resp.status
+            return resp
         finally:
             metrics.requests.labels(mapping.provider, route.name, str(status)).inc()
             metrics.duration.labels(mapping.provider, route.name).observe(time.monotonic() - ctx.started)

@@ -13,6 +13,7 @@ import pytest
 from gateway.emulator.stats import STATS
 from tests.audiocheck import expected_words, speech, words
 from tests.conftest import Gateway
+from tests.voiceagents import lk_push_paced
 
 lk_rtc = pytest.importorskip("livekit.rtc")
 lk_stt = pytest.importorskip("livekit.agents.stt")
@@ -21,19 +22,6 @@ lk_cartesia = pytest.importorskip("livekit.plugins.cartesia")
 KEY = "gsk_test"
 TEXT = "hello world. how are you today?"
 RATE = 16000
-
-
-def frames(pcm: bytes, rate: int = RATE, ms: int = 50) -> list[Any]:
-    step = rate * 2 * ms // 1000
-    return [lk_rtc.AudioFrame(pcm[i : i + step], rate, 1, len(pcm[i : i + step]) // 2)
-            for i in range(0, len(pcm), step)]
-
-
-async def push_paced(stream: Any, pcm: bytes, speedup: float = 4.0, ms: int = 50) -> None:
-    for f in frames(pcm, ms=ms):
-        stream.push_frame(f)
-        await asyncio.sleep(ms / 1000 / speedup)
-    stream.end_input()
 
 
 def last_setup(gw: Gateway) -> dict[str, Any]:
@@ -68,7 +56,7 @@ async def test_stt_ink_whisper_stream(gateway: Gateway) -> None:
         stt = lk_cartesia.STT(api_key=KEY, base_url=gateway.http, http_session=session, model="ink-whisper",
                               language="en", sample_rate=RATE)
         stream = stt.stream()
-        feeder = asyncio.create_task(push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
+        feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
         events = [ev async for ev in stream]
         await feeder
         T = lk_stt.SpeechEventType
@@ -83,7 +71,7 @@ async def test_stt_ink2_turns(gateway: Gateway) -> None:
         stt = lk_cartesia.STT(api_key=KEY, base_url=gateway.http, http_session=session, language="en",
                               sample_rate=RATE, turn_end_timeout_ms=2000)  # English: ink-2, /stt/turns/websocket
         stream = stt.stream()
-        feeder = asyncio.create_task(push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
+        feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
         events = [ev async for ev in stream]
         await feeder
         T = lk_stt.SpeechEventType

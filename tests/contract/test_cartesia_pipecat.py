@@ -12,6 +12,7 @@ import pytest
 
 from tests.audiocheck import expected_words, speech, words
 from tests.conftest import Gateway
+from tests.voiceagents import pc_audio_frames, pc_params
 
 pc_frames = pytest.importorskip("pipecat.frames.frames")
 pc_utils = pytest.importorskip("pipecat.tests.utils")
@@ -20,21 +21,6 @@ KEY = "gsk_test"
 TEXT = "hello world. how are you today?"
 RATE = 16000
 KATIE = "f786b574-daa5-4673-aa0c-cbe3e8534c02"
-
-
-def pc_audio_frames(pcm: bytes, ms: int = 20, speedup: float = 4.0) -> list[Any]:
-    out: list[Any] = []
-    step = RATE * 2 * ms // 1000
-    for i in range(0, len(pcm), step):
-        out.append(pc_frames.InputAudioRawFrame(audio=pcm[i : i + step], sample_rate=RATE, num_channels=1))
-        out.append(pc_utils.SleepFrame(sleep=ms / 1000 / speedup))
-    return out
-
-
-def pc_params() -> Any:
-    from pipecat.pipeline.task import PipelineParams
-
-    return PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=24000)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import aiohttp
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from tests.audiocheck import decode, expected_words, speech, words
 from tests.conftest import Gateway
+from tests.voiceagents import lk_frames, lk_push_paced, pc_audio_frames, pc_params
 
 lk_rtc = pytest.importorskip("livekit.rtc")
 lk_stt = pytest.importorskip("livekit.agents.stt")
@@ -25,19 +25,6 @@ TEXT = "hello world. how are you today?"
 RATE = 16000
 
 
-def frames(pcm: bytes, rate: int = RATE, ms: int = 50) -> list[Any]:
-    step = rate * 2 * ms // 1000
-    return [lk_rtc.AudioFrame(pcm[i : i + step], rate, 1, len(pcm[i : i + step]) // 2)
-            for i in range(0, len(pcm), step)]
-
-
-async def push_paced(stream: Any, pcm: bytes, speedup: float = 4.0, ms: int = 50) -> None:
-    for f in frames(pcm, ms=ms):
-        stream.push_frame(f)
-        await asyncio.sleep(ms / 1000 / speedup)
-    stream.end_input()
-
-
 # -- LiveKit -------------------------------------------------------------------------------------
 
 
@@ -46,7 +33,7 @@ async def test_livekit_stt_v1_stream_and_recognize(gateway: Gateway) -> None:
         stt = lk_deepgram.STT(model="nova-3", base_url=f"{gateway.http}/v1/listen", api_key=KEY,
                               http_session=session, keyterm=["Gradium"])
         stream = stt.stream()
-        feeder = asyncio.create_task(push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
+        feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
         events = [ev async for ev in stream]
         await feeder
         T = lk_stt.SpeechEventType
@@ -55,7 +42,7 @@ async def test_livekit_stt_v1_stream_and_recognize(gateway: Gateway) -> None:
         kinds = [ev.type for ev in events]
         assert kinds.count(T.START_OF_SPEECH) == 2 and kinds.count(T.END_OF_SPEECH) == 2
         assert T.INTERIM_TRANSCRIPT in kinds
-        r = await stt.recognize(buffer=frames(speech(TEXT, RATE)))
+        r = await stt.recognize(buffer=lk_frames(speech(TEXT, RATE)))
         assert r.type == T.FINAL_TRANSCRIPT and r.alternatives[0].text == "Hello world. How are you today?"
         await stt.aclose()
 
@@ -65,7 +52,7 @@ async def test_livekit_flux_stt_v2(gateway: Gateway) -> None:
         stt = lk_deepgram.STTv2(model="flux-general-en", base_url=f"{gateway.ws}/v2/listen", api_key=KEY,
                                 http_session=session, eager_eot_threshold=0.5, eot_threshold=0.7)
         stream = stt.stream()
-        feeder = asyncio.create_task(push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
+        feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
         events = [ev async for ev in stream]
         await feeder
         T = lk_stt.SpeechEventType
@@ -100,21 +87,6 @@ async def test_livekit_tts_chunked_and_streamed(gateway: Gateway) -> None:
 
 
 # -- Pipecat -------------------------------------------------------------------------------------
-
-
-def pc_audio_frames(pcm: bytes, ms: int = 20, speedup: float = 4.0) -> list[Any]:
-    out: list[Any] = []
-    step = RATE * 2 * ms // 1000
-    for i in range(0, len(pcm), step):
-        out.append(pc_frames.InputAudioRawFrame(audio=pcm[i : i + step], sample_rate=RATE, num_channels=1))
-        out.append(pc_utils.SleepFrame(sleep=ms / 1000 / speedup))
-    return out
-
-
-def pc_params() -> Any:
-    from pipecat.pipeline.task import PipelineParams
-
-    return PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=24000)
 
 
 @pytest.fixture(autouse=True)

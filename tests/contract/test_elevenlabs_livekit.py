@@ -18,6 +18,7 @@ from livekit.plugins import elevenlabs
 from gateway.emulator.stats import STATS
 from tests.audiocheck import expected_words, speech, words
 from tests.conftest import Gateway
+from tests.voiceagents import lk_frames
 
 KEY = "gsk_test"
 RACHEL, EMMA = "21m00Tcm4TlvDq8ikWAM", "YTpq7expH9539ERJ"
@@ -110,21 +111,9 @@ async def test_tts_errors_reach_the_plugin(gateway: Gateway, http: aiohttp.Clien
     await tts.aclose()
 
 
-def frames_of(pcm: bytes, rate: int, ms: int = 50) -> list[rtc.AudioFrame]:
-    n = rate * ms // 1000
-    samples = np.frombuffer(pcm, np.int16)
-    out = []
-    for i in range(0, len(samples), n):
-        chunk = samples[i : i + n]
-        frame = rtc.AudioFrame.create(rate, 1, len(chunk))
-        np.frombuffer(frame.data, np.int16)[:] = chunk
-        out.append(frame)
-    return out
-
-
 async def test_stt_http_recognize(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     stt = elevenlabs.STT(api_key=KEY, base_url=f"{gateway.http}/v1", http_session=http, language_code="en")
-    ev = await stt.recognize(frames_of(speech("Batch scribe.", 16000), 16000), conn_options=NO_RETRY)
+    ev = await stt.recognize(lk_frames(speech("Batch scribe.", 16000), 16000), conn_options=NO_RETRY)
     alt = ev.alternatives[0]
     assert alt.text.lower().split() == expected_words("Batch scribe.")
     assert alt.confidence > 0.9 and alt.end_time > alt.start_time >= 0
@@ -138,7 +127,7 @@ async def test_stt_realtime(gateway: Gateway, http: aiohttp.ClientSession, serve
                          sample_rate=16000, server_vad=server_vad, include_timestamps=True, language_code="en")
     stream = stt.stream(conn_options=NO_RETRY)
     text = "Realtime turn works."
-    for f in frames_of(speech(text, 16000) + b"\x00" * 32000, 16000):
+    for f in lk_frames(speech(text, 16000) + b"\x00" * 32000, 16000):
         stream.push_frame(f)
     if server_vad is None:
         stream.flush()  # LiveKit's end of turn: pad to 0.3 s and commit

@@ -181,3 +181,16 @@ async def test_deepgram_unknown_messages_are_ignored(gateway: Gateway) -> None:
         assert ws.close_code == 1000 and msgs[-1]["type"] == "Metadata"
         assert any(m.get("type") == "Results" and m["channel"]["alternatives"][0]["transcript"] == "fine"
                    for m in msgs)
+
+
+async def test_a_bug_is_a_provider_shaped_500_not_a_crash(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.dialects.http import BUILTINS
+
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setitem(BUILTINS, "catalogue", broken)
+    async with aiohttp.ClientSession() as s, s.get(gateway.http + "/v1/voices", headers=XI) as r:
+        body = await r.json()
+        assert r.status == 500 and body["detail"]["code"] == "internal_error"
+        assert "simulated bug" not in orjson.dumps(body).decode()

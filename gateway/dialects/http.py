@@ -279,6 +279,14 @@ def _frame(kind: str, name: str, item: Any, sse_event: str | None) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
+def _frames(kind: str, name: str, rendered: Any, sse_event: str | None) -> bytes:
+    """A rendered event, or the several messages of a `$messages` event, framed for the stream."""
+    if rendered is None:
+        return b""
+    items = rendered if isinstance(rendered, Messages) else (rendered,)
+    return b"".join(_frame(kind, name, item, sse_event) for item in items)
+
+
 async def _respond(
     request: web.Request,
     ctx: RequestContext,
@@ -326,11 +334,7 @@ async def _respond(
                 if kind == "audio":
                     chunk = fields.get("audio") if name == "audio" else None
                 else:
-                    rendered = render_event(route, base_scope, name, fields)
-                    if rendered is None:
-                        continue
-                    items = rendered if isinstance(rendered, Messages) else (rendered,)
-                    chunk = b"".join(_frame(kind, name, item, sse_event) for item in items)
+                    chunk = _frames(kind, name, render_event(route, base_scope, name, fields), sse_event)
                 if chunk:
                     if first_out is None:
                         first_out = time.monotonic()
@@ -345,9 +349,8 @@ async def _respond(
         if kind in ("sse", "ndjson") and "error" in route.render:
             # The route has an in-stream error event (Cartesia SSE `event: error`): it ends the stream.
             rendered = render_event(route, {**base_scope, **error_scope(ctx, err)}, "error", {})
-            items = rendered if isinstance(rendered, Messages) else (rendered,) if rendered is not None else ()
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await resp.write(b"".join(_frame(kind, "error", item, sse_event) for item in items))
+                await resp.write(_frames(kind, "error", rendered, sse_event))
                 await resp.write_eof()
             return resp
         # Headers are gone: cut the connection so the client sees a failed download, not a short file.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 import orjson
@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.addons import ADDONS, AddonManager, default_addons
 from gateway.auth import Authenticator, TokenStore, find_credential
 from gateway.config import Settings
 from gateway.dialects import (
@@ -125,11 +126,14 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
                 await emulator_runner.cleanup()
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
+def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) -> web.Application:
+    """The gateway. `addons` are registered after the built-in ones (`gateway.addons.default_addons`);
+    more can be added with `app[ADDONS].register(addon)`."""
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[_json_errors])
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    metrics = app[METRICS] = Metrics()
+    app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     tokens = TokenStore()
     app[TOKENS] = tokens
     default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None

@@ -1,4 +1,5 @@
-"""Structured JSON logs with secret redaction, and Prometheus metrics."""
+"""Structured JSON logs with secret redaction, Prometheus metrics, and the two addons that feed them
+from session events (`MetricsAddon`, `LogAddon`): the runtimes themselves neither count nor log requests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.events import ClientOutput, SessionEnd, SessionStart
 
 _SECRET_KEY = re.compile(
     r"(api[-_]?key|authorization|token|secret|password|sec-websocket-protocol|xi[-_]api[-_]key)", re.I
@@ -98,3 +101,61 @@ class Metrics:
             "gateway_upstream_errors_total", "Errors reported by or talking to Gradium", ("kind",),
             registry=self.registry,
         )
+        self.addon_errors = Counter(
+            "gateway_addon_errors_total", "Exceptions raised by addons (caught; the session went on)", ("addon",),
+            registry=self.registry,
+        )
+
+
+class MetricsAddon:
+    """Requests, durations, time to first output and open sockets, per provider and route."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def session_start(self, ev: SessionStart) -> None:
+        if ev.flow.transport == "ws" and not ev.flow.headless:
+            self.metrics.active_ws.labels(ev.flow.provider).inc()
+
+    def client_output(self, ev: ClientOutput) -> None:
+        if ev.first:
+            self.metrics.first_output.labels(ev.flow.provider, ev.flow.route).observe(ev.t - ev.flow.started)
+
+    def session_end(self, ev: SessionEnd) -> None:
+        flow = ev.flow
+        if flow.transport == "ws" and not flow.headless:
+            self.metrics.active_ws.labels(flow.provider).dec()
+        self.metrics.requests.labels(flow.provider, flow.route, ev.status).inc()
+        self.metrics.duration.labels(flow.provider, flow.route).observe(ev.t - flow.started)
+
+
+class LogAddon:
+    """One JSON line per request and per session, successes included: `request.done` / `request.error`
+    (HTTP), `ws.done` / `ws.refused` (WebSocket), with request id, provider, route, target and timings."""
+
+    def session_end(self, ev: SessionEnd) -> None:
+        flow = ev.flow
+        fields: dict[str, Any] = {
+            "request_id": flow.request_id, "provider": flow.provider, "route": flow.route, "target": flow.target,
+            "status": ev.status, "ms": flow.elapsed_ms(ev.t), "first_output_ms": ev.first_output_ms,
+        }
+        if flow.headless:
+            fields["headless"] = True
+        if ev.kind is not None:
+            fields["kind"] = ev.kind
+            fields["message"] = ev.message
+        if ev.upstream_request_id is not None:
+            fields["upstream_request_id"] = ev.upstream_request_id
+        if ev.upstream_format is not None:
+            fields["upstream_format"] = ev.upstream_format
+        if ev.exc is not None:
+            fields["exc_info"] = ev.exc
+        if flow.transport == "http":
+            fields["status"] = ev.http_status
+            fields["bytes"] = ev.bytes_out
+            log.info("request.error" if ev.kind is not None else "request.done", **fields)
+            return
+        if ev.http_status is not None:  # refused before the upgrade
+            log.info("ws.refused", http_status=ev.http_status, **fields)
+            return
+        log.info("ws.done", close_code=ev.close_code, frames_in=ev.frames_in, events_out=ev.events_out, **fields)

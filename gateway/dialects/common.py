@@ -111,7 +111,6 @@ def http_error(ctx: RequestContext, err: GatewayError) -> web.Response:
     headers = {**request_id_headers(ctx), **(ctx.mapping.errors.http_headers(scope) or {})}
     if spec.status in (429, 503):
         headers.setdefault("Retry-After", "1")
-    log.info("request.error", kind=err.kind, status=spec.status, message=err.message, ms=ctx.elapsed_ms())
     if isinstance(body, str):  # a template that renders text is a plain-text body (Cartesia before 2026-03-01)
         return web.Response(status=spec.status, text=body, content_type="text/plain",
                             headers={k: str(v) for k, v in headers.items()})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,13 +16,13 @@ import orjson
 import structlog
 from aiohttp import web
 
+from gateway.addons import ADDONS, Tap
 from gateway.audio.formats import is_compressed
 from gateway.audio.transcode import AudioError, make_transcoder
 from gateway.auth import find_credential
 from gateway.dialects.common import (
     AUTH,
     GRADIUM,
-    METRICS,
     SETTINGS,
     RequestContext,
     SessionPlan,
@@ -37,13 +36,13 @@ from gateway.dialects.common import (
 )
 from gateway.dialects.fetch import fetch_audio
 from gateway.errors import GatewayError
+from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
 from gateway.upstream.gradium import GradiumStream
 from gateway.upstream.sequence import SequenceStream
 
-log = structlog.get_logger("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BuiltinHandler = Callable[[web.Request, RequestContext, RequestData], Awaitable[web.StreamResponse]]
 BUILTINS: dict[str, BuiltinHandler] = {}
@@ -94,8 +93,12 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
         structlog.contextvars.bind_contextvars(
             request_id=ctx.request_id, provider=mapping.provider, route=route.name
         )
-        metrics = request.app[METRICS]
+        tap = Tap(request.app[ADDONS], Flow(mapping.provider, route.name, "http", request_id=ctx.request_id,
+                                            started=ctx.started))
+        tap.start()
         status = 500
+        failure: GatewayError | None = None
+        exc: BaseException | None = None
         try:
             req = await read_request(request, route, sources)
             if route.spec.builtin is not None:
@@ -109,28 +112,45 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
                     headers=request_id_headers(ctx),
                 )
             else:
-                resp = await _gradium_session(request, ctx, req)
+                resp = await _gradium_session(request, ctx, req, tap)
             status = resp.status
+            if tap.first_output is None and isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+                tap.output(resp.body)  # a whole body (JSON answers, catalogue pages, tokens)
             return resp
+        except MidStreamFailure as mid:
+            failure, status = mid.err, mid.resp.status
+            return mid.resp
         except GatewayError as err:
+            failure = err
             resp = http_error(ctx, err)
             status = resp.status
             return resp
-        except Exception:
-            # a bug, not bad input: logged with its traceback, answered in the provider's shape
-            log.exception("request.internal_error")
-            resp = http_error(ctx, GatewayError("internal", "Internal gateway error"))
+        except Exception as e:
+            # a bug, not bad input: logged with its traceback (by the log addon), answered in the provider's shape
+            exc = e
+            failure = GatewayError("internal", "Internal gateway error")
+            resp = http_error(ctx, failure)
             status = resp.status
             return resp
         finally:
-            metrics.requests.labels(mapping.provider, route.name, str(status)).inc()
-            metrics.duration.labels(mapping.provider, route.name).observe(time.monotonic() - ctx.started)
+            tap.end(str(status), http_status=status, exc=exc,
+                    kind=failure.kind if failure is not None else None,
+                    message=failure.message if failure is not None else None)
             structlog.contextvars.unbind_contextvars("request_id", "provider", "route")
 
     return handle
 
 
-async def _gradium_session(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
+class MidStreamFailure(Exception):
+    """Gradium failed after the response started: the response as it ended, and why (for the session end)."""
+
+    def __init__(self, resp: web.StreamResponse, err: GatewayError) -> None:
+        self.resp = resp
+        self.err = err
+
+
+async def _gradium_session(request: web.Request, ctx: RequestContext, req: RequestData,
+                           tap: Tap) -> web.StreamResponse:
     route = ctx.route
     spec = route.spec.gradium
     assert spec is not None
@@ -143,7 +163,7 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         upstream = await gradium.open_ws("asr", plan.setup, key)
         feeder = asyncio.create_task(_feed_audio(request, req, spec.audio_from, plan, upstream))
         try:
-            return await _first_then_respond(request, ctx, plan, upstream, base_scope)
+            return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
         except GatewayError:
             # the upstream may have been closed because the caller's audio was bad: report that, not the close
             await asyncio.wait({feeder}, timeout=2.0)
@@ -175,7 +195,7 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
         await upstream.send({"type": "text", "text": text})
         await upstream.send({"type": "end_of_stream"})
-    return await _first_then_respond(request, ctx, plan, upstream, base_scope)
+    return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
 
 
 def _segments(value: Any) -> list[dict[str, Any]]:
@@ -191,13 +211,15 @@ def _segments(value: Any) -> list[dict[str, Any]]:
 
 
 async def _first_then_respond(
-    request: web.Request, ctx: RequestContext, plan: SessionPlan, upstream: GradiumStream, base_scope: dict[str, Any]
+    request: web.Request, ctx: RequestContext, plan: SessionPlan, upstream: GradiumStream, base_scope: dict[str, Any],
+    tap: Tap,
 ) -> web.StreamResponse:
+    tap.upstream_format = plan.setup.get("output_format") or plan.setup.get("input_format")
     try:
         first = await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.ready_timeout_s)
         if first is None:
             raise GatewayError("upstream_error", "Gradium ended the session before it started")
-        return await _respond(request, ctx, plan, upstream, first, base_scope)
+        return await _respond(request, ctx, plan, upstream, first, base_scope, tap)
     except TimeoutError:
         raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
     finally:
@@ -294,14 +316,13 @@ async def _respond(
     upstream: GradiumStream,
     first: dict[str, Any],
     base_scope: dict[str, Any],
+    tap: Tap,
 ) -> web.StreamResponse:
     route = ctx.route
     kind = route.spec.response.kind
     headers = {k: str(v) for k, v in (route.headers(base_scope) or {}).items() if v is not None}
     headers.update(request_id_headers(ctx))
     transform = plan.transform
-    metrics = request.app[METRICS]
-    first_out: float | None = None
 
     if kind == "json":
         body = None
@@ -312,6 +333,7 @@ async def _respond(
                 if rendered is not None:
                     body = rendered
             msg = await upstream.recv()
+        tap.upstream_request_id = upstream.request_id
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
 
     resp = web.StreamResponse(headers=headers)
@@ -326,7 +348,6 @@ async def _respond(
     sse_event = route.spec.response.sse_event
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    bytes_out = 0
     msg = first
     try:
         while msg is not None:
@@ -336,35 +357,22 @@ async def _respond(
                 else:
                     chunk = _frames(kind, name, render_event(route, base_scope, name, fields), sse_event)
                 if chunk:
-                    if first_out is None:
-                        first_out = time.monotonic()
-                        metrics.first_output.labels(ctx.mapping.provider, route.name).observe(
-                            first_out - ctx.started
-                        )
-                    bytes_out += len(chunk)
+                    tap.output(chunk)
                     await resp.write(chunk)
             msg = await upstream.recv()
     except GatewayError as err:
-        log.warning("request.upstream_failed_midstream", kind=err.kind, message=err.message, bytes=bytes_out)
+        tap.upstream_request_id = upstream.request_id
         if kind in ("sse", "ndjson") and "error" in route.render:
             # The route has an in-stream error event (Cartesia SSE `event: error`): it ends the stream.
             rendered = render_event(route, {**base_scope, **error_scope(ctx, err)}, "error", {})
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await resp.write(_frames(kind, "error", rendered, sse_event))
                 await resp.write_eof()
-            return resp
+            raise MidStreamFailure(resp, err) from None
         # Headers are gone: cut the connection so the client sees a failed download, not a short file.
         if request.transport is not None:
             request.transport.abort()
-        return resp
+        raise MidStreamFailure(resp, err) from None
+    tap.upstream_request_id = upstream.request_id
     await resp.write_eof()
-    log.info(
-        "request.done",
-        status=resp.status,
-        bytes=bytes_out,
-        ms=ctx.elapsed_ms(),
-        first_output_ms=round((first_out - ctx.started) * 1000, 2) if first_out else None,
-        upstream_request_id=upstream.request_id,
-        upstream_format=plan.setup.get("output_format") or plan.setup.get("input_format"),
-    )
     return resp

@@ -17,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from gateway.addons import ADDONS
 from gateway.audio.formats import is_compressed
 from gateway.audio.transcode import AudioError, Transcoder, make_transcoder
 from gateway.auth import Credential, find_credential
 from gateway.dialects.common import (
     AUTH,
     GRADIUM,
-    METRICS,
     SETTINGS,
     RequestContext,
     SessionPlan,
@@ -43,29 +44,28 @@ from gateway.dialects.http import Handler
 from gateway.dialects.textbuffer import WordBuffer
 from gateway.dialects.ws_input import MAX_REMEMBERED, ClientGone, ClientInput
 from gateway.errors import GatewayError
+from gateway.events import ClientOutput, ContextEnd, Flow, SessionEnd, SessionStart
 from gateway.mapping.compiler import CompiledMapping
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
+from gateway.session.port import AiohttpPort, ClientPort, Refusal
 from gateway.upstream.gradium import GradiumStream
 from gateway.upstream.mux import GradiumMux
 
-log = structlog.get_logger("gateway")
 FIRST_MESSAGE_TIMEOUT_S = 20.0
 GRADIUM_EVENT = "@gradium"  # a transform asking for a message to Gradium (e.g. an end-of-turn flush)
 
 
-def refuse_upgrade(ctx: RequestContext, err: GatewayError) -> web.Response:
+def refusal(ctx: RequestContext, err: GatewayError) -> Refusal:
     """Deepgram-style refusal: an HTTP status on the upgrade, the message in a header and the body."""
     spec = ctx.mapping.errors.kinds[err.kind]
     headers = dict(request_id_headers(ctx))
     if ctx.mapping.errors.refuse_header:
         headers[ctx.mapping.errors.refuse_header] = err.message
     body = ctx.mapping.errors.http_body(error_scope(ctx, err))
-    log.info("ws.refused", kind=err.kind, status=spec.status, message=err.message)
     if isinstance(body, str):  # plain-text error bodies (see `http_error`)
-        return web.Response(status=spec.status, text=body, content_type="text/plain", headers=headers)
-    return web.Response(status=spec.status, body=orjson.dumps(body), content_type="application/json",
-                        headers=headers)
+        return Refusal(spec.status, {**headers, "Content-Type": "text/plain; charset=utf-8"}, body.encode())
+    return Refusal(spec.status, {**headers, "Content-Type": "application/json"}, orjson.dumps(body))
 
 
 def ws_route_handler(mapping: CompiledMapping, route: Any) -> Handler:
@@ -74,54 +74,78 @@ def ws_route_handler(mapping: CompiledMapping, route: Any) -> Handler:
         structlog.contextvars.bind_contextvars(
             request_id=ctx.request_id, provider=mapping.provider, route=route.name
         )
+        app = request.app
+        ws = web.WebSocketResponse(
+            protocols=route.ws.spec.subprotocols,
+            max_msg_size=app[SETTINGS].limits.max_ws_message_bytes,
+            compress=False,
+            autoping=True,
+            heartbeat=None,
+        )
+        ws.headers.update(request_id_headers(ctx))
+        refused: list[Refusal] = []
+
+        async def accept() -> ClientPort:
+            await ws.prepare(request)
+            return AiohttpPort(ws)
+
         try:
-            return await _serve(request, ctx)
+            req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+            await run_ws(app, ctx, req, Flow(mapping.provider, route.name, "ws", request_id=ctx.request_id,
+                                             started=ctx.started), accept, refused.append)
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "provider", "route")
+        if refused:
+            r = refused[0]
+            ctype = r.headers.pop("Content-Type")
+            return web.Response(status=r.status, body=r.body, headers={**r.headers, "Content-Type": ctype})
+        return ws
 
     return handle
 
 
-async def _serve(request: web.Request, ctx: RequestContext) -> web.StreamResponse:
-    app = request.app
+async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, flow: Flow,
+                 accept: Callable[[], Awaitable[ClientPort]], refuse: Callable[[Refusal], Any]) -> SessionEnd:
+    """One WebSocket session on any client port: `accept` completes the upgrade and gives the port;
+    `refuse` takes the HTTP answer that replaces it (routes with `refuse_upgrade`)."""
     route = ctx.route
     assert route.ws is not None
-    req = RequestData(path=request.match_info, query=request.query, header=request.headers)
     ctx.req = req
-    ws = web.WebSocketResponse(
-        protocols=route.ws.spec.subprotocols,
-        max_msg_size=app[SETTINGS].limits.max_ws_message_bytes,
-        compress=False,
-        autoping=True,
-        heartbeat=None,
-    )
-    ws.headers.update(request_id_headers(ctx))
-    session = WsSession(request, ctx, ws, req, find_credential(ctx.mapping.credentials, req))
-    metrics = app[METRICS]
-    if ctx.mapping.errors.refuse_upgrade:
-        # Credentials, parameters and Gradium's own verdict (key, voice, format) are known before
-        # the 101, so a refusal is an HTTP status the client's SDK understands.
-        try:
-            if route.ws.spec.open == "connect":
-                await session.open_context("", None, wait_ready=True)
-            elif route.ws.spec.open == "on_demand":
-                # contexts start later, from their messages: only the credentials can be judged now
-                session.key = app[AUTH].upstream_key(session.cred, scope=route.name)
-        except GatewayError as err:
-            await session.close_all()
-            metrics.requests.labels(ctx.mapping.provider, route.name,
-                                    str(ctx.mapping.errors.kinds[err.kind].status)).inc()
-            return refuse_upgrade(ctx, err)
-    await ws.prepare(request)
-    metrics.active_ws.labels(ctx.mapping.provider).inc()
-    status = "ok"
+    addons = app[ADDONS]
+    if addons.session_start:
+        addons.emit(SessionStart(flow))
+    session = WsSession(app, ctx, flow, req, find_credential(ctx.mapping.credentials, req))
+    end = SessionEnd(flow, "ok")
     try:
-        status = await session.run()
+        if ctx.mapping.errors.refuse_upgrade:
+            # Credentials, parameters and Gradium's own verdict (key, voice, format) are known before
+            # the 101, so a refusal is an HTTP status the client's SDK understands.
+            try:
+                if route.ws.spec.open == "connect":
+                    await session.open_context("", None, wait_ready=True)
+                elif route.ws.spec.open == "on_demand":
+                    # contexts start later, from their messages: only the credentials can be judged now
+                    session.key = app[AUTH].upstream_key(session.cred, scope=route.name)
+            except GatewayError as err:
+                await session.close_all()
+                r = refusal(ctx, err)
+                refuse(r)
+                end = SessionEnd(flow, str(r.status), http_status=r.status, kind=err.kind, message=err.message)
+                return end
+        session.port = await accept()
+        end = await session.run()
+        return end
     finally:
-        metrics.active_ws.labels(ctx.mapping.provider).dec()
-        metrics.requests.labels(ctx.mapping.provider, route.name, status).inc()
-        metrics.duration.labels(ctx.mapping.provider, route.name).observe(time.monotonic() - ctx.started)
-    return ws
+        end.t = time.monotonic()
+        if addons.session_end:
+            addons.emit(end)
+
+
+class _NoPort:
+    closed = True
+
+
+_NO_PORT: Any = _NoPort()
 
 
 class Context:
@@ -150,14 +174,16 @@ class Context:
 
 
 class WsSession(ClientInput):
-    def __init__(self, request: web.Request, ctx: RequestContext, ws: web.WebSocketResponse, req: RequestData,
+    def __init__(self, app: web.Application, ctx: RequestContext, flow: Flow, req: RequestData,
                  cred: Credential | None) -> None:
-        self.app = request.app
+        self.app = app
+        self.addons = app[ADDONS]
+        self.flow = flow
         self.ctx = ctx
         self.route = ctx.route
         assert self.route.ws is not None
         self.wspec = self.route.ws
-        self.ws = ws
+        self.port: ClientPort = _NO_PORT
         self.req = req
         self.cred = cred
         self.key: str | None = None
@@ -178,10 +204,26 @@ class WsSession(ClientInput):
         self.cleared: dict[str, None] = {}  # `reject_cleared`: context ids cancelled on this socket (bounded)
         self.handling: str | None = None  # context id of the client message being handled
         self.background: set[asyncio.Task[None]] = set()  # timed flushes in flight
+        self.close_code: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def run(self) -> str:
+    async def run(self) -> SessionEnd:
+        end = SessionEnd(self.flow, "ok")
+        try:
+            end.status = await self._run()
+        except GatewayError as err:
+            end.kind, end.message = err.kind, err.message
+            end.status = err.kind
+        except Exception as exc:
+            end.exc = exc
+            end.status = "internal"
+        end.close_code = self.close_code
+        end.frames_in, end.events_out, end.first_output = self.frames_in, self.events_out, self.first_out
+        end.upstream_request_id = self.upstream_request_id
+        return end
+
+    async def _run(self) -> str:
         tasks: list[asyncio.Task[Any]] = []
         try:
             first = None
@@ -212,7 +254,9 @@ class WsSession(ClientInput):
                 tasks.append(asyncio.create_task(self._watchdog(idle), name="idle"))
             await asyncio.wait([*tasks, self.done], return_when=asyncio.FIRST_COMPLETED)
             if self.done.done():
-                await self.ws.close(code=self.done.result())  # raises the failure, if that is how it ended
+                code = self.done.result()  # raises the failure, if that is how it ended
+                self.close_code = code
+                await self.port.close(code)
                 return "ok"
             finished = next(t for t in tasks if t.done())
             exc = finished.exception()
@@ -221,28 +265,20 @@ class WsSession(ClientInput):
             return "client_closed"
         except GatewayError as err:
             await self._fail(err)
-            return err.kind
+            raise
         except (ClientGone, ConnectionResetError):
             return "client_gone"
         except AudioError as exc:
-            await self._fail(GatewayError("invalid_audio", str(exc)))
-            return "invalid_audio"
+            err = GatewayError("invalid_audio", str(exc))
+            await self._fail(err)
+            raise err from None
         except Exception:
-            log.exception("ws.internal_error")
             await self._fail(GatewayError("internal", "Internal gateway error"))
-            return "internal"
+            raise
         finally:
             for t in tasks:
                 t.cancel()
             await self.close_all()
-            log.info(
-                "ws.done",
-                ms=self.ctx.elapsed_ms(),
-                frames_in=self.frames_in,
-                events_out=self.events_out,
-                first_output_ms=round((self.first_out - self.ctx.started) * 1000, 2) if self.first_out else None,
-                upstream_request_id=self.upstream_request_id,
-            )
 
     async def close_all(self) -> None:
         for t in list(self.background):
@@ -270,7 +306,7 @@ class WsSession(ClientInput):
 
     async def _first_message(self) -> Any:
         try:
-            msg = await self.ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
+            msg = await self.port.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
         except TimeoutError:
             raise GatewayError("idle_timeout", "No initial message received") from None
         return self._decode(msg)
@@ -304,8 +340,7 @@ class WsSession(ClientInput):
 
     async def _fail(self, err: GatewayError) -> None:
         spec = self.ctx.mapping.errors.kinds[err.kind]
-        log.info("ws.error", kind=err.kind, message=err.message, close=spec.close)
-        if self.ws.closed:
+        if self.port.closed:
             return
         tpl = self.wspec.error_message or self.ctx.mapping.errors.ws_message
         scope = error_scope(self.ctx, err)
@@ -314,8 +349,9 @@ class WsSession(ClientInput):
             scope["error"]["code"] = code
         with contextlib.suppress(Exception):
             if tpl is not None:
-                await self.ws.send_frame(orjson.dumps(tpl(scope)), WSMsgType.TEXT)
-            await self.ws.close(code=spec.close, message=(spec.reason or "").encode()[:120])
+                await self._send(tpl(scope))
+            self.close_code = spec.close
+            await self.port.close(spec.close, (spec.reason or "").encode()[:120])
 
     # -- contexts --------------------------------------------------------------------------------
 
@@ -365,8 +401,6 @@ class WsSession(ClientInput):
                 c.ready = await asyncio.wait_for(upstream.recv(), self.app[SETTINGS].gradium.ready_timeout_s)
             except TimeoutError:
                 raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
-        log.info("ws.context_open", context=key or None,
-                 upstream_format=plan.setup.get("output_format") or plan.setup.get("input_format"))
         return c
 
     async def _text_parts(self, c: Context, key: str, fields: dict[str, Any]) -> Context:
@@ -431,6 +465,8 @@ class WsSession(ClientInput):
                 if msg.get("type") == "end_of_stream":
                     break
             self.upstream_request_id = c.upstream.request_id
+            if self.addons.context_end:
+                self.addons.emit(ContextEnd(self.flow, c.key or None, "done", c.upstream.request_id))
         except asyncio.CancelledError:
             raise
         except GatewayError as err:
@@ -513,21 +549,22 @@ class WsSession(ClientInput):
             if rendered is not None:
                 await self._send(rendered)
             elif isinstance(fields.get("audio"), bytes) and fields["audio"]:
-                await self.ws.send_bytes(fields["audio"])
-                self._count_out()
+                await self.port.send_bytes(fields["audio"])
+                self._count_out(fields["audio"])
 
     async def _send(self, rendered: Any) -> None:
         if isinstance(rendered, Messages):  # one event rendered as several messages (`$messages`)
             for item in rendered:
                 await self._send(item)
             return
-        await self.ws.send_frame(orjson.dumps(rendered), WSMsgType.TEXT)
-        self._count_out()
+        data = orjson.dumps(rendered)
+        await self.port.send_text(data)
+        self._count_out(data)
 
-    def _count_out(self) -> None:
+    def _count_out(self, data: bytes) -> None:
         self.events_out += 1
-        if self.first_out is None:
+        first = self.first_out is None
+        if first:
             self.first_out = time.monotonic()
-            self.app[METRICS].first_output.labels(self.ctx.mapping.provider, self.route.name).observe(
-                self.first_out - self.ctx.started
-            )
+        if self.addons.client_output:
+            self.addons.emit(ClientOutput(self.flow, data, len(data), time.monotonic(), first))

@@ -17,17 +17,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import structlog
-from aiohttp import WSMsgType
 
 from gateway.dialects.common import error_scope, offload, render_event
 from gateway.errors import GatewayError
+from gateway.events import ActionTaken, ClientFrame, ContextEnd
+from gateway.session.port import BINARY, TEXT, TOO_BIG, Inbound
 
 if TYPE_CHECKING:
     from gateway.dialects.ws import Context
 
 
-log = structlog.get_logger("gateway")
 MAX_REMEMBERED = 4096  # per socket: cancelled context ids remembered, contexts with shared state kept
 
 
@@ -38,22 +37,20 @@ class ClientGone(Exception):
 class ClientInput:
     """Mixin of `WsSession`: everything that reads the client and acts on Gradium."""
 
-    def _decode(self, msg: Any) -> Any:
-        if msg.type is WSMsgType.TEXT:
+    def _decode(self, msg: Inbound) -> Any:
+        if msg.kind == TEXT:
             try:
                 return orjson.loads(msg.data)
             except orjson.JSONDecodeError:
                 if self.wspec.plain_text:  # bare text commands (`finalize`), matched by list rules
                     return msg.data.strip()
                 raise GatewayError("invalid_message", "Could not parse message: expected JSON") from None
-        if msg.type is WSMsgType.BINARY:
+        if msg.kind == BINARY:
             if self.wspec.spec.text_frames_only:
                 raise GatewayError("invalid_message", "Binary frames are not accepted on this socket")
             return msg.data
-        if msg.type is WSMsgType.ERROR:
-            err = self.ws.exception()
-            if err is not None and "size" in str(err).lower():
-                raise GatewayError("payload_too_large", "Message is too large")
+        if msg.kind == TOO_BIG:
+            raise GatewayError("payload_too_large", "Message is too large")
         raise ClientGone()
 
     async def _client_loop(self, first: Any) -> None:
@@ -61,7 +58,10 @@ class ClientInput:
             await self._handle_reporting(first)
         while True:
             self.handling = None
-            data = self._decode(await self.ws.receive())
+            msg = await self.port.receive()
+            if self.addons.client_frame and msg.kind in (TEXT, BINARY):
+                self.addons.emit(ClientFrame(self.flow, msg.data, time.monotonic()))
+            data = self._decode(msg)
             self.frames_in += 1
             await self._handle_reporting(data)
 
@@ -92,6 +92,8 @@ class ClientInput:
         key = "" if fields.get("context") is None else str(fields["context"])
         if "context" in fields:
             self.handling = key
+        if self.addons.action_taken:
+            self.addons.emit(ActionTaken(self.flow, action, key or None))
         if action == "error":
             raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
         if action == "keepalive" or not self.accepting:
@@ -238,6 +240,8 @@ class ClientInput:
     async def _clear(self, key: str) -> None:
         """Drop a request's pending text and audio at once (Deepgram Clear, Cartesia cancel)."""
         await self._drop(key)
+        if self.addons.context_end:
+            self.addons.emit(ContextEnd(self.flow, key or None, "cleared"))
         if self.wspec.spec.reject_cleared:
             self.cleared[key] = None
             if len(self.cleared) > MAX_REMEMBERED:
@@ -264,7 +268,8 @@ class ClientInput:
 
     async def _context_error(self, key: str, err: GatewayError) -> None:
         """`context_errors: report`: the error message carries the context id; only that context ends."""
-        log.info("ws.context_error", context=key or None, kind=err.kind, message=err.message)
+        if self.addons.context_end:
+            self.addons.emit(ContextEnd(self.flow, key or None, "error"))
         await self._drop(key)
         if self.mux is not None and self.mux.failure is not None:
             # the shared Gradium socket is gone (its other requests got the error too): the next
@@ -273,7 +278,7 @@ class ClientInput:
                 await self.mux.close()
             self.mux = None
         tpl = self.wspec.error_message or self.ctx.mapping.errors.ws_message
-        if tpl is not None and not self.ws.closed:
+        if tpl is not None and not self.port.closed:
             scope = error_scope(self.ctx, err)
             scope["context_id"] = key or None
             code = self.wspec.spec.error_codes.get(err.kind)

@@ -1,0 +1,130 @@
+"""Session events: what observers (metrics, logs, shadowing) see of every request and WebSocket session.
+
+Each event is a small dataclass; the hook an addon implements is named after the class
+(`SessionStart` -> `session_start`, see `hook_name`). Every event carries the `Flow` it belongs to, the
+one object that lives as long as the request or socket: it names the route, provider and target, and has
+a `data` dict where an addon keeps its own per-session state (a shadow leg, a timer).
+
+Hooks are called synchronously, in the session's own task, on its hot path: they must be cheap and must
+not block. An addon with slow work (network, codec) queues it and returns (`gateway/addons.py`).
+Times are `time.monotonic()` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+Transport = Literal["http", "ws"]
+
+
+@dataclass(slots=True, eq=False)
+class Flow:
+    """One request (HTTP) or one client socket (WebSocket), from its start to its end."""
+
+    provider: str
+    route: str
+    transport: Transport
+    target: str = "gradium"  # who answers: "gradium" (translated) or e.g. "legacy" (a passthrough)
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+    headless: bool = False  # no client socket: driven programmatically (a shadow leg, a test)
+    data: dict[str, Any] = field(default_factory=dict)  # per-addon state, keyed by the addon's own name
+
+    def elapsed_ms(self, now: float | None = None) -> float:
+        return round(((now if now is not None else time.monotonic()) - self.started) * 1000, 2)
+
+
+@dataclass(slots=True)
+class SessionStart:
+    """The request was routed (HTTP) or the socket accepted (WebSocket, after the upgrade)."""
+
+    hook: ClassVar[str] = "session_start"
+    flow: Flow
+
+
+@dataclass(slots=True)
+class ClientFrame:
+    """A frame from the client, as received (text as str, binary as bytes), before any decoding."""
+
+    hook: ClassVar[str] = "client_frame"
+    flow: Flow
+    data: str | bytes
+    t: float
+
+
+@dataclass(slots=True)
+class ActionTaken:
+    """A client message matched an inbound rule and its action was performed on a context."""
+
+    hook: ClassVar[str] = "action_taken"
+    flow: Flow
+    action: str
+    context: str | None
+
+
+@dataclass(slots=True)
+class ClientOutput:
+    """Something went to the client: a WebSocket frame, or a chunk of an HTTP body (audio, NDJSON, SSE,
+    or a whole JSON body). `first` marks the session's first output (time to first output)."""
+
+    hook: ClassVar[str] = "client_output"
+    flow: Flow
+    data: str | bytes
+    size: int
+    t: float
+    first: bool
+
+
+@dataclass(slots=True)
+class ContextEnd:
+    """One context (a Gradium request on a socket) is over: `done`, `cleared` (cancelled) or `error`."""
+
+    hook: ClassVar[str] = "context_end"
+    flow: Flow
+    context: str | None
+    reason: str
+    upstream_request_id: str | None = None
+
+
+@dataclass(slots=True)
+class SessionEnd:
+    """The request was answered or the socket closed.
+
+    `status`: for HTTP the response status as a string ("200", "404"); for WebSocket "ok",
+    "client_closed", "client_gone" or the error kind that ended it. `close_code`: the WebSocket close code
+    the client got (None for HTTP, or when the client went away first). `kind`/`message`: the error, if
+    one ended it; `exc`: an unexpected exception (a bug), for its traceback."""
+
+    hook: ClassVar[str] = "session_end"
+    flow: Flow
+    status: str
+    close_code: int | None = None
+    http_status: int | None = None
+    kind: str | None = None
+    message: str | None = None
+    frames_in: int = 0
+    events_out: int = 0
+    bytes_out: int = 0
+    first_output: float | None = None  # monotonic time of the first output
+    upstream_request_id: str | None = None
+    upstream_format: str | None = None
+    exc: BaseException | None = None
+    t: float = field(default_factory=time.monotonic)
+
+    @property
+    def first_output_ms(self) -> float | None:
+        return None if self.first_output is None else self.flow.elapsed_ms(self.first_output)
+
+
+Event = SessionStart | ClientFrame | ActionTaken | ClientOutput | ContextEnd | SessionEnd
+EVENT_TYPES: tuple[type, ...] = (SessionStart, ClientFrame, ActionTaken, ClientOutput, ContextEnd, SessionEnd)
+HOOKS: tuple[str, ...] = tuple(t.hook for t in EVENT_TYPES)  # type: ignore[attr-defined]
+
+
+def hook_name(cls: type) -> str:
+    """`SessionStart` -> `session_start`: how an addon method is named for an event class."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()

@@ -1,0 +1,173 @@
+"""The session's client, behind a port: an aiohttp socket in production, a capture port with no socket.
+
+A port gives the session the client's frames (`receive`) and takes what the session sends (`send_text`,
+`send_bytes`, `close`). `AiohttpPort` wraps a `web.WebSocketResponse`. `CapturePort` is a client with no
+socket: frames are fed in by code (`feed_text`, `feed_bytes`, `feed_close`), and what the session sends
+is kept in `frames` in order (and passed to `on_frame`, if given) with the close code and reason; a
+refusal before the upgrade lands in `refusal`. Shadow legs and headless tests use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+TEXT, BINARY, CLOSED, TOO_BIG = "text", "binary", "closed", "too_big"
+
+
+@dataclass(slots=True, frozen=True)
+class Inbound:
+    """One thing read from the client: a text or binary frame, its close, or a frame over the size limit."""
+
+    kind: str  # TEXT | BINARY | CLOSED | TOO_BIG
+    data: str | bytes = b""
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    """An HTTP answer instead of the upgrade (Deepgram-style refusals)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ClientPort(Protocol):
+    closed: bool
+
+    async def receive(self, timeout: float | None = None) -> Inbound: ...
+
+    async def send_text(self, data: bytes) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, message: bytes = b"") -> None: ...
+
+
+class AiohttpPort:
+    """A client on an aiohttp `WebSocketResponse` (already prepared)."""
+
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
+    async def receive(self, timeout: float | None = None) -> Inbound:
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type is WSMsgType.TEXT:
+            return Inbound(TEXT, msg.data)
+        if msg.type is WSMsgType.BINARY:
+            return Inbound(BINARY, msg.data)
+        if msg.type is WSMsgType.ERROR:
+            err = self.ws.exception()
+            if err is not None and "size" in str(err).lower():
+                return Inbound(TOO_BIG)
+        return Inbound(CLOSED)
+
+    async def send_text(self, data: bytes) -> None:
+        await self.ws.send_frame(data, WSMsgType.TEXT)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        await self.ws.close(code=code, message=message)
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    """A frame the session sent: text (`str`) or binary (`bytes`)."""
+
+    data: str | bytes
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.data, str)
+
+
+class CapturePort:
+    """A client with no socket: fed by code, its output captured.
+
+    `keep=False` keeps no frames (a long shadow session): use `on_frame` or an addon to see them."""
+
+    def __init__(self, *, max_inbound: int = 256, keep: bool = True,
+                 on_frame: Callable[[Frame], Any] | None = None) -> None:
+        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue(max_inbound)
+        self.frames: list[Frame] = []
+        self.keep = keep
+        self.on_frame = on_frame
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.refusal: Refusal | None = None
+        self.closed_event = asyncio.Event()
+
+    # -- the client's side ----------------------------------------------------------------------
+    async def feed_text(self, data: str | bytes) -> None:
+        await self.inbox.put(Inbound(TEXT, data.decode() if isinstance(data, bytes) else data))
+
+    async def feed_json(self, obj: Any) -> None:
+        import orjson
+
+        await self.feed_text(orjson.dumps(obj).decode())
+
+    async def feed_bytes(self, data: bytes) -> None:
+        await self.inbox.put(Inbound(BINARY, bytes(data)))
+
+    async def feed_close(self) -> None:
+        """The client closes its side (as a client's close frame would)."""
+        await self.inbox.put(Inbound(CLOSED))
+
+    def texts(self) -> list[str]:
+        return [f.data for f in self.frames if isinstance(f.data, str)]
+
+    def json(self) -> list[Any]:
+        import orjson
+
+        return [orjson.loads(t) for t in self.texts()]
+
+    def audio(self) -> bytes:
+        return b"".join(f.data for f in self.frames if isinstance(f.data, bytes))
+
+    # -- the session's side ---------------------------------------------------------------------
+    async def receive(self, timeout: float | None = None) -> Inbound:
+        if self.closed:
+            return Inbound(CLOSED)
+        if timeout is None:
+            return await self.inbox.get()
+        return await asyncio.wait_for(self.inbox.get(), timeout)
+
+    def _out(self, data: str | bytes) -> None:
+        if self.closed:
+            raise ConnectionResetError("the capture port is closed")
+        frame = Frame(data)
+        if self.keep:
+            self.frames.append(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
+
+    async def send_text(self, data: bytes) -> None:
+        self._out(data.decode())
+
+    async def send_bytes(self, data: bytes) -> None:
+        self._out(bytes(data))
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code = code
+            self.close_reason = message.decode(errors="replace")
+            self.closed_event.set()
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+        self.closed = True
+        self.closed_event.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
@@ -12,8 +13,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.auth import Authenticator, TokenStore, find_credential
-from gateway.config import Settings
+from gateway.auth import Authenticator, find_credential
+from gateway.config import AuthSettings, Settings
 from gateway.dialects import (
     builtins,  # noqa: F401  (registers builtin handlers)
     cartesia_builtins,  # noqa: F401  (registers `cursor_catalogue`, `grant_token`)
@@ -27,6 +28,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.tokens import TokenIssuer
 from gateway.upstream.gradium import GradiumClient
 
 log = structlog.get_logger("gateway")
@@ -125,17 +127,29 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
                 await emulator_runner.cleanup()
 
 
+def token_secret(auth: AuthSettings) -> bytes:
+    if auth.token_secret is not None:
+        return auth.token_secret.get_secret_value().encode()
+    log.warning("auth.token_secret_unset",
+                message="GATEWAY_TOKEN_SECRET is not set: gateway tokens are signed with a random per-process "
+                        "secret, so they stop working on restart and on any other worker or replica")
+    return secrets.token_bytes(32)
+
+
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[_json_errors])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    tokens = TokenStore()
-    app[TOKENS] = tokens
-    default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None
-    app[AUTH] = Authenticator(settings.auth, default_key, tokens)
     mappings = load_mappings(settings.mappings_dir, settings.voices)
     app[MAPPINGS] = mappings
+    app[TOKENS] = tokens = TokenIssuer(token_secret(settings.auth))
+    default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None
+    route_providers: dict[str, set[str]] = defaultdict(set)
+    for m in mappings.values():
+        for name in m.routes:
+            route_providers[name].add(m.provider)
+    app[AUTH] = Authenticator(settings.auth, default_key, tokens, route_providers=dict(route_providers))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

@@ -65,6 +65,16 @@ class AuthSettings(_Strict):
     keys: list[ManagedKey] = Field(default_factory=list)
     tenants: dict[str, Tenant] = Field(default_factory=dict)
     token_ttl_s: int = Field(default=900, gt=0, le=86400, description="Lifetime of gateway-minted tokens.")
+    token_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description=(
+            "Secret signing gateway tokens (GATEWAY_TOKEN_SECRET), the same on every worker and replica. "
+            "Unset: a random one per process, so tokens die on restart and work only on the worker that minted them."
+        ),
+    )
+    max_used_tokens: int = Field(
+        default=100_000, gt=0, description="Bound of the in-memory set of used single-use tokens."
+    )
 
     @model_validator(mode="after")
     def _tenants_exist(self) -> AuthSettings:
@@ -163,6 +173,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "GATEWAY_MAPPINGS": ("mappings_dir",),
     "GATEWAY_LOG_LEVEL": ("log_level",),
     "GATEWAY_AUTH_MODE": ("auth", "mode"),
+    "GATEWAY_TOKEN_SECRET": ("auth", "token_secret"),
     "GRADIUM_BASE_URL": ("gradium", "base_url"),
     "GRADIUM_API_KEY": ("gradium", "api_key"),
 }

@@ -101,7 +101,8 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             if route.spec.builtin is not None:
                 resp = await BUILTINS[route.spec.builtin](request, ctx, req)
             elif route.static is not None:
-                request.app[AUTH].upstream_key(find_credential(mapping.credentials, req))
+                await request.app[AUTH].authorize(find_credential(mapping.credentials, req), mapping.provider,
+                                                  route.name)
                 params = route.read_params(req)
                 resp = web.Response(
                     body=orjson.dumps(route.static(ctx.scope(params))),
@@ -134,7 +135,8 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
     route = ctx.route
     spec = route.spec.gradium
     assert spec is not None
-    key = request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=route.name)
+    key = await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
+                                            route.name)
     params = route.read_params(req)
     plan = plan_session(ctx, params)
     base_scope = ctx.scope(params)

@@ -128,11 +128,9 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def token_secret(auth: AuthSettings) -> bytes:
+    """The configured signing secret, else a random one for this process (`serve` warns about it)."""
     if auth.token_secret is not None:
         return auth.token_secret.get_secret_value().encode()
-    log.warning("auth.token_secret_unset",
-                message="GATEWAY_TOKEN_SECRET is not set: gateway tokens are signed with a random per-process "
-                        "secret, so they stop working on restart and on any other worker or replica")
     return secrets.token_bytes(32)
 
 

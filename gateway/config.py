@@ -32,6 +32,9 @@ class GradiumSettings(_Strict):
     )
     connect_timeout_s: float = Field(default=10.0, gt=0)
     ready_timeout_s: float = Field(default=15.0, gt=0, description="Wait for Gradium's `ready` at most this long.")
+    message_timeout_s: float = Field(
+        default=30.0, gt=0, description="On HTTP routes, wait at most this long for each next Gradium message."
+    )
 
     @field_validator("base_url")
     @classmethod

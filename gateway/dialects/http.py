@@ -40,7 +40,7 @@ from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
-from gateway.upstream.gradium import GradiumStream
+from gateway.upstream.gradium import GradiumStream, UpstreamClosed
 from gateway.upstream.sequence import SequenceStream
 
 log = structlog.get_logger("gateway")
@@ -147,10 +147,12 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         try:
             return await _first_then_respond(request, ctx, plan, upstream, base_scope)
         except GatewayError:
-            # the upstream may have been closed because the caller's audio was bad: report that, not the close
+            # the upstream may have been closed because the caller's audio was bad: report that, not the
+            # close (but a feeder that only saw Gradium's close leaves the word to Gradium's reason)
             await asyncio.wait({feeder}, timeout=2.0)
-            if feeder.done() and not feeder.cancelled() and isinstance(feeder.exception(), GatewayError):
-                raise feeder.exception() from None  # type: ignore[misc]
+            exc = feeder.exception() if feeder.done() and not feeder.cancelled() else None
+            if isinstance(exc, GatewayError) and not isinstance(exc, UpstreamClosed):
+                raise exc from None
             raise
         finally:
             feeder.cancel()
@@ -190,6 +192,14 @@ def _segments(value: Any) -> list[dict[str, Any]]:
         if seg.get("setup") is not None and not isinstance(seg["setup"], dict):
             raise GatewayError("internal", "segment setup must be an object")
     return value
+
+
+async def next_message(request: web.Request, upstream: GradiumStream) -> dict[str, Any] | None:
+    """Gradium's next message within `gradium.message_timeout_s`: no wait on Gradium is unbounded."""
+    try:
+        return await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.message_timeout_s)
+    except TimeoutError:
+        raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
 
 
 async def _first_then_respond(
@@ -313,7 +323,7 @@ async def _respond(
                 rendered = render_event(route, base_scope, name, fields)
                 if rendered is not None:
                     body = rendered
-            msg = await upstream.recv()
+            msg = await next_message(request, upstream)
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
 
     resp = web.StreamResponse(headers=headers)
@@ -345,7 +355,7 @@ async def _respond(
                         )
                     bytes_out += len(chunk)
                     await resp.write(chunk)
-            msg = await upstream.recv()
+            msg = await next_message(request, upstream)
     except GatewayError as err:
         log.warning("request.upstream_failed_midstream", kind=err.kind, message=err.message, bytes=bytes_out)
         if kind in ("sse", "ndjson") and "error" in route.render:

@@ -22,6 +22,7 @@ from gateway.dialects import (
     projects,  # noqa: F401  (registers the `projects` builtin)
 )
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
+from gateway.dialects.fetch import FETCH_SESSION, fetch_session
 from gateway.dialects.http import Handler, route_handler
 from gateway.dialects.ws import ws_route_handler
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
@@ -114,7 +115,10 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         url = settings.gradium.base_url or DEFAULT_GRADIUM_URL
     app[UPSTREAM_URL] = url
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+    # no cookie jar: a cookie one caller's upstream set must never ride on another caller's request
+    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                                    cookie_jar=aiohttp.DummyCookieJar())
+    app[FETCH_SESSION] = fetch_session(settings.fetch)
     app[GRADIUM] = GradiumClient(session, url, connect_timeout_s=settings.gradium.connect_timeout_s)
     log.info("gateway.upstream", url=url, emulator=settings.uses_emulator)
     try:
@@ -122,6 +126,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[GRADIUM].close_idle()
         await session.close()
+        await app[FETCH_SESSION].close()
         if emulator_runner is not None:
             with contextlib.suppress(Exception):
                 await emulator_runner.cleanup()

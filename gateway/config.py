@@ -119,6 +119,13 @@ class FetchSettings(_Strict):
         description="URL prefixes the gateway may fetch, e.g. https://media.example.com/ (empty: never fetch)",
     )
     timeout_s: float = Field(default=30.0, gt=0, description="connect + download time limit")
+    private_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names of allowed prefixes that may resolve to loopback, link-local or private addresses "
+            "(an allowed prefix whose host is such an IP literal needs no entry here)"
+        ),
+    )
 
     @field_validator("allow")
     @classmethod
@@ -129,8 +136,16 @@ class FetchSettings(_Strict):
         return v
 
     def allows(self, url: str) -> bool:
-        # a prefix without a trailing slash still ends at a path boundary (no `host.evil.com` match)
-        return any(url.startswith(p) and (p.endswith("/") or url[len(p):][:1] in ("", "/", "?")) for p in self.allow)
+        """`url` (already normalised: dot segments resolved, host lower-cased, default port dropped, as
+        `gateway.dialects.fetch.normalise` does) starts with an allowed prefix normalised the same way; a
+        prefix without a trailing slash still ends at a path boundary (no `host.evil.com` match)."""
+        from yarl import URL
+
+        for raw in self.allow:
+            p = str(URL(raw))
+            if url.startswith(p) and (p.endswith("/") or url[len(p):][:1] in ("", "/", "?")):
+                return True
+        return False
 
 
 class Settings(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
@@ -13,8 +14,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.addons import ADDONS, AddonManager, default_addons
-from gateway.auth import Authenticator, TokenStore, find_credential
-from gateway.config import Settings
+from gateway.auth import Authenticator, find_credential
+from gateway.config import AuthSettings, Settings
 from gateway.dialects import (
     builtins,  # noqa: F401  (registers builtin handlers)
     cartesia_builtins,  # noqa: F401  (registers `cursor_catalogue`, `grant_token`)
@@ -22,12 +23,14 @@ from gateway.dialects import (
     projects,  # noqa: F401  (registers the `projects` builtin)
 )
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
+from gateway.dialects.fetch import FETCH_SESSION, fetch_session
 from gateway.dialects.http import Handler, route_handler
 from gateway.dialects.ws import ws_route_handler
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.tokens import TokenIssuer
 from gateway.upstream.gradium import GradiumClient
 
 log = structlog.get_logger("gateway")
@@ -113,7 +116,10 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         url = settings.gradium.base_url or DEFAULT_GRADIUM_URL
     app[UPSTREAM_URL] = url
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+    # no cookie jar: a cookie one caller's upstream set must never ride on another caller's request
+    session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                                    cookie_jar=aiohttp.DummyCookieJar())
+    app[FETCH_SESSION] = fetch_session(settings.fetch)
     app[GRADIUM] = GradiumClient(session, url, connect_timeout_s=settings.gradium.connect_timeout_s)
     log.info("gateway.upstream", url=url, emulator=settings.uses_emulator)
     try:
@@ -121,9 +127,17 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[GRADIUM].close_idle()
         await session.close()
+        await app[FETCH_SESSION].close()
         if emulator_runner is not None:
             with contextlib.suppress(Exception):
                 await emulator_runner.cleanup()
+
+
+def token_secret(auth: AuthSettings) -> bytes:
+    """The configured signing secret, else a random one for this process (`serve` warns about it)."""
+    if auth.token_secret is not None:
+        return auth.token_secret.get_secret_value().encode()
+    return secrets.token_bytes(32)
 
 
 def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) -> web.Application:
@@ -134,12 +148,15 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     app[SETTINGS] = settings
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
-    tokens = TokenStore()
-    app[TOKENS] = tokens
-    default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None
-    app[AUTH] = Authenticator(settings.auth, default_key, tokens)
     mappings = load_mappings(settings.mappings_dir, settings.voices)
     app[MAPPINGS] = mappings
+    app[TOKENS] = tokens = TokenIssuer(token_secret(settings.auth))
+    default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None
+    route_providers: dict[str, set[str]] = defaultdict(set)
+    for m in mappings.values():
+        for name in m.routes:
+            route_providers[name].add(m.provider)
+    app[AUTH] = Authenticator(settings.auth, default_key, tokens, route_providers=dict(route_providers))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

@@ -3,47 +3,30 @@
 Two modes (config `auth.mode`): `forward` sends the caller's credential to Gradium as `x-api-key`
 (the client put its Gradium key where the legacy key went); `managed` accepts only configured
 gateway keys (stored as SHA-256) and uses the tenant's Gradium key. Gateway-minted tokens
-(ElevenLabs single-use tokens, Deepgram grants, Cartesia access tokens) resolve to the upstream key of
-whoever minted them, so no upstream key ever reaches a browser.
+(ElevenLabs single-use tokens, Deepgram grants, Cartesia access tokens) are signed JWTs
+(`gateway.tokens`) scoped to `provider:route`; an API key mints them, a token never does.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import secrets
-import time
 from dataclasses import dataclass
-
-import orjson
 
 from gateway.config import AuthSettings
 from gateway.errors import GatewayError
 from gateway.mapping.params import RequestData
 from gateway.mapping.schema import CredentialSource
+from gateway.tokens import MemoryUsedTokens, TokenClaims, TokenIssuer, UsedTokenStore, is_gateway_token
 
-TOKEN_PREFIX = "gwt_"
-# Gateway tokens may also be JWT-shaped (Deepgram grants): HS256 with a per-process secret, and a
-# `kid` in the header so the first segment alone tells them apart from any other JWT.
-JWT_PREFIX = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImdyYWRpdW0tZ2F0ZXdheSJ9."
-_JWT_SECRET = secrets.token_bytes(32)
+__all__ = ["Authenticator", "Credential", "Minter", "find_credential", "is_gateway_token", "well_formed"]
 
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+MAX_CREDENTIAL_CHARS = 4096
 
 
-def is_gateway_token(value: str) -> bool:
-    return value.startswith((TOKEN_PREFIX, JWT_PREFIX))
-
-
-def _jwt(ttl_s: float, scope: str) -> str:
-    now = int(time.time())
-    claims = {"iss": "gradium-gateway", "jti": secrets.token_urlsafe(12), "iat": now, "nbf": now,
-              "exp": now + max(1, round(ttl_s)), "scope": scope}
-    signing = JWT_PREFIX + _b64url(orjson.dumps(claims))
-    return signing + "." + _b64url(hmac.new(_JWT_SECRET, signing.encode(), hashlib.sha256).digest())
+def well_formed(value: str) -> bool:
+    """A credential that can be compared and forwarded: printable ASCII, bounded (no CR/LF/NUL, no
+    undecodable bytes, which aiohttp keeps as surrogates)."""
+    return 0 < len(value) <= MAX_CREDENTIAL_CHARS and value.isascii() and value.isprintable()
 
 
 @dataclass(slots=True)
@@ -53,6 +36,10 @@ class Credential:
     source: str = ""
     token_only: bool = False
     subprotocol: str | None = None  # the subprotocol to echo when it came from Sec-WebSocket-Protocol
+
+    @property
+    def malformed(self) -> bool:
+        return not well_formed(self.value)
 
 
 def _subprotocol_credential(header: str, schemes: list[str]) -> tuple[str, str] | None:
@@ -70,7 +57,9 @@ def find_credential(sources: list[CredentialSource], req: RequestData) -> Creden
             if header:
                 found = _subprotocol_credential(header, [s.lower() for s in src.schemes])
                 if found:
-                    return Credential(found[1], found[0].lower(), "subprotocol", src.token_only, found[0])
+                    # a malformed one is judged (401) but never echoed back in the handshake
+                    echo = found[0] if well_formed(found[1]) and well_formed(found[0]) else None
+                    return Credential(found[1], found[0].lower(), "subprotocol", src.token_only, echo)
             continue
         raw = req.get(src.source)
         if not isinstance(raw, str) or not raw.strip():
@@ -87,68 +76,116 @@ def find_credential(sources: list[CredentialSource], req: RequestData) -> Creden
     return None
 
 
-@dataclass(slots=True)
-class MintedToken:
+def _malformed() -> GatewayError:
+    return GatewayError("unauthorized", "Malformed API key or token")
+
+
+@dataclass(frozen=True, slots=True)
+class Minter:
+    """Who asks for a token: an API key (never a token), its tenant and the upstream key it stands for."""
+
+    tenant: str
     upstream_key: str
-    expires_at: float
-    scope: str
-    single_use: bool
-
-
-class TokenStore:
-    """In-memory gateway tokens. Single-use tokens are consumed on first use."""
-
-    def __init__(self) -> None:
-        self._tokens: dict[str, MintedToken] = {}
-
-    def mint(self, upstream_key: str, ttl_s: float, scope: str, single_use: bool,
-             shape: str = "opaque") -> tuple[str, float]:
-        """A new token; `shape: jwt` makes it a signed JWT (`exp` = its expiry) instead of `gwt_...`."""
-        self._sweep()
-        token = _jwt(ttl_s, scope) if shape == "jwt" else TOKEN_PREFIX + secrets.token_urlsafe(24)
-        expires = time.time() + ttl_s
-        self._tokens[token] = MintedToken(upstream_key, expires, scope, single_use)
-        return token, expires
-
-    def redeem(self, token: str, scope: str | None = None) -> str | None:
-        entry = self._tokens.get(token)
-        if entry is None or entry.expires_at < time.time():
-            self._tokens.pop(token, None)
-            return None
-        if scope is not None and entry.scope != "*" and scope not in entry.scope.split(","):
-            return None  # minted for other routes (`scope` is one route name or a comma-separated list)
-        if entry.single_use:
-            del self._tokens[token]
-        return entry.upstream_key
-
-    def _sweep(self) -> None:
-        now = time.time()
-        for k in [k for k, v in self._tokens.items() if v.expires_at < now]:
-            del self._tokens[k]
+    key_sha256: str
 
 
 class Authenticator:
-    def __init__(self, settings: AuthSettings, default_upstream_key: str | None, tokens: TokenStore) -> None:
+    def __init__(self, settings: AuthSettings, default_upstream_key: str | None, issuer: TokenIssuer,
+                 used: UsedTokenStore | None = None, route_providers: dict[str, set[str]] | None = None) -> None:
         self.settings = settings
         self.default_key = default_upstream_key
-        self.tokens = tokens
+        self.issuer = issuer
+        self.used: UsedTokenStore = used if used is not None else MemoryUsedTokens(settings.max_used_tokens)
+        # route name -> providers having it, to qualify the bare route names of the synchronous shim
+        self.route_providers = route_providers or {}
+
+    async def authorize(self, cred: Credential | None, provider: str, route: str) -> str:
+        """The Gradium key for this caller on `provider`'s `route`, or an `unauthorized` error.
+        A single-use token is used up here, and only on a route its scopes name."""
+        claims = self._token_claims(cred, provider, route)
+        if claims is None:
+            assert cred is not None
+            return self._api_key(cred.value)[1]
+        if claims.single_use and not await self.used.claim(claims.id, claims.expires_at):
+            raise GatewayError("unauthorized", "This single-use token was already used")
+        return self._token_key(claims)
 
     def upstream_key(self, cred: Credential | None, scope: str | None = None) -> str:
-        """The Gradium key to use for this caller, or an `unauthorized` error."""
+        """Synchronous form of `authorize` for callers that cannot await (the WebSocket runtime until it
+        moves to `authorize`): `scope` is `provider:route`, or a route name whose provider is unique.
+        Single-use tokens need the in-process used set here."""
+        provider, _, route = (scope or "").rpartition(":")
+        if not provider:
+            owners = self.route_providers.get(route, set())
+            provider = next(iter(owners)) if len(owners) == 1 else ""
+        claims = self._token_claims(cred, provider, route)
+        if claims is None:
+            assert cred is not None
+            return self._api_key(cred.value)[1]
+        if claims.single_use:
+            if not isinstance(self.used, MemoryUsedTokens):
+                raise GatewayError("internal", "single-use tokens on this route need the asynchronous check")
+            if not self.used.claim_now(claims.id, claims.expires_at):
+                raise GatewayError("unauthorized", "This single-use token was already used")
+        return self._token_key(claims)
+
+    def _token_claims(self, cred: Credential | None, provider: str, route: str) -> TokenClaims | None:
+        """The verified claims when `cred` is (or must be) a gateway token; None for an API key."""
         if cred is None:
             raise GatewayError("unauthorized", "Missing API key")
-        if is_gateway_token(cred.value) or cred.token_only:
-            key = self.tokens.redeem(cred.value, scope)
-            if key is None:
-                raise GatewayError("unauthorized", "Invalid or expired token")
-            return key
+        if cred.malformed:
+            raise _malformed()
+        if not (is_gateway_token(cred.value) or cred.token_only):
+            return None
+        claims = self.issuer.verify(cred.value)
+        if not provider or not claims.allows(provider, route):
+            raise GatewayError("unauthorized", "This token is not valid for this endpoint")
+        return claims
+
+    def _token_key(self, claims: TokenClaims) -> str:
         if self.settings.mode == "forward":
-            return cred.value
-        tenant = self.settings.tenant_for(cred.value)
+            if claims.upstream_key is None:
+                raise GatewayError("unauthorized", "Invalid or expired token")
+            return claims.upstream_key
+        # managed: the token lives only as long as the gateway key that minted it is configured
+        tenant = next((k.tenant for k in self.settings.keys if k.sha256 == claims.minter), None)
+        if tenant is None or tenant != claims.tenant:
+            raise GatewayError("unauthorized", "Invalid or expired token")
+        return self._tenant_key(tenant)
+
+    def _api_key(self, value: str) -> tuple[str, str]:
+        """(tenant, upstream key) for an API key."""
+        if self.settings.mode == "forward":
+            return "key:" + hashlib.sha256(value.encode()).hexdigest()[:16], value
+        tenant = self.settings.tenant_for(value)
         if tenant is None:
             raise GatewayError("unauthorized", "Invalid API key")
+        return tenant, self._tenant_key(tenant)
+
+    def _tenant_key(self, tenant: str) -> str:
         t = self.settings.tenants[tenant]
         key = t.gradium_api_key.get_secret_value() if t.gradium_api_key else self.default_key
         if not key:
             raise GatewayError("unauthorized", "No Gradium key configured for this tenant")
         return key
+
+    def minter(self, cred: Credential | None) -> Minter:
+        """The API key asking for a token. A token never mints a token (it would renew or widen itself)."""
+        if cred is None:
+            raise GatewayError("unauthorized", "Missing API key")
+        if cred.malformed:
+            raise _malformed()
+        if is_gateway_token(cred.value) or cred.token_only:
+            raise GatewayError("forbidden", "A token cannot create tokens; use an API key")
+        tenant, key = self._api_key(cred.value)
+        return Minter(tenant, key, hashlib.sha256(cred.value.encode()).hexdigest())
+
+    def mint(self, minter: Minter, provider: str, routes: list[str], ttl_s: float, *, single_use: bool,
+             shape: str = "jwt") -> tuple[str, float]:
+        """A token for `provider`'s `routes` (`*`: all of them) that lives `ttl_s` seconds."""
+        forward = self.settings.mode == "forward"
+        return self.issuer.mint(
+            tenant=minter.tenant, scopes=[f"{provider}:{r}" for r in routes], ttl_s=ttl_s, single_use=single_use,
+            upstream_key=minter.upstream_key if forward else None, minter=None if forward else minter.key_sha256,
+            shape=shape,
+        )

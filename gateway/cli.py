@@ -27,6 +27,26 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def startup_warnings(settings: Settings) -> list[tuple[str, str]]:
+    """Configurations that start but will disappoint: said once, at start-up."""
+    out: list[tuple[str, str]] = []
+    auth = settings.auth
+    if auth.token_secret is None:
+        out.append(("auth.token_secret_unset",
+                    "GATEWAY_TOKEN_SECRET is not set: gateway tokens are signed with a random per-process secret, "
+                    "so they stop working on restart and on any other worker or replica"))
+    if auth.mode == "managed" and not auth.keys:
+        out.append(("auth.serves_nothing",
+                    "auth.mode is managed but auth.keys is empty: every request will be refused with 401"))
+    elif auth.mode == "managed":
+        keyless = [t for t, v in auth.tenants.items() if v.gradium_api_key is None]
+        if keyless and settings.gradium.api_key is None:
+            out.append(("auth.tenants_without_gradium_key",
+                        f"tenants {sorted(keyless)} have no gradium_api_key and GRADIUM_API_KEY is not set: "
+                        "their requests will be refused with 401"))
+    return out
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     from gateway.app import create_app
 
@@ -37,6 +57,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             message="No Gradium key or URL configured (GRADIUM_API_KEY / GRADIUM_BASE_URL): serving against the "
             "built-in Gradium EMULATOR. Audio is synthetic test tones, not speech.",
         )
+    for event, message in startup_warnings(settings):
+        log.warning(event, message=message)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=True)
     await runner.setup()

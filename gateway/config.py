@@ -32,6 +32,9 @@ class GradiumSettings(_Strict):
     )
     connect_timeout_s: float = Field(default=10.0, gt=0)
     ready_timeout_s: float = Field(default=15.0, gt=0, description="Wait for Gradium's `ready` at most this long.")
+    message_timeout_s: float = Field(
+        default=30.0, gt=0, description="On HTTP routes, wait at most this long for each next Gradium message."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -65,6 +68,16 @@ class AuthSettings(_Strict):
     keys: list[ManagedKey] = Field(default_factory=list)
     tenants: dict[str, Tenant] = Field(default_factory=dict)
     token_ttl_s: int = Field(default=900, gt=0, le=86400, description="Lifetime of gateway-minted tokens.")
+    token_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description=(
+            "Secret signing gateway tokens (GATEWAY_TOKEN_SECRET), the same on every worker and replica. "
+            "Unset: a random one per process, so tokens die on restart and work only on the worker that minted them."
+        ),
+    )
+    max_used_tokens: int = Field(
+        default=100_000, gt=0, description="Bound of the in-memory set of used single-use tokens."
+    )
 
     @model_validator(mode="after")
     def _tenants_exist(self) -> AuthSettings:
@@ -106,6 +119,13 @@ class FetchSettings(_Strict):
         description="URL prefixes the gateway may fetch, e.g. https://media.example.com/ (empty: never fetch)",
     )
     timeout_s: float = Field(default=30.0, gt=0, description="connect + download time limit")
+    private_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host names of allowed prefixes that may resolve to loopback, link-local or private addresses "
+            "(an allowed prefix whose host is such an IP literal needs no entry here)"
+        ),
+    )
 
     @field_validator("allow")
     @classmethod
@@ -116,8 +136,16 @@ class FetchSettings(_Strict):
         return v
 
     def allows(self, url: str) -> bool:
-        # a prefix without a trailing slash still ends at a path boundary (no `host.evil.com` match)
-        return any(url.startswith(p) and (p.endswith("/") or url[len(p):][:1] in ("", "/", "?")) for p in self.allow)
+        """`url` (already normalised: dot segments resolved, host lower-cased, default port dropped, as
+        `gateway.dialects.fetch.normalise` does) starts with an allowed prefix normalised the same way; a
+        prefix without a trailing slash still ends at a path boundary (no `host.evil.com` match)."""
+        from yarl import URL
+
+        for raw in self.allow:
+            p = str(URL(raw))
+            if url.startswith(p) and (p.endswith("/") or url[len(p):][:1] in ("", "/", "?")):
+                return True
+        return False
 
 
 class Settings(_Strict):
@@ -163,6 +191,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "GATEWAY_MAPPINGS": ("mappings_dir",),
     "GATEWAY_LOG_LEVEL": ("log_level",),
     "GATEWAY_AUTH_MODE": ("auth", "mode"),
+    "GATEWAY_TOKEN_SECRET": ("auth", "token_secret"),
     "GRADIUM_BASE_URL": ("gradium", "base_url"),
     "GRADIUM_API_KEY": ("gradium", "api_key"),
 }

@@ -8,12 +8,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.auth import find_credential, is_gateway_token
+from gateway.auth import find_credential
 from gateway.dialects.common import (
     AUTH,
     GRADIUM,
     SETTINGS,
-    TOKENS,
     RequestContext,
     render_event,
     request_id_headers,
@@ -31,9 +30,9 @@ def builtin(name: str):  # type: ignore[no-untyped-def]
     return register
 
 
-def _scope(value: object) -> str:
-    """A token scope: one route name, `*`, or a list of route names (stored comma-separated)."""
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+def _routes(value: object) -> list[str]:
+    """A token scope: one route name, `*` (every route of the provider), or a list of route names."""
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 @builtin("mint_token")
@@ -42,26 +41,24 @@ async def mint_token(request: web.Request, ctx: RequestContext, req: RequestData
 
     Options: `scope` (route name the token is good for, `*` for all), `single_use`, `max_ttl_s`, `ttl_s`
     (default lifetime), `shape` (`opaque` `gwt_...` or `jwt`, a signed JWT whose `exp` is the expiry),
-    `verify_key` (check the caller's key with Gradium first, so a bad key is refused now, not at first use).
     Param `ttl_seconds` (optional) asks for a shorter lifetime. Rendered by the route's `token` template.
     A `scope` may also be a list of route names; a param `scope` (e.g. a token type looked up in a
-    table) overrides the option.
+    table) overrides the option. Scopes are the provider's own routes; only an API key mints, and it is
+    checked with Gradium first, so a bad key is refused now, not at first use.
     """
     route = ctx.route
     opts = route.spec.builtin_options
-    cred = find_credential(ctx.mapping.credentials, req)
-    upstream_key = request.app[AUTH].upstream_key(cred)
+    auth = request.app[AUTH]
+    minter = auth.minter(find_credential(ctx.mapping.credentials, req))
     params = route.read_params(req)
-    if opts.get("verify_key") and cred is not None and not is_gateway_token(cred.value):
-        # the caller's key must work before a token stands for it (a refused key is the usual 401)
-        await request.app[GRADIUM].get_json("usages/credits", upstream_key)
+    await request.app[GRADIUM].get_json("usages/credits", minter.upstream_key)  # refused keys get the usual 401
     default_ttl = request.app[SETTINGS].auth.token_ttl_s
     ttl = float(params.get("ttl_seconds") or opts.get("ttl_s") or default_ttl)
     ttl = min(ttl, float(opts.get("max_ttl_s", default_ttl)))
     if ttl <= 0:
         raise GatewayError("invalid_request", "ttl_seconds must be positive", "ttl_seconds")
-    token, expires = request.app[TOKENS].mint(
-        upstream_key, ttl, scope=_scope(params.get("scope") or opts.get("scope", "*")),
+    token, expires = auth.mint(
+        minter, ctx.mapping.provider, _routes(params.get("scope") or opts.get("scope", "*")), ttl,
         single_use=bool(opts.get("single_use", True)), shape=str(opts.get("shape", "opaque")),
     )
     return token_response(ctx, params, token, expires, ttl)

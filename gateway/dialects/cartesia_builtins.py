@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.auth import find_credential, is_gateway_token
+from gateway.auth import find_credential
 from gateway.dialects.builtins import builtin, token_response
 from gateway.dialects.catalogue import item_by_id
-from gateway.dialects.common import AUTH, SETTINGS, TOKENS, RequestContext, render_event, request_id_headers
+from gateway.dialects.common import AUTH, GRADIUM, SETTINGS, RequestContext, render_event, request_id_headers
 from gateway.errors import GatewayError
 from gateway.mapping.params import CompiledTable, RequestData
 
@@ -60,7 +60,7 @@ async def cursor_catalogue(request: web.Request, ctx: RequestContext, req: Reque
     the page's last item when there is more, `$total_count`)."""
     route = ctx.route
     opts = route.spec.builtin_options
-    request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=route.name)
+    await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider, route.name)
     params = route.read_params(req)
     scope = ctx.scope(params)
     items = _items(ctx, opts)
@@ -130,10 +130,8 @@ async def grant_token(request: web.Request, ctx: RequestContext, req: RequestDat
     Rendered by the route's `token` template (`$token`, `$expires_in`, `$expires_at`)."""
     route = ctx.route
     opts = route.spec.builtin_options
-    cred = find_credential(ctx.mapping.credentials, req)
-    if cred is not None and is_gateway_token(cred.value):
-        raise GatewayError("forbidden", "An access token cannot create access tokens; use an API key")
-    upstream_key = request.app[AUTH].upstream_key(cred)
+    auth = request.app[AUTH]
+    minter = auth.minter(find_credential(ctx.mapping.credentials, req))
     params = route.read_params(req)
     asked = params.get("grants")
     if asked is None:
@@ -151,7 +149,7 @@ async def grant_token(request: web.Request, ctx: RequestContext, req: RequestDat
     ttl = min(ttl, float(opts.get("max_ttl_s", ttl)))
     if ttl <= 0:
         raise GatewayError("invalid_request", "expires_in must be positive", "expires_in")
-    token, expires = request.app[TOKENS].mint(
-        upstream_key, ttl, scope=",".join(routes) or "none", single_use=False, shape=str(opts.get("shape", "opaque"))
-    )
+    await request.app[GRADIUM].get_json("usages/credits", minter.upstream_key)  # refused keys get the usual 401
+    token, expires = auth.mint(minter, ctx.mapping.provider, routes, ttl, single_use=False,
+                               shape=str(opts.get("shape", "opaque")))
     return token_response(ctx, params, token, expires, ttl)

@@ -122,7 +122,8 @@ async def account(request: web.Request, ctx: RequestContext, req: RequestData) -
     route's `account` template with `$credits`: `plan`, `billing_period`, `allocated`, `remaining`,
     `used`, `reset_unix` (only those Gradium reported; the template gives defaults)."""
     route = ctx.route
-    key = request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=route.name)
+    key = await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
+                                            route.name)
     params = route.read_params(req)
     try:
         credits = _credits(await request.app[GRADIUM].get_json("usages/credits", key))
@@ -146,7 +147,8 @@ async def catalogue(request: web.Request, ctx: RequestContext, req: RequestData)
     (paging; without a page size, everything)."""
     route = ctx.route
     opts = route.spec.builtin_options
-    key = request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=route.name)
+    key = await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
+                                            route.name)
     params = route.read_params(req)
     scope = ctx.scope(params)
     items = _table_items(ctx, opts.get("table"), dict(opts.get("defaults") or {}))

@@ -24,19 +24,20 @@ from gateway.audio.formats import (
     nearest_gradium_output,
 )
 from gateway.audio.transcode import AudioError
-from gateway.auth import Authenticator, TokenStore
+from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute, audio_format
 from gateway.mapping.params import RequestData
 from gateway.mapping.transforms import Event, EventTransform, SessionInfo
 from gateway.observability import Metrics
+from gateway.tokens import TokenIssuer
 from gateway.upstream.gradium import GradiumClient
 
 SETTINGS = web.AppKey("settings", Settings)
 MAPPINGS = web.AppKey("mappings", dict)
 GRADIUM = web.AppKey("gradium", GradiumClient)
-TOKENS = web.AppKey("tokens", TokenStore)
+TOKENS = web.AppKey("tokens", TokenIssuer)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 

@@ -40,7 +40,7 @@ from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
-from gateway.upstream.gradium import GradiumStream
+from gateway.upstream.gradium import GradiumStream, UpstreamClosed
 from gateway.upstream.sequence import SequenceStream
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -104,7 +104,8 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             if route.spec.builtin is not None:
                 resp = await BUILTINS[route.spec.builtin](request, ctx, req)
             elif route.static is not None:
-                request.app[AUTH].upstream_key(find_credential(mapping.credentials, req))
+                await request.app[AUTH].authorize(find_credential(mapping.credentials, req), mapping.provider,
+                                                  route.name)
                 params = route.read_params(req)
                 resp = web.Response(
                     body=orjson.dumps(route.static(ctx.scope(params))),
@@ -154,7 +155,8 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
     route = ctx.route
     spec = route.spec.gradium
     assert spec is not None
-    key = request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=route.name)
+    key = await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
+                                            route.name)
     params = route.read_params(req)
     plan = plan_session(ctx, params)
     base_scope = ctx.scope(params)
@@ -165,10 +167,12 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         try:
             return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
         except GatewayError:
-            # the upstream may have been closed because the caller's audio was bad: report that, not the close
+            # the upstream may have been closed because the caller's audio was bad: report that, not the
+            # close (but a feeder that only saw Gradium's close leaves the word to Gradium's reason)
             await asyncio.wait({feeder}, timeout=2.0)
-            if feeder.done() and not feeder.cancelled() and isinstance(feeder.exception(), GatewayError):
-                raise feeder.exception() from None  # type: ignore[misc]
+            exc = feeder.exception() if feeder.done() and not feeder.cancelled() else None
+            if isinstance(exc, GatewayError) and not isinstance(exc, UpstreamClosed):
+                raise exc from None
             raise
         finally:
             feeder.cancel()
@@ -208,6 +212,14 @@ def _segments(value: Any) -> list[dict[str, Any]]:
         if seg.get("setup") is not None and not isinstance(seg["setup"], dict):
             raise GatewayError("internal", "segment setup must be an object")
     return value
+
+
+async def next_message(request: web.Request, upstream: GradiumStream) -> dict[str, Any] | None:
+    """Gradium's next message within `gradium.message_timeout_s`: no wait on Gradium is unbounded."""
+    try:
+        return await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.message_timeout_s)
+    except TimeoutError:
+        raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
 
 
 async def _first_then_respond(
@@ -332,7 +344,7 @@ async def _respond(
                 rendered = render_event(route, base_scope, name, fields)
                 if rendered is not None:
                     body = rendered
-            msg = await upstream.recv()
+            msg = await next_message(request, upstream)
         tap.upstream_request_id = upstream.request_id
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
 
@@ -359,7 +371,7 @@ async def _respond(
                 if chunk:
                     tap.output(chunk)
                     await resp.write(chunk)
-            msg = await upstream.recv()
+            msg = await next_message(request, upstream)
     except GatewayError as err:
         tap.upstream_request_id = upstream.request_id
         if kind in ("sse", "ndjson") and "error" in route.render:

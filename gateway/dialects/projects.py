@@ -29,7 +29,7 @@ async def projects(request: web.Request, ctx: RequestContext, req: RequestData) 
     opts = route.spec.builtin_options
     auth = request.app[AUTH]
     cred = find_credential(ctx.mapping.credentials, req)
-    upstream_key = auth.upstream_key(cred, scope=route.name)
+    upstream_key = await auth.authorize(cred, ctx.mapping.provider, route.name)
     params = route.read_params(req)
     if cred is not None and not is_gateway_token(cred.value):
         await request.app[GRADIUM].get_json("usages/credits", upstream_key)  # a key check: refused keys get 401

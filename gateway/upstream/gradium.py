@@ -115,6 +115,13 @@ def parse_ws_text(raw: str | bytes) -> dict[str, Any]:
     return data
 
 
+class UpstreamClosed(GatewayError):
+    """A send on a Gradium socket that is already closed: why it closed is for `recv` to tell."""
+
+    def __init__(self, message: str = "Gradium connection closed") -> None:
+        super().__init__("upstream_unavailable", message)
+
+
 def closed_error(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> GatewayError:
     """Why a Gradium socket ended before the request did."""
     if msg.type is aiohttp.WSMsgType.ERROR:
@@ -144,10 +151,13 @@ class GradiumWsStream(GradiumStream):
         # what was sent so the request can be replayed once on a fresh socket.
         self._replay: list[str] | None = [] if reused else None
         self._replay_bytes = 0
+        self._closed_here = False  # closed by the gateway itself: never a stale pooled socket to replay
 
     async def send(self, msg: dict[str, Any]) -> None:
+        if self._closed_here:
+            raise UpstreamClosed("the Gradium session was ended by the gateway")
         if self.ws.closed and self._replay is None:
-            raise GatewayError("upstream_unavailable", "Gradium connection closed")
+            raise UpstreamClosed()
         payload = orjson.dumps(msg).decode()
         if self._replay is not None:
             self._replay.append(payload)
@@ -176,6 +186,8 @@ class GradiumWsStream(GradiumStream):
                 self._replay = None
                 return self._note(parse_ws_text(msg.data))
             if msg.type in _CLOSED:
+                if self._closed_here:
+                    raise UpstreamClosed("the Gradium session was ended by the gateway")
                 if self._replay is not None:
                     await self._reconnect()
                     continue
@@ -184,6 +196,9 @@ class GradiumWsStream(GradiumStream):
         return None
 
     async def close(self) -> None:
+        if self._closed_here:
+            return
+        self._closed_here = True
         if self.ended and self.client is not None and self.pool_key is not None and not self.ws.closed:
             self.client.give_back(self.pool_key, self.ws)
         elif not self.ws.closed:

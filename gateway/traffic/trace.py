@@ -23,9 +23,9 @@ Contract for a producer (the shadow fork and its observers):
   the dialect (the mapping's `observe` block): `audio(data, ctx)` with the *client-format* audio bytes
   (base64 already decoded), `interim(text)`, `final(text, words)` (words as `Word(text, start_s,
   end_s)` in audio time, when the dialect gives them; a Cartesia-style delta is recorded as is:
-  finals are concatenated verbatim), `turn(kind, audio_end_s)` for end-of-turn signals (`"end"`;
-  `audio_end_s` when the dialect says where in the audio the turn ended), `other(size)` for anything
-  else (metadata, keep-alives acknowledgements).
+  finals are concatenated verbatim: set `final_joiner = ""`), `turn(kind, audio_end_s)` for
+  end-of-turn signals (`"end"`; `audio_end_s` when the dialect says where in the audio the turn
+  ended), `other(size)` for anything else (metadata, keep-alive acknowledgements).
 - On the end: `error(message, code)` if the leg failed, and always `close(code=..., status=...)`
   (WebSocket close code or HTTP status). The leg's `outcome` is set by the shadow machinery on the
   pair (`PairTrace.outcome`, traffic.md §8 values).
@@ -126,6 +126,7 @@ class LegTrace:
     leg_id: str = field(default_factory=uuid7)
     upstream_request_id: str | None = None
     audio_format: AudioFormat | None = None
+    final_joiner: str = " "  # how the dialect's finals concatenate ("" for delta transcripts)
     start_ms: float = field(default_factory=now_ms)
     end_ms: float | None = None
     close_code: int | None = None
@@ -291,6 +292,17 @@ class LegTrace:
             return pts[i][1]
         last = self._last_send
         return last[1] if last is not None and last[0] >= offset_s else None
+
+    def offset_sent_by(self, t_ms: float) -> float:
+        """How much audio (s) had been sent at `t_ms` (the inverse of `t_sent_at_offset`)."""
+        last = self._last_send
+        if last is not None and last[1] <= t_ms:
+            return last[0]
+        i = bisect.bisect_right([p[1] for p in self.send_points], t_ms)
+        return self.send_points[i - 1][0] if i else 0.0
+
+    def final_text(self) -> str:
+        return self.final_joiner.join(o.text for o in self.outputs if o.kind == "final")
 
 
 @dataclass(slots=True)

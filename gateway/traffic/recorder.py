@@ -1,0 +1,130 @@
+"""Turns finished `PairTrace`s into stored rows, off the event loop.
+
+The shadow machinery calls `recorder.record(pair)` once both legs ended (or the shadow was dropped:
+set `pair.outcome` first). `record` never blocks and never raises: the pair goes into a bounded job
+queue served by one worker thread, which runs `compare_pair`, observes the pair metrics and hands the
+row to every sink (SQLite store, `shadow.comparison` log line). When the comparator is behind and the
+job queue is full, the pair is written at once without metrics (flag `metrics_skipped`), so outcomes
+are never lost to a busy comparator (traffic.md §4.3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from typing import Any, Protocol
+
+import structlog
+
+from gateway.traffic.compare import Comparison, RoundTripAsr, base_row, compare_pair
+from gateway.traffic.pair_metrics import PairMetrics
+from gateway.traffic.trace import PairTrace
+from gateway.traffic.verdicts import candidate_delta_ms
+
+log = structlog.get_logger("gateway.shadow")
+
+
+class Sink(Protocol):
+    sink: str
+
+    def put(self, row: dict[str, Any], units: list[dict[str, Any]] | None = None) -> bool: ...
+
+
+class PairRecorder:
+    def __init__(
+        self,
+        sinks: list[Sink],
+        *,
+        metrics: PairMetrics | None = None,
+        store_text: bool = False,
+        asr: RoundTripAsr | None = None,
+        max_jobs: int = 64,
+        max_audio_s: float = 120.0,
+    ) -> None:
+        self.sinks = sinks
+        self.metrics = metrics
+        self.store_text = store_text
+        self.asr = asr
+        self.max_audio_s = max_audio_s
+        self.skipped = 0
+        self._jobs: queue.Queue[PairTrace | None] = queue.Queue(maxsize=max_jobs)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PairRecorder:
+        self._thread = threading.Thread(target=self._run, name="shadow-compare", daemon=True)
+        self._thread.start()
+        return self
+
+    def record(self, pair: PairTrace) -> None:
+        try:
+            self._jobs.put_nowait(pair)
+        except queue.Full:
+            self.skipped += 1
+            if self.metrics:
+                self.metrics.compare_skipped.inc()
+            row = base_row(pair)
+            row["flags"] = sorted({*row["flags"], "metrics_skipped"})
+            self._emit(pair, Comparison(row))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued pairs reached the sinks (the sinks may still be committing)."""
+        done = threading.Event()
+
+        def waiter() -> None:
+            self._jobs.join()
+            done.set()
+
+        threading.Thread(target=waiter, daemon=True).start()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self._jobs.put(None, timeout=timeout)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            pair = self._jobs.get()
+            try:
+                if pair is None:
+                    return
+                try:
+                    comparison = compare_pair(pair, store_text=self.store_text, asr=self.asr,
+                                              max_audio_s=self.max_audio_s)
+                except Exception as exc:  # a comparator bug must not lose the pair's outcome
+                    log.warning("shadow.compare_error", pair_id=pair.pair_id, error=repr(exc))
+                    row = base_row(pair)
+                    row["flags"] = sorted({*row["flags"], "compare_error"})
+                    comparison = Comparison(row)
+                self._emit(pair, comparison)
+            finally:
+                self._jobs.task_done()
+
+    def _emit(self, pair: PairTrace, comparison: Comparison) -> None:
+        row = comparison.row
+        if self.metrics:
+            self._observe(row)
+        for sink in self.sinks:
+            try:
+                sink.put(row, comparison.units)
+            except Exception as exc:
+                log.warning("shadow.sink_error", sink=sink.sink, pair_id=pair.pair_id, error=repr(exc))
+
+    def _observe(self, row: dict[str, Any]) -> None:
+        m = self.metrics
+        assert m is not None
+        provider, route, kind = row["provider"], row["route"], row["pair_kind"]
+        m.pairs.labels(provider, route, kind, row["outcome"]).inc()
+        if row["outcome"] != "completed":
+            return
+        if row.get("wer") is not None:
+            m.wer.labels(provider, route, kind).observe(row["wer"])
+        delta = candidate_delta_ms(row)
+        if delta is not None:
+            m.first_output_delta.labels(provider, route, kind).observe(delta / 1000)
+        if row.get("duration_ratio") is not None and kind == "candidate":
+            m.duration_ratio.labels(provider, route).observe(row["duration_ratio"])

@@ -31,6 +31,7 @@ from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
 from gateway.tokens import TokenIssuer
+from gateway.traffic import admin as shadow_admin
 from gateway.upstream.gradium import GradiumClient
 
 log = structlog.get_logger("gateway")
@@ -161,5 +162,6 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     add_mapping_routes(app, mappings)
+    shadow_admin.install(app, settings, app[METRICS].registry)  # pair recorder + /_gateway/shadow
     app.cleanup_ctx.append(_upstream_ctx)
     return app

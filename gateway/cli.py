@@ -1,4 +1,4 @@
-"""`gradium-gateway serve | check | emulate`."""
+"""`gradium-gateway serve | check | emulate | shadow`."""
 
 from __future__ import annotations
 
@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--host", default=None, help="listen address (EMULATOR_HOST, default 127.0.0.1)")
     e.add_argument("--port", type=int, default=None, help="port (EMULATOR_PORT, default 8090)")
     e.set_defaults(func=_cmd_emulate)
+    from gateway.traffic.report_cli import add_parser as add_shadow_parser
+
+    add_shadow_parser(sub)  # `shadow report | export | prune`
     return parser
 
 

@@ -148,6 +148,15 @@ class FetchSettings(_Strict):
         return False
 
 
+class AdminSettings(_Strict):
+    """Operator-only pages (`GET /_gateway/shadow`)."""
+
+    token_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="hex SHA-256 of the admin Bearer token; unset: admin pages answer 404",
+    )
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -161,6 +170,7 @@ class Settings(_Strict):
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     limits: Limits = Field(default_factory=Limits)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -21,7 +21,7 @@ section.group{background:#fff;border:1px solid #dde1e8;border-radius:8px;padding
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:0 0 12px}.card{border:1px solid #e3e6ec;border-radius:6px;
 padding:6px 10px;min-width:110px}.card b{display:block;font-size:17px}.card span{color:#667;font-size:12px}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.chart{background:#fbfcfd;border:1px solid #eef0f4;border-radius:6px}
-.ct{font-size:13px;font-weight:600;fill:#1d2330}.xl{font-size:10px;fill:#556;text-anchor:middle}
+.ct{font-size:13px;font-weight:600;fill:#1d2330}.xl{font-size:10px;fill:#556}
 .yl{font-size:10px;fill:#556;text-anchor:end}.lg{font-size:11px;fill:#334}.empty{font-size:12px;fill:#99a;
 text-anchor:middle}.ax{stroke:#99a}.flag{color:#fff;background:#c0392b;border-radius:4px;padding:1px 6px}
 .ok{color:#fff;background:#3a9a4a;border-radius:4px;padding:1px 6px}table{border-collapse:collapse;margin-top:10px}
@@ -102,7 +102,8 @@ def _charts(g: dict[str, Any]) -> str:
     if g["kind"] == "stt":
         charts.append(svg.histogram("wer", "WER per pair: candidate vs noise", [
             ("candidate", svg.CANDIDATE, h["wer"]["candidate"]), ("noise", svg.NOISE, h["wer"]["noise"])]))
-    delta_title = "TTFA Δ (candidate - reference, ms)" if g["kind"] == "tts" else "First-final Δ (ms)"
+    what = "TTFA" if g["kind"] == "tts" else "First-final"
+    delta_title = f"{what} Δ (candidate - reference, ms)"
     charts.append(svg.histogram("delta", delta_title, [("candidate", svg.CANDIDATE, h["first_output_delta_ms"])]))
     if g["kind"] == "tts":
         charts.append(svg.histogram("duration", "Duration ratio (candidate ÷ reference)",

@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 WIDTH, HEIGHT = 420, 200
-PAD_L, PAD_R, PAD_T, PAD_B = 40, 10, 24, 40
+PAD_L, PAD_R, PAD_T, PAD_B = 48, 14, 24, 40
 PLOT_W, PLOT_H = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
 
 CANDIDATE = "#2f6fdf"
@@ -65,7 +65,8 @@ def histogram(chart: str, title: str, series: Sequence[tuple[str, str, Sequence[
                 f'{b["count"]}</title></rect>')
     for i, b in enumerate(series[0][2]):
         x = PAD_L + i * slot + slot / 2
-        body.append(f'<text x="{_num(x)}" y="{PAD_T + PLOT_H + 14}" class="xl">{escape(bin_label(b, unit))}</text>')
+        body.append(f'<text x="{_num(x)}" y="{PAD_T + PLOT_H + 14}" class="xl" text-anchor="middle">'
+                    f'{escape(bin_label(b, unit))}</text>')
     lx = PAD_L
     for name, color, _ in series if len(series) > 1 else ():
         body.append(f'<rect x="{lx}" y="{HEIGHT - 12}" width="10" height="10" fill="{color}"/>'
@@ -120,5 +121,7 @@ def line_chart(chart: str, title: str, points: Sequence[tuple[str, float | None]
     body.append(f'<text x="{PAD_L - 4}" y="{PAD_T + PLOT_H}" class="yl">{escape(y_fmt.format(lo))}</text>')
     for i in sorted({0, len(points) - 1}):
         x = PAD_L + (i * step if len(points) > 1 else PLOT_W / 2)
-        body.append(f'<text x="{_num(x)}" y="{PAD_T + PLOT_H + 14}" class="xl">{escape(points[i][0][5:])}</text>')
+        anchor = "middle" if len(points) == 1 else "start" if i == 0 else "end"
+        body.append(f'<text x="{_num(x)}" y="{PAD_T + PLOT_H + 14}" class="xl" text-anchor="{anchor}">'
+                    f'{escape(points[i][0][5:])}</text>')
     return _svg(body, chart, title)

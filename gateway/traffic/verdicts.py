@@ -24,11 +24,11 @@ class Threshold:
     relative: float
 
 
-# WER, TTFA and duration are traffic.md's defaults; LUFS and end-of-turn are ours (1 dB is about the
+# WER, first output (TTFA) and duration are traffic.md's defaults; LUFS and end-of-turn are ours (1 dB is about the
 # smallest loudness step listeners notice; 100 ms of turn-taking is below conversational gaps).
 DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "wer": Threshold(0.02, 0.5),
-    "ttfa_ms": Threshold(50.0, 0.5),
+    "first_output_ms": Threshold(50.0, 0.5),  # TTFA (TTS) or first final (STT)
     "duration": Threshold(0.1, 0.5),
     "lufs": Threshold(1.0, 0.5),
     "eot_ms": Threshold(100.0, 0.5),
@@ -60,7 +60,7 @@ def candidate_delta_ms(row: Row) -> float | None:
 # metric name -> per-row value whose mean is compared with the noise pairs' mean
 METRIC_VALUES: dict[str, Callable[[Row], float | None]] = {
     "wer": lambda r: _num(r.get("wer")),
-    "ttfa_ms": lambda r: None if (d := first_output_delta_ms(r)) is None else abs(d),
+    "first_output_ms": lambda r: None if (d := first_output_delta_ms(r)) is None else abs(d),
     "duration": lambda r: abs(math.log(x)) if (x := _num(r.get("duration_ratio"))) and x > 0 else None,
     "lufs": lambda r: None if (x := _num(r.get("lufs_delta"))) is None else abs(x),
     "eot_ms": lambda r: None if (x := _num((r.get("metrics") or {}).get("eot_delta_ms"))) is None else abs(x),

@@ -43,10 +43,10 @@ def test_without_noise_pairs_the_absolute_threshold_decides() -> None:
 
 def test_latency_verdict_uses_first_output_deltas_and_skips_lagging_pairs() -> None:
     slow = [_stt(0, 10, p=300, s=420) for _ in range(4)]
-    v = next(v for v in verdicts(slow) if v.metric == "ttfa_ms")
+    v = next(v for v in verdicts(slow) if v.metric == "first_output_ms")
     assert v.flagged and v.raw == pytest.approx(120)
     lagging = [{**r, "flags": ["lag_excluded"]} for r in slow]
-    assert all(v.metric != "ttfa_ms" for v in verdicts(lagging))
+    assert all(v.metric != "first_output_ms" for v in verdicts(lagging))
     # the reference is the shadow (legacy) leg here: the candidate (primary) was 120 ms faster
     assert candidate_delta_ms(slow[0]) == pytest.approx(-120)
 

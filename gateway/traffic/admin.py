@@ -1,0 +1,109 @@
+"""Wiring of the comparison side into the app: the pair recorder's lifecycle and the admin page.
+
+- `SHADOW_RECORDER` (app key): a started `PairRecorder` writing to the SQLite store and/or the log
+  sink per `shadow.store` / `shadow.sinks`, present only when `shadow.enabled`; closed (queued pairs
+  flushed) on shutdown.
+- `GET /_gateway/shadow`: the report page over the store, for `Authorization: Bearer <admin token>`
+  (SHA-256 in `admin.token_sha256`). 404 when no admin token is configured, 401 otherwise without a
+  valid token. Query `since`, `tenant`, `provider`, `route` filter like the CLI flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway.traffic.page import token_ok
+from gateway.traffic.pair_metrics import PairMetrics
+from gateway.traffic.recorder import PairRecorder, Sink
+from gateway.traffic.report_cli import store_options
+
+log = structlog.get_logger("gateway.shadow")
+
+SHADOW_RECORDER = web.AppKey("shadow_recorder", PairRecorder)
+PAIR_METRICS = web.AppKey("pair_metrics", PairMetrics)
+_SETTINGS = web.AppKey("shadow_admin_settings", object)
+PAGE_PATH = "/_gateway/shadow"
+
+
+def _json_error(status: int, message: str, **headers: str) -> web.Response:
+    reason = HTTPStatus(status).phrase
+    return web.json_response({"detail": {"status": reason, "message": message}}, status=status, headers=headers)
+
+
+async def shadow_page(request: web.Request) -> web.Response:
+    settings = request.app[_SETTINGS]
+    token_sha = getattr(getattr(settings, "admin", None), "token_sha256", None)
+    if not token_sha:
+        return _json_error(404, "Not Found")
+    if not token_ok(request.headers.get("Authorization"), token_sha):
+        return _json_error(401, "admin token required", **{"WWW-Authenticate": 'Bearer realm="gradium-gateway"'})
+    from gateway.traffic.report import build_report, parse_since
+    from gateway.traffic.store import load_rows
+
+    q = request.query
+    try:
+        since = parse_since(q["since"]) if q.get("since") else None
+    except ValueError as exc:
+        return _json_error(400, str(exc))
+    path, _ = store_options(settings)
+
+    def build() -> str:
+        from gateway.traffic.page import render_page
+
+        rows = load_rows([path]) if Path(path).is_file() else []
+        report = build_report(rows, since_s=since, tenant=q.get("tenant"), provider=q.get("provider"),
+                              route=q.get("route"))
+        return render_page(report)
+
+    try:
+        html = await asyncio.to_thread(build)  # SQLite reads and statistics stay off the event loop
+    except ValueError as exc:
+        log.warning("shadow.page_error", error=str(exc))
+        return _json_error(503, "shadow store unreadable")
+    return web.Response(text=html, content_type="text/html", headers={
+        "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
+
+def _recorder_ctx(settings: Any) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        shadow = getattr(settings, "shadow", None)
+        if not getattr(shadow, "enabled", False):
+            yield
+            return
+        from gateway.traffic.store import LogSink, SqliteStore
+
+        store_cfg = getattr(shadow, "store", None)
+        sinks_cfg = list(getattr(shadow, "sinks", ["store", "log"]))
+        path, days = store_options(settings)
+        sinks: list[Sink] = []
+        store: SqliteStore | None = None
+        metrics = app[PAIR_METRICS]
+        if "store" in sinks_cfg and getattr(store_cfg, "kind", "sqlite") == "sqlite":
+            store = SqliteStore(path, retention_days=days, metrics=metrics).start()
+            sinks.append(store)
+        if "log" in sinks_cfg:
+            sinks.append(LogSink(metrics))
+        recorder = PairRecorder(sinks, metrics=metrics, store_text=bool(getattr(store_cfg, "store_text", False)))
+        app[SHADOW_RECORDER] = recorder.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(recorder.close)
+            if store is not None:
+                await asyncio.to_thread(store.close)
+
+    return ctx
+
+
+def install(app: web.Application, settings: Any, registry: Any) -> None:
+    app[_SETTINGS] = settings
+    app[PAIR_METRICS] = PairMetrics(registry)
+    app.router.add_get(PAGE_PATH, shadow_page)
+    app.cleanup_ctx.append(_recorder_ctx(settings))

@@ -228,7 +228,7 @@ def _unit(pair: PairTrace, ctx: str | None, decoded: dict[str, dict[str | None, 
         per[k]["format"] = am.format_label(d.fmt) if d is not None else None
     legs = {"p": pair.primary, "s": pair.shadow}
     return _round({
-        "pair_id": pair.pair_id, "ctx": ctx or "", "interrupted": interrupted,
+        "pair_id": pair.pair_id, "ctx": ctx or "", "interrupted": interrupted, "started_at": pair.started_at,
         "ttfa_ms_p": _ttfa_ms(legs["p"], ctx), "ttfa_ms_s": _ttfa_ms(legs["s"], ctx),
         "duration_ratio": None if interrupted else _ratio(per[hyp_key]["duration_s"], per[ref_key]["duration_s"]),
         "lufs_delta": _delta(per[hyp_key]["lufs"], per[ref_key]["lufs"]),

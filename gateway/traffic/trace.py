@@ -35,6 +35,9 @@ Contract for a producer (the shadow fork and its observers):
   `config_version`, `sticky_reason`, `lag_p95_ms`, `shadow_connect_ms`, `cost_tts_chars`,
   `cost_stt_seconds`, `privacy` (privacy-flagged request: no text is ever stored).
 
+Hand the pair to the recorder (`PairRecorder.record(pair)`) once both legs are closed (or the shadow
+was given up: set `outcome` first) and do not touch it afterwards: it is read by another thread.
+
 Everything is bounded (`TraceLimits`): past a limit the trace stops recording that kind of data and
 sets a flag (`events_truncated`, `audio_truncated`, `text_truncated`, `sends_thinned`) that the
 comparator turns into row flags, so a 15-minute socket never grows memory without bound. Recording is
@@ -136,6 +139,7 @@ class LegTrace:
     error_code: str | None = None
     # client -> upstream
     request_sent_ms: float | None = None
+    request_bytes: int = 0
     first_audio_sent_ms: float | None = None
     audio_sent_s: float = 0.0
     audio_sent_bytes: int = 0
@@ -163,6 +167,7 @@ class LegTrace:
     # -- client -> upstream ---------------------------------------------------------------------
     def sent_request(self, nbytes: int = 0, t: float | None = None) -> None:
         self.request_sent_ms = now_ms() if t is None else t
+        self.request_bytes = nbytes
 
     def sent_audio(self, nbytes: int, dur_s: float, t: float | None = None) -> None:
         t = now_ms() if t is None else t

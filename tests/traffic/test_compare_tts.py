@@ -125,6 +125,7 @@ def test_multi_context_sockets_yield_unit_rows_and_skip_interrupted_contexts() -
     pair.shadow.audio(s16(sine(0.7)), ctx="b", t=75.0)
     c = compare_pair(pair)
     assert [u["ctx"] for u in c.units] == ["a", "b"]
+    assert all(u["started_at"] == pytest.approx(pair.started_at) for u in c.units)  # retention deletes them too
     a, b = c.units
     assert a["duration_ratio"] == pytest.approx(0.5) and not a["interrupted"]
     assert b["interrupted"] and b["duration_ratio"] is None

@@ -171,3 +171,53 @@ def test_recorder_stores_without_metrics_when_the_comparator_is_busy(tmp_path: P
                                   transport="ws", primary_side="gradium", shadow_side="legacy"))
     assert rec.skipped == 3 and len(sink.rows) == 3
     assert all("metrics_skipped" in r["flags"] for r in sink.rows)
+
+
+async def test_app_recorder_lifecycle_writes_store_and_log(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from gateway.traffic.admin import PAIR_METRICS, SHADOW_RECORDER, _recorder_ctx
+
+    settings = SimpleNamespace(shadow=SimpleNamespace(
+        enabled=True, sinks=["store", "log"],
+        store=SimpleNamespace(kind="sqlite", path=str(tmp_path / "{pid}.db"), retention_days=3, store_text=True)))
+    app = web.Application()
+    reg = CollectorRegistry()
+    app[PAIR_METRICS] = PairMetrics(reg)
+    buf = io.StringIO()
+    configure_logging("info", stream=buf)
+    try:
+        ctx = _recorder_ctx(settings)(app)
+        await ctx.__anext__()
+        pair = PairTrace.open(tenant="acme", provider="deepgram", route="listen_live", kind="stt",
+                              transport="ws", primary_side="legacy", shadow_side="gradium")
+        pair.primary.final("hello world")
+        pair.shadow.final("hello world")
+        app[SHADOW_RECORDER].record(pair)
+        with pytest.raises(StopAsyncIteration):
+            await ctx.__anext__()  # shutdown: queued pairs are compared and committed first
+    finally:
+        structlog.reset_defaults()
+    (db,) = tmp_path.glob("*.db")
+    (row,) = load_rows([str(db)])
+    assert row["pair_id"] == pair.pair_id and row["final_text_s"] == "hello world" and row["wer"] == 0.0
+    logged = [json.loads(x) for x in buf.getvalue().splitlines() if "shadow.comparison" in x]
+    assert [x["pair_id"] for x in logged] == [pair.pair_id]
+    assert _metric(reg, "gateway_shadow_store_rows_total", sink="log", status="written") == 1
+
+
+async def test_app_without_shadow_has_no_recorder() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from gateway.traffic.admin import SHADOW_RECORDER, _recorder_ctx
+
+    app = web.Application()
+    ctx = _recorder_ctx(SimpleNamespace())(app)
+    await ctx.__anext__()
+    assert SHADOW_RECORDER not in app
+    with pytest.raises(StopAsyncIteration):
+        await ctx.__anext__()

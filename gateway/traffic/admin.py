@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
@@ -57,7 +58,8 @@ async def shadow_page(request: web.Request) -> web.Response:
     def build() -> str:
         from gateway.traffic.page import render_page
 
-        rows = load_rows([path]) if Path(path).is_file() else []
+        since_ts = time.time() - since if since is not None else None
+        rows = load_rows([path], since_ts=since_ts) if Path(path).is_file() else []
         report = build_report(rows, since_s=since, tenant=q.get("tenant"), provider=q.get("provider"),
                               route=q.get("route"))
         return render_page(report)

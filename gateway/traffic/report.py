@@ -22,7 +22,8 @@ import orjson
 from gateway.traffic.verdicts import (
     Row,
     Threshold,
-    bootstrap_ci,
+    bootstrap_median,
+    bootstrap_pooled_wer,
     candidate_delta_ms,
     median_stat,
     pooled_wer,
@@ -165,7 +166,7 @@ def _group(rows: Sequence[Row], thresholds: dict[str, Threshold] | None) -> dict
         "noise_outcomes": dict(Counter(r.get("outcome") or "?" for r in rows if r.get("pair_kind") == "noise")),
         "spend": _spend(rows),
         "shared_keys": any("shared_keys" in (r.get("flags") or []) for r in rows),
-        "first_output_delta_ms": {**_q(deltas, 0.5, 0.9), "ci": bootstrap_ci(deltas, median_stat)},
+        "first_output_delta_ms": {**_q(deltas, 0.5, 0.9), "ci": bootstrap_median(deltas)},
         "verdicts": [v.as_dict() for v in verdicts(rows, thresholds)],
         "worst": _worst(rows, kind or ""),
         "daily": _daily(cands),
@@ -180,8 +181,8 @@ def _group(rows: Sequence[Row], thresholds: dict[str, Threshold] | None) -> dict
     if kind == "stt":
         wers = values(cands, _wer_of)
         g["stt"] = {
-            "pooled_wer": pooled_wer(cands), "pooled_wer_ci": bootstrap_ci(cands, pooled_wer),
-            "noise_pooled_wer": pooled_wer(noise), "noise_pooled_wer_ci": bootstrap_ci(noise, pooled_wer),
+            "pooled_wer": pooled_wer(cands), "pooled_wer_ci": bootstrap_pooled_wer(cands),
+            "noise_pooled_wer": pooled_wer(noise), "noise_pooled_wer_ci": bootstrap_pooled_wer(noise),
             **{f"wer_{k}": v for k, v in _q(wers, 0.5, 0.9).items()},
             "first_final_ms": _leg_values(cands, "first_final_ms"),
             "finalize_ms": _metric_leg(cands, "finalize_ms"),

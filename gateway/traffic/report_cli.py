@@ -32,9 +32,13 @@ def _sources(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def _load(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import time
+
+    from gateway.traffic.report import parse_since
     from gateway.traffic.store import load_rows
 
-    return load_rows(*_sources(args))
+    since_ts = time.time() - parse_since(args.since) if args.since else None
+    return load_rows(*_sources(args), since_ts=since_ts)
 
 
 def _write(args: argparse.Namespace, text: str) -> None:
@@ -55,14 +59,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from gateway.traffic.report import parse_since
-
     rows = _load(args)
-    if args.since:
-        import time
-
-        cutoff = time.time() - parse_since(args.since)
-        rows = [r for r in rows if (r.get("started_at") or 0) >= cutoff]
     lines = (orjson.dumps({"event": "shadow.comparison", **r}).decode() + "\n" for r in rows)
     _write(args, "".join(lines))
     return 0

@@ -276,13 +276,16 @@ def _expand(patterns: Iterable[str]) -> list[str]:
     return out
 
 
-def read_db(path: str) -> Iterator[dict[str, Any]]:
+def read_db(path: str, since_ts: float | None = None) -> Iterator[dict[str, Any]]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"no such store: {path}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     conn.row_factory = sqlite3.Row
     try:
-        for r in conn.execute("SELECT * FROM shadow_pairs ORDER BY started_at"):
+        sql, args = "SELECT * FROM shadow_pairs", ()
+        if since_ts is not None:
+            sql, args = sql + " WHERE started_at >= ?", (since_ts,)
+        for r in conn.execute(sql + " ORDER BY started_at", args):
             yield _decode(dict(r))
     except sqlite3.OperationalError as exc:
         raise ValueError(f"{path}: not a shadow store ({exc})") from exc
@@ -305,13 +308,15 @@ def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
                 yield _decode({k: obj.get(k) for k in PAIR_FIELDS})
 
 
-def load_rows(dbs: Iterable[str] = (), jsonl: Iterable[str] = ()) -> list[dict[str, Any]]:
+def load_rows(dbs: Iterable[str] = (), jsonl: Iterable[str] = (), since_ts: float | None = None
+              ) -> list[dict[str, Any]]:
     """Rows from every store file and log file, merged and de-duplicated by pair_id, oldest first."""
     rows: dict[str, dict[str, Any]] = {}
     for path in _expand(dbs):
-        for r in read_db(path):
+        for r in read_db(path, since_ts):
             rows[r["pair_id"]] = r
     for path in _expand(jsonl):
         for r in read_jsonl(path):
-            rows[r["pair_id"]] = r
+            if since_ts is None or (r.get("started_at") or 0) >= since_ts:
+                rows[r["pair_id"]] = r
     return sorted(rows.values(), key=lambda r: r.get("started_at") or 0)

@@ -83,19 +83,47 @@ def quantile(xs: Sequence[float], q: float) -> float | None:
     return float(np.quantile(np.asarray(xs, dtype=float), q)) if len(xs) else None
 
 
-def bootstrap_ci(
-    items: Sequence[Any], stat: Callable[[Sequence[Any]], float | None], n: int = 500, seed: int = 0
-) -> tuple[float, float] | None:
-    """95 % percentile interval of `stat` over pairs resampled with replacement (seeded: reports reproduce)."""
-    if len(items) < 2:
+BOOTSTRAP_N = 400
+_CHUNK_CELLS = 4_000_000  # resampled values held at once (32 MB of float64)
+
+
+def _bootstrap(columns: Sequence[np.ndarray], stat: Callable[..., np.ndarray], n: int, seed: int
+               ) -> tuple[float, float] | None:
+    size = len(columns[0])
+    if size < 2:
         return None
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(items), size=(n, len(items)))
-    stats = [s for row in idx if (s := stat([items[i] for i in row])) is not None]
-    if not stats:
+    per_chunk = max(1, _CHUNK_CELLS // size)
+    stats: list[np.ndarray] = []
+    for start in range(0, n, per_chunk):
+        idx = rng.integers(0, size, size=(min(per_chunk, n - start), size))
+        stats.append(stat(*(c[idx] for c in columns)))
+    flat = np.concatenate(stats)
+    flat = flat[np.isfinite(flat)]
+    if not flat.size:
         return None
-    lo, hi = np.quantile(stats, [0.025, 0.975])
+    lo, hi = np.quantile(flat, [0.025, 0.975])
     return float(lo), float(hi)
+
+
+def bootstrap_pooled_wer(rows: Sequence[Row], n: int = BOOTSTRAP_N, seed: int = 0) -> tuple[float, float] | None:
+    """95 % interval of the pooled WER over pairs resampled with replacement (seeded: reports reproduce)."""
+    scored = [r for r in rows if r.get("err_sub") is not None]
+    errors = np.array([int(r.get("err_sub") or 0) + int(r.get("err_del") or 0) + int(r.get("err_ins") or 0)
+                       for r in scored], dtype=float)
+    words = np.array([int(r.get("ref_words") or 0) for r in scored], dtype=float)
+
+    def ratio(e: np.ndarray, w: np.ndarray) -> np.ndarray:
+        tot = w.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(tot > 0, e.sum(axis=1) / np.where(tot > 0, tot, 1), np.nan)
+
+    return _bootstrap((errors, words), ratio, n, seed)
+
+
+def bootstrap_median(xs: Sequence[float], n: int = BOOTSTRAP_N, seed: int = 0) -> tuple[float, float] | None:
+    """95 % interval of the median of `xs` (e.g. paired latency deltas)."""
+    return _bootstrap((np.asarray(xs, dtype=float),), lambda a: np.median(a, axis=1), n, seed)
 
 
 def median_stat(xs: Sequence[float]) -> float | None:

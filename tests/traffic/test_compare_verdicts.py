@@ -6,7 +6,8 @@ import pytest
 
 from gateway.traffic.verdicts import (
     Threshold,
-    bootstrap_ci,
+    bootstrap_median,
+    bootstrap_pooled_wer,
     candidate_delta_ms,
     pooled_wer,
     verdicts,
@@ -15,7 +16,7 @@ from gateway.traffic.verdicts import (
 
 def _stt(wer_errors: int, words: int = 10, kind: str = "candidate", p: float = 300.0, s: float = 320.0) -> dict:
     return {"kind": "stt", "outcome": "completed", "pair_kind": kind, "err_sub": wer_errors, "err_del": 0,
-            "err_ins": 0, "ref_words": words, "wer": wer_errors / words, "first_final_ms_p": p,
+            "err_ins": 0, "ref_words": words, "wer": wer_errors / words if words else 0.0, "first_final_ms_p": p,
             "first_final_ms_s": s, "flags": [], "metrics": {"reference": "s"}}
 
 
@@ -58,7 +59,15 @@ def test_incomplete_pairs_do_not_vote() -> None:
 
 def test_bootstrap_interval_brackets_the_pooled_value() -> None:
     rows = [_stt(i % 3, 10) for i in range(40)]
-    lo, hi = bootstrap_ci(rows, pooled_wer)  # type: ignore[misc]
+    lo, hi = bootstrap_pooled_wer(rows)  # type: ignore[misc]
     assert lo <= pooled_wer(rows) <= hi and hi - lo < 0.1
-    assert bootstrap_ci(rows[:1], pooled_wer) is None
-    assert bootstrap_ci(rows, pooled_wer) == bootstrap_ci(rows, pooled_wer)  # seeded
+    assert bootstrap_pooled_wer(rows[:1]) is None
+    assert bootstrap_pooled_wer(rows) == bootstrap_pooled_wer(rows)  # seeded
+    assert bootstrap_pooled_wer([_stt(0, 0), _stt(0, 0)]) is None  # no reference words at all
+
+
+def test_bootstrap_median_is_chunked_for_large_inputs() -> None:
+    xs = list(range(-50_000, 50_001))
+    lo, hi = bootstrap_median(xs, n=50)  # type: ignore[misc]
+    assert lo <= 0 <= hi and hi - lo < 2_000
+    assert bootstrap_median([5.0]) is None

@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import PACKAGE_MAPPINGS, Settings, load_settings
+from gateway.emulator.settings import EmulatorSettings
 from gateway.observability import configure_logging
 from gateway.yamlfile import ConfigFileError
 
@@ -116,15 +117,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:
+    return EmulatorSettings(
+        tts_realtime_factor=1.0 / args.tts_speed if args.tts_speed else 0.0,
+        tts_first_audio_delay_s=args.first_audio_delay_ms / 1e3,
+        stt_replay=args.stt_replay,
+    )
+
+
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from gateway.emulator.app import run_emulator
 
     configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "info"))
     host = args.host or os.environ.get("EMULATOR_HOST", "127.0.0.1")
     port = args.port if args.port is not None else int(os.environ.get("EMULATOR_PORT", "8090"))
+    if args.tts_speed < 0 or args.first_audio_delay_ms < 0:
+        print("gradium-gateway emulate: --tts-speed and --first-audio-delay-ms must be >= 0", file=sys.stderr)
+        return 2
+    settings = emulator_settings(args)
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):
-        asyncio.run(run_emulator(host, port))
+        asyncio.run(run_emulator(host, port, settings))
     return 0
 
 
@@ -143,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("emulate", help="run the Gradium emulator alone")
     e.add_argument("--host", default=None, help="listen address (EMULATOR_HOST, default 127.0.0.1)")
     e.add_argument("--port", type=int, default=None, help="port (EMULATOR_PORT, default 8090)")
+    e.add_argument(
+        "--first-audio-delay-ms",
+        type=float,
+        default=0.0,
+        help="hold each TTS request's first audio this long (per request, pooled sockets included)",
+    )
+    e.add_argument(
+        "--tts-speed",
+        type=float,
+        default=0.0,
+        help="pace TTS audio at this many times real time (5: 1 s of audio every 0.2 s); 0: unpaced",
+    )
+    e.add_argument(
+        "--stt-replay",
+        action="store_true",
+        help="STT answers audio already decoded from a cache instead of decoding again (cheap, for load tests)",
+    )
     e.set_defaults(func=_cmd_emulate)
     return parser
 

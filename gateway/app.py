@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -11,7 +12,7 @@ import aiohttp
 import orjson
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from gateway.addons import ADDONS, AddonManager, default_addons
 from gateway.auth import Authenticator, find_credential
@@ -83,7 +84,11 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest(request.app[METRICS].registry))
+    registry = request.app[METRICS].registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # `serve --workers N`: the sum over every worker
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    resp = web.Response(body=generate_latest(registry))
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return resp
 

@@ -31,6 +31,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.state import SHARED_STATE, open_state
 from gateway.tokens import TokenIssuer
 from gateway.upstream.gradium import GradiumClient
 
@@ -166,5 +167,11 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     add_mapping_routes(app, mappings)
+    app[SHARED_STATE] = open_state(settings.state)
     app.cleanup_ctx.append(_upstream_ctx)
+    app.on_cleanup.append(_close_state)
     return app
+
+
+async def _close_state(app: web.Application) -> None:
+    await app[SHARED_STATE].close()

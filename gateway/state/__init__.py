@@ -5,8 +5,8 @@
 """
 
 from gateway.state.base import SharedState, StateUnavailable
-from gateway.state.factory import open_state
+from gateway.state.factory import SHARED_STATE, open_state
 from gateway.state.memory import MemoryState
 from gateway.state.tokens import SharedUsedTokens
 
-__all__ = ["MemoryState", "SharedState", "SharedUsedTokens", "StateUnavailable", "open_state"]
+__all__ = ["SHARED_STATE", "MemoryState", "SharedState", "SharedUsedTokens", "StateUnavailable", "open_state"]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from gateway.config import StateSettings
 from gateway.state.base import SharedState
 from gateway.state.memory import MemoryState
+
+# Claims and counters shared by every worker and replica (the traffic engine's shadow budgets, caps).
+SHARED_STATE = web.AppKey("shared_state", SharedState)  # type: ignore[type-abstract]
 
 
 def open_state(settings: StateSettings) -> SharedState:

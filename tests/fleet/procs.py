@@ -83,3 +83,13 @@ async def wait_ready(proc: Proc, path: str = "/readyz", timeout: float = 60) -> 
             await asyncio.sleep(0.1)
     raise AssertionError(f"not ready after {timeout}s:\n{proc.output()[-3000:]}")
 
+
+
+async def wait_workers(proc: Proc, count: int, timeout: float = 60) -> None:
+    """Every worker listening (each logs `gateway.listening`): connections the kernel hands to a worker
+    still starting would wait in its backlog."""
+    deadline = time.monotonic() + timeout
+    while proc.output().count('"gateway.listening"') < count:
+        assert time.monotonic() < deadline, f"{count} workers not listening after {timeout}s:\n{proc.output()[-3000:]}"
+        assert proc.popen.poll() is None, proc.output()[-3000:]
+        await asyncio.sleep(0.1)

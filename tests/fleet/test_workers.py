@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fleet.procs import Proc, children, clean_env, start, wait_ready
+from tests.fleet.procs import Proc, children, clean_env, start, wait_ready, wait_workers
 
 TTS = "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/stream?output_format=pcm_16000"
 
@@ -28,6 +28,7 @@ def _requests_total(metrics: str) -> float:
 async def test_two_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> None:
     gw = start(["serve", "--workers", "2"], clean_env(), tmp_path / "gw.log")
     try:
+        await wait_workers(gw, 2)
         await wait_ready(gw)
         workers = children(gw.popen.pid)
         assert len(workers) == 2, gw.output()
@@ -49,6 +50,7 @@ async def test_two_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> 
                 break
             await asyncio.sleep(0.1)
         assert len(children(gw.popen.pid)) == 2 and workers[0] not in children(gw.popen.pid)
+        await wait_workers(gw, 3)  # the replacement is listening too
         await wait_ready(gw)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
             assert all(await asyncio.gather(*(_tts(http, gw.url) for _ in range(10))))
@@ -69,6 +71,7 @@ async def test_sigterm_drains_running_requests_on_every_worker(tmp_path: Path) -
         await wait_ready(emu, "/_emulator/stats")
         env = clean_env(GRADIUM_BASE_URL=f"{emu.url}/api")
         gw = start(["serve", "--workers", "2"], env, tmp_path / "gw.log")
+        await wait_workers(gw, 2)
         await wait_ready(gw)
         text = "one two three four five six seven eight"  # a few seconds of audio
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:

@@ -31,7 +31,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
-from gateway.state import SHARED_STATE, open_state
+from gateway.state import SHARED_STATE, SharedUsedTokens, open_state
 from gateway.tokens import TokenIssuer
 from gateway.upstream.gradium import GradiumClient
 
@@ -162,12 +162,14 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     for m in mappings.values():
         for name in m.routes:
             route_providers[name].add(m.provider)
-    app[AUTH] = Authenticator(settings.auth, default_key, tokens, route_providers=dict(route_providers))
+    state = app[SHARED_STATE] = open_state(settings.state)
+    # With Redis, single-use tokens are claimed fleet-wide; in memory, harden's bounded per-process set.
+    used = SharedUsedTokens(state) if settings.state.redis_url else None
+    app[AUTH] = Authenticator(settings.auth, default_key, tokens, used=used, route_providers=dict(route_providers))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     add_mapping_routes(app, mappings)
-    app[SHARED_STATE] = open_state(settings.state)
     app.cleanup_ctx.append(_upstream_ctx)
     app.on_cleanup.append(_close_state)
     return app

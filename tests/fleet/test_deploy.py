@@ -81,8 +81,7 @@ def test_config_and_secrets_are_what_the_gateway_reads(
     (gw,) = dep["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in gw["env"]}
     secret = rendered[("Secret", "gradium-gateway-secrets")]["stringData"]
-    known = set(ENV_VARS) | {"GATEWAY_TOKEN_SECRET"}  # TODO(scale): in ENV_VARS once the token work lands
-    assert set(secret) <= known, set(secret) - known
+    assert set(secret) <= set(ENV_VARS), set(secret) - set(ENV_VARS)
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text(rendered[("ConfigMap", "gradium-gateway-config")]["data"]["gateway.yaml"])
     settings = load_settings(cfg, env={**env, **secret, "GATEWAY_CONFIG": str(cfg)})

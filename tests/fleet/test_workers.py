@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.emulator.helpers import wav_bytes
 from tests.fleet.procs import Proc, children, clean_env, start, wait_ready, wait_workers
 
 TTS = "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/stream?output_format=pcm_16000"
@@ -19,6 +20,21 @@ async def _tts(http: aiohttp.ClientSession, base: str, text: str = "hello worker
     async with http.post(base + TTS, json={"text": text}, headers={"xi-api-key": "k"}) as r:
         assert r.status == 200, await r.text()
         return await r.read()
+
+
+async def _mint(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.post(f"{base}/v1/single-use-token/batch_scribe", headers={"xi-api-key": "k"}) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["token"])
+
+
+async def _transcribe(http: aiohttp.ClientSession, base: str, token: str) -> int:
+    form = aiohttp.FormData()
+    form.add_field("model_id", "scribe_v1")
+    form.add_field("file", wav_bytes("hello", 16000), filename="a.wav", content_type="audio/wav")
+    async with http.post(f"{base}/v1/speech-to-text?token={token}", data=form) as r:
+        await r.read()
+        return r.status
 
 
 def _requests_total(metrics: str) -> float:
@@ -38,6 +54,10 @@ async def test_two_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> 
             async with http.get(gw.url + "/metrics") as r:
                 metrics = await r.text()
         assert _requests_total(metrics) == 30, metrics  # whichever worker answers, it reports all of them
+        # Tokens minted by one worker verify on the other: the supervisor gave them one secret.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            tokens = [await _mint(http, gw.url) for _ in range(8)]
+            assert [await _transcribe(http, gw.url, t) for t in tokens] == [200] * 8
         # Both workers took connections (the kernel spreads them over the SO_REUSEPORT sockets).
         served = [p for p in workers if any(Path(f"/proc/{p}/fd").iterdir())]
         assert len(served) == 2

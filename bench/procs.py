@@ -39,18 +39,61 @@ class Proc:
         return self.process.returncode is None
 
     def cpu_s(self) -> float | None:
-        """User + system CPU seconds used so far (Linux /proc); None elsewhere or once it is gone."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        """User + system CPU seconds used so far by the process and its live children (workers)."""
+        pids = tree_pids(self.process.pid)
+        if not pids:
             return None
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+        return sum(_stat_cpu(pid) for pid in pids)
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process and its live children."""
+        total = 0
+        for pid in tree_pids(self.process.pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
     def log_tail(self, lines: int = 25) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _stat_fields(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _stat_cpu(pid: int) -> float:
+    try:
+        fields = _stat_fields(pid)
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and its descendants (Linux /proc); empty when `root` is gone."""
+    if not Path(f"/proc/{root}").exists():
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat: the other tenants' load included."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
 
 
 def free_port() -> int:
@@ -114,15 +157,15 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def start_emulator(log_dir: Path) -> Proc:
+async def start_emulator(log_dir: Path, *extra: str) -> Proc:
     port = free_port()
-    argv = _command("emulate", "--host", HOST, "--port", str(port))
+    argv = _command("emulate", "--host", HOST, "--port", str(port), *extra)
     return await _start("emulator", argv, _env(), port, log_dir, http=False)
 
 
-async def start_gateway(emulator_url: str, log_dir: Path) -> Proc:
+async def start_gateway(emulator_url: str, log_dir: Path, *extra: str) -> Proc:
     port = free_port()
-    argv = _command("serve", "--host", HOST, "--port", str(port))
+    argv = _command("serve", "--host", HOST, "--port", str(port), *extra)
     return await _start("gateway", argv, _env(GRADIUM_BASE_URL=f"{emulator_url}/api"), port, log_dir, http=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -11,7 +12,7 @@ import aiohttp
 import orjson
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from gateway.addons import ADDONS, AddonManager, default_addons
 from gateway.auth import Authenticator, find_credential
@@ -30,6 +31,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.state import SHARED_STATE, SharedUsedTokens, open_state
 from gateway.tokens import TokenIssuer
 from gateway.traffic import admin as shadow_admin
 from gateway.upstream.gradium import GradiumClient
@@ -84,7 +86,11 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=generate_latest(request.app[METRICS].registry))
+    registry = request.app[METRICS].registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # `serve --workers N`: the sum over every worker
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    resp = web.Response(body=generate_latest(registry))
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return resp
 
@@ -157,11 +163,19 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     for m in mappings.values():
         for name in m.routes:
             route_providers[name].add(m.provider)
-    app[AUTH] = Authenticator(settings.auth, default_key, tokens, route_providers=dict(route_providers))
+    state = app[SHARED_STATE] = open_state(settings.state)
+    # With Redis, single-use tokens are claimed fleet-wide; in memory, harden's bounded per-process set.
+    used = SharedUsedTokens(state) if settings.state.redis_url else None
+    app[AUTH] = Authenticator(settings.auth, default_key, tokens, used=used, route_providers=dict(route_providers))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     add_mapping_routes(app, mappings)
     shadow_admin.install(app, settings, app[METRICS].registry)  # pair recorder + /_gateway/shadow
     app.cleanup_ctx.append(_upstream_ctx)
+    app.on_cleanup.append(_close_state)
     return app
+
+
+async def _close_state(app: web.Application) -> None:
+    await app[SHARED_STATE].close()

@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
+import signal
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -14,7 +17,9 @@ import structlog
 from aiohttp import web
 
 from gateway.config import PACKAGE_MAPPINGS, Settings, load_settings
+from gateway.emulator.settings import EmulatorSettings
 from gateway.observability import configure_logging
+from gateway.workers import default_workers, run_workers, worker_fds, worker_sockets
 from gateway.yamlfile import ConfigFileError
 
 log = structlog.get_logger("gateway")
@@ -47,9 +52,7 @@ def startup_warnings(settings: Settings) -> list[tuple[str, str]]:
     return out
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    from gateway.app import create_app
-
+def _warn_emulator(settings: Settings) -> None:
     if settings.uses_emulator:
         # First line on purpose: nobody should mistake the emulator for Gradium.
         log.warning(
@@ -57,16 +60,40 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             message="No Gradium key or URL configured (GRADIUM_API_KEY / GRADIUM_BASE_URL): serving against the "
             "built-in Gradium EMULATOR. Audio is synthetic test tones, not speech.",
         )
+
+
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, socks: list[socket.socket] | None = None
+) -> None:
+    """Serve until `stop` (or a signal); `socks`: listening sockets inherited from `serve --workers`."""
+    from gateway.app import create_app
+
+    _warn_emulator(settings)
     for event, message in startup_warnings(settings):
         log.warning(event, message=message)
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    # Our own signal handlers, not aiohttp's: its GracefulExit escapes asyncio.run, which then cancels the
+    # request handlers instead of letting runner.cleanup() drain them.
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests), Windows
+            loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    sites = [web.TCPSite(runner, settings.host, settings.port, reuse_address=True)]
+    ctx = None
     if settings.tls_enabled:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
-        sites.append(web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=ctx, reuse_address=True))
+    sites: list[web.BaseSite]
+    if socks:
+        sites = [web.SockSite(runner, socks[0])]
+        if ctx is not None and len(socks) > 1:
+            sites.append(web.SockSite(runner, socks[1], ssl_context=ctx))
+    else:
+        sites = [web.TCPSite(runner, settings.host, settings.port, reuse_address=True)]
+        if ctx is not None:
+            sites.append(web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=ctx, reuse_address=True))
     for site in sites:
         await site.start()
     log.info(
@@ -76,9 +103,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         providers=sorted(p.stem for p in Path(settings.mappings_dir).glob("*.yaml")),
     )
     try:
-        await (stop.wait() if stop is not None else asyncio.Event().wait())
+        await stop.wait()
+        log.info("gateway.draining", message="stopped accepting; waiting for running requests")
     finally:
         await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -95,11 +126,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         print(f"gradium-gateway: invalid mappings:\n{exc}", file=sys.stderr)
         return 2
+    fds = worker_fds()
+    count = args.workers or settings.workers or default_workers()
+    if fds is None and count > 1:
+        return _supervise(args, settings, count)
     _install_uvloop()
+    socks = worker_sockets(fds) if fds else None
     # SIGTERM (docker stop) arrives as aiohttp's GracefulExit: a clean shutdown, not a failure.
     with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, socks=socks))
     return 0
+
+
+def _supervise(args: argparse.Namespace, settings: Settings, count: int) -> int:
+    _warn_emulator(settings)
+    if settings.state.redis_url is None:
+        log.warning(
+            "gateway.workers_without_shared_state",
+            workers=count,
+            message="Several workers and no state.redis_url (GATEWAY_REDIS_URL): single-use tokens and counters "
+            "are per worker, so a single-use token can be used once on each worker and budgets multiply.",
+        )
+    if settings.auth.token_secret is None:
+        # Every worker must verify every other worker's tokens: one random secret for this start.
+        os.environ["GATEWAY_TOKEN_SECRET"] = secrets.token_urlsafe(32)
+        log.warning(
+            "auth.token_secret_unset",
+            message="GATEWAY_TOKEN_SECRET is not set: gateway tokens are signed with a random secret shared by "
+            "this start's workers, so they stop working on restart and on any other replica",
+        )
+    argv = ["serve"]
+    for flag, value in (("--config", args.config), ("--host", args.host), ("--port", args.port),
+                        ("--tls-port", args.tls_port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    ports = [settings.port] + ([settings.tls_port] if settings.tls_enabled else [])
+    return run_workers(argv, settings.host, ports, count)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -116,15 +178,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:
+    return EmulatorSettings(
+        tts_realtime_factor=1.0 / args.tts_speed if args.tts_speed else 0.0,
+        tts_first_audio_delay_s=args.first_audio_delay_ms / 1e3,
+        stt_replay=args.stt_replay,
+    )
+
+
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from gateway.emulator.app import run_emulator
 
     configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "info"))
     host = args.host or os.environ.get("EMULATOR_HOST", "127.0.0.1")
     port = args.port if args.port is not None else int(os.environ.get("EMULATOR_PORT", "8090"))
+    if args.tts_speed < 0 or args.first_audio_delay_ms < 0:
+        print("gradium-gateway emulate: --tts-speed and --first-audio-delay-ms must be >= 0", file=sys.stderr)
+        return 2
+    settings = emulator_settings(args)
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):
-        asyncio.run(run_emulator(host, port))
+        asyncio.run(run_emulator(host, port, settings))
     return 0
 
 
@@ -136,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="listen address (GATEWAY_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="HTTP/WS port (GATEWAY_PORT, default 8080)")
     p.add_argument("--tls-port", type=int, default=None, help="HTTPS/WSS port (GATEWAY_TLS_PORT, default 8443)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes sharing the ports (GATEWAY_WORKERS, default: the number of CPU cores; 1: no supervisor)",
+    )
     p.set_defaults(func=_cmd_serve)
     c = sub.add_parser("check", help="validate mapping files; prints file:line: field: problem")
     c.add_argument("path", nargs="?", default=None, help="a mappings directory or one file")
@@ -143,6 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("emulate", help="run the Gradium emulator alone")
     e.add_argument("--host", default=None, help="listen address (EMULATOR_HOST, default 127.0.0.1)")
     e.add_argument("--port", type=int, default=None, help="port (EMULATOR_PORT, default 8090)")
+    e.add_argument(
+        "--first-audio-delay-ms",
+        type=float,
+        default=0.0,
+        help="hold each TTS request's first audio this long (per request, pooled sockets included)",
+    )
+    e.add_argument(
+        "--tts-speed",
+        type=float,
+        default=0.0,
+        help="pace TTS audio at this many times real time (5: 1 s of audio every 0.2 s); 0: unpaced",
+    )
+    e.add_argument(
+        "--stt-replay",
+        action="store_true",
+        help="STT answers audio already decoded from a cache instead of decoding again (cheap, for load tests)",
+    )
     e.set_defaults(func=_cmd_emulate)
     from gateway.traffic.report_cli import add_parser as add_shadow_parser
 

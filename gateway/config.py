@@ -155,6 +155,21 @@ class AdminSettings(_Strict):
         default=None, pattern=r"^[0-9a-f]{64}$",
         description="hex SHA-256 of the admin Bearer token; unset: admin pages answer 404",
     )
+class StateSettings(_Strict):
+    """State shared by every worker and replica (single-use tokens, counters). Unset: in process memory."""
+
+    redis_url: str | None = Field(
+        default=None, description="redis://host:6379/0 (GATEWAY_REDIS_URL); needs the `redis` extra."
+    )
+    key_prefix: str = Field(default="gw:", description="Prefix of every Redis key the gateway writes.")
+    timeout_s: float = Field(default=0.5, gt=0, description="Deadline of one Redis command.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
 
 
 class Settings(_Strict):
@@ -171,6 +186,10 @@ class Settings(_Strict):
     limits: Limits = Field(default_factory=Limits)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    workers: int | None = Field(
+        default=None, ge=1, le=256, description="Processes sharing the listening sockets (default: CPU cores)."
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -202,6 +221,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "GATEWAY_LOG_LEVEL": ("log_level",),
     "GATEWAY_AUTH_MODE": ("auth", "mode"),
     "GATEWAY_TOKEN_SECRET": ("auth", "token_secret"),
+    "GATEWAY_WORKERS": ("workers",),
+    "GATEWAY_REDIS_URL": ("state", "redis_url"),
     "GRADIUM_BASE_URL": ("gradium", "base_url"),
     "GRADIUM_API_KEY": ("gradium", "api_key"),
 }

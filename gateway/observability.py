@@ -95,7 +95,8 @@ class Metrics:
             registry=self.registry,
         )
         self.active_ws = Gauge(
-            "gateway_active_websockets", "Open client WebSockets", ("provider",), registry=self.registry
+            "gateway_active_websockets", "Open client WebSockets", ("provider",), registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "gateway_upstream_errors_total", "Errors reported by or talking to Gradium", ("kind",),

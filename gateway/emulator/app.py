@@ -12,6 +12,7 @@ from gateway.emulator.rest import add_rest_routes
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.state import STATE, EmulatorState
 from gateway.emulator.stats import STATS, Stats
+from gateway.emulator.stt_replay import REPLAY, ReplayCache
 from gateway.emulator.ws import asr_ws, tts_ws
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ def create_emulator_app(settings: EmulatorSettings | None = None) -> web.Applica
     app[STATE] = EmulatorState.create(settings)
     app[FAULTS] = Faults()
     app[STATS] = Stats(history=settings.setup_history)
+    if settings.stt_replay:
+        app[REPLAY] = ReplayCache(settings.stt_replay_max_nodes)
     app.router.add_get("/api/speech/tts", tts_ws)
     app.router.add_get("/api/speech/asr", asr_ws)
     add_rest_routes(app)

@@ -167,7 +167,7 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": fmt.mime if only_audio else NDJSON})
     await response.prepare(request)
     out = _Stream(request, response, ndjson=not only_audio)
-    pacer = Pacer(state.settings.tts_realtime_factor)
+    pacer = Pacer.for_settings(state.settings)
     ready = tts_ready(
         new_request_id(),
         setup,

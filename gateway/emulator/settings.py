@@ -17,6 +17,14 @@ class EmulatorSettings:
     # Wall seconds per second of TTS audio (the usual real-time factor): 0 streams as fast as the
     # event loop allows, 1.0 paces like a live voice, 0.5 at twice real time.
     tts_realtime_factor: float = 0.0
+    # Before each request's first TTS audio (per request, not per socket: a request on a pooled,
+    # already-open socket waits too), like a real model's time to first audio.
+    tts_first_audio_delay_s: float = 0.0
+    # STT: replay the answer computed for audio already decoded (same setup, same chunks from the
+    # start of the request) instead of decoding it again; benchmarks use it so the emulator's tone
+    # decoder does not hide the gateway. Replies are identical to decoding; see `stt_replay.py`.
+    stt_replay: bool = False
+    stt_replay_max_nodes: int = 50_000
     # STT `delay_in_frames` when json_config does not set one (specs/gradium.md §5.2: 10).
     default_delay_in_frames: int = 10
     # REST STT output: Gradium's docs disagree on whether `step` lines are in it (§10.12).

@@ -17,6 +17,7 @@ from gateway.audio.formats import AudioFormat
 from gateway.emulator import tones
 from gateway.emulator.audio_io import AudioEncoder
 from gateway.emulator.protocol import TTS_FRAME_S
+from gateway.emulator.settings import EmulatorSettings
 
 Message = dict[str, Any]
 
@@ -133,16 +134,26 @@ class TtsEngine:
 
 
 class Pacer:
-    """Holds TTS audio to `realtime_factor` wall seconds per audio second (0: no holding)."""
+    """Holds one request's TTS audio: `first_audio_delay_s` before its first audio, then
+    `realtime_factor` wall seconds per audio second (0: no holding)."""
 
-    def __init__(self, realtime_factor: float) -> None:
+    def __init__(self, realtime_factor: float, first_audio_delay_s: float = 0.0) -> None:
         self._factor = realtime_factor
+        self._first_delay = first_audio_delay_s
         self._t0: float | None = None
+
+    @classmethod
+    def for_settings(cls, settings: EmulatorSettings) -> Pacer:
+        return cls(settings.tts_realtime_factor, settings.tts_first_audio_delay_s)
 
     async def wait(self, msg: Message) -> None:
         if msg["type"] != "audio":
             return
         loop = asyncio.get_running_loop()
+        if self._t0 is None and self._first_delay > 0:
+            await asyncio.sleep(self._first_delay)
+            self._t0 = loop.time() - msg["start_s"] * self._factor
+            return
         if self._factor <= 0:
             # As fast as possible, but one request must not starve the others on the loop.
             await asyncio.sleep(0)

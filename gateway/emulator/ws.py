@@ -8,8 +8,6 @@ queue, and several requests on one socket interleave their output freely.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -43,6 +41,7 @@ from gateway.emulator.protocol import (
 from gateway.emulator.state import STATE, EmulatorState
 from gateway.emulator.stats import STATS, Stats
 from gateway.emulator.stt import SttEngine
+from gateway.emulator.stt_replay import REPLAY, ReplayingEngine, decode_audio
 from gateway.emulator.tts import Pacer, TtsEngine
 from gateway.emulator.voices import DEFAULT_VOICE_ID
 
@@ -220,7 +219,7 @@ class TtsSession(Session):
                 residency=settings.residency,
             )
         )
-        pacer = Pacer(settings.tts_realtime_factor)
+        pacer = Pacer.for_settings(settings)
         try:
             while True:
                 msg = await self.queue.get()
@@ -253,14 +252,18 @@ class SttSession(Session):
         self.setup = setup
 
     async def _run(self) -> None:
-        engine = SttEngine(self.setup)
+        cache = self.conn.request.app.get(REPLAY)
+        engine: SttEngine | ReplayingEngine = SttEngine(self.setup) if cache is None else cache.engine(self.setup)
         await self.send(stt_ready(self.request_id, self.setup, residency=self.conn.state.settings.residency))
         try:
             while True:
                 msg = await self.queue.get()
                 kind = msg["type"]
                 if kind == "audio":
-                    await self.send_all(engine.feed_audio(_audio_bytes(msg)))
+                    if isinstance(engine, ReplayingEngine):
+                        await self.send_all(engine.feed_b64(msg.get("audio")))
+                    else:
+                        await self.send_all(engine.feed_audio(decode_audio(msg.get("audio"))))
                 elif kind == "flush":
                     await self.send_all(engine.flush())
                     await self.flushed(msg)
@@ -273,16 +276,6 @@ class SttSession(Session):
                 await asyncio.sleep(0)
         finally:
             self.conn.state.usage.stt_seconds += engine.audio_seconds
-
-
-def _audio_bytes(msg: Message) -> bytes:
-    audio = msg.get("audio")
-    if not isinstance(audio, str):
-        raise GradiumError(UNSUPPORTED, "audio must be a base64 string")
-    try:
-        return base64.b64decode(audio, validate=True)
-    except (binascii.Error, ValueError):
-        raise GradiumError(UNSUPPORTED, "audio is not valid base64") from None
 
 
 async def _read(conn: WsConnection, kind: Kind) -> None:

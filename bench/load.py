@@ -1,0 +1,255 @@
+"""Realistic load: a paced emulator, clients at real time, stream counts stepped up, direct vs gateway.
+
+    python bench/load.py [--quick] [--max-streams N] [--paths tts_ws,rest_mp3,dg_live,el_stt]
+                         [--workers N] [--first-audio-ms 100] [--tts-speed 5] [--json PATH]
+
+The emulator answers like a provider (first audio after --first-audio-ms per request, then
+--tts-speed times real time; STT replays computed answers so its decoder does not hide the gateway).
+For each path and stream count N, N streams run side by side for --duration seconds (each stream runs
+sessions back to back), first straight to the emulator (direct), then through the gateway, in the same
+run. See bench/README.md ("Realistic load") for the columns and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import load_paths
+import load_report
+import paths
+import paths_elevenlabs
+import procs
+from paths import SttInput, TtsInput
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+TTS_TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun."
+STT_TEXT = "Hello world, testing the gateway."
+STEPS = {
+    "tts_ws": (50, 200, 500, 1000),
+    "rest_mp3": (1, 50, 100, 200),
+    "dg_live": (200, 500, 1000, 2000),
+    "el_stt": (200, 500, 1000, 2000),
+}
+SESSION_TIMEOUT_S = 30.0
+RAMP_S = 2.0  # stream starts spread over this, so live streams are out of phase like real ones
+SessionFn = Callable[[paths.Trace], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Side:
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stream_s: float = 0.0
+    wall_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    loadgen_cpu_s: float = 0.0
+    machine_busy: float = 0.0  # share of all cores, every tenant of the machine included
+    rss_mb: float = 0.0
+    rss_idle_mb: float = 0.0
+
+
+async def guarded(fn: SessionFn) -> dict[str, Any] | str:
+    trace = paths.new_trace()
+    try:
+        return await asyncio.wait_for(fn(trace), SESSION_TIMEOUT_S)
+    except TimeoutError:
+        return f"timeout after {SESSION_TIMEOUT_S:.0f}s; last messages: {list(trace)}"
+    except paths.PathError as exc:
+        return str(exc)
+    except aiohttp.WSServerHandshakeError as exc:
+        return f"WebSocket handshake refused: HTTP {exc.status}"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+async def run_step(fn: SessionFn, n: int, duration_s: float, gateway: procs.Proc | None,
+                   running: list[procs.Proc]) -> Side:
+    """`n` streams for `duration_s` (plus the ramp); every session started before the deadline is waited for."""
+    side = Side()
+    if gateway is not None:
+        side.rss_idle_mb = gateway.rss_mb()
+    cpu0 = {p.name: p.cpu_s() or 0.0 for p in running}
+    busy0, lg0, t0 = procs.machine_busy(), time.process_time(), time.perf_counter()
+    deadline = t0 + RAMP_S + duration_s
+
+    async def stream(i: int) -> None:
+        await asyncio.sleep(i * RAMP_S / n)
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            result = await guarded(fn)
+            side.stream_s += time.perf_counter() - start
+            (side.samples if isinstance(result, dict) else side.errors).append(result)  # type: ignore[arg-type]
+
+    async def watch_rss() -> None:
+        while gateway is not None:
+            side.rss_mb = max(side.rss_mb, gateway.rss_mb())
+            await asyncio.sleep(1.0)
+
+    watcher = asyncio.create_task(watch_rss())
+    try:
+        await asyncio.gather(*(stream(i) for i in range(n)))
+    finally:
+        watcher.cancel()
+    side.wall_s = time.perf_counter() - t0
+    side.loadgen_cpu_s = time.process_time() - lg0
+    side.cpu_s = {p.name: (p.cpu_s() or 0.0) - cpu0[p.name] for p in running}
+    busy1 = procs.machine_busy()
+    side.machine_busy = (busy1[0] - busy0[0]) / max(1.0, busy1[1] - busy0[1])
+    return side
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarize(side: Side, n: int) -> dict[str, Any]:
+    first = [s["first_ms"] for s in side.samples]
+    gaps = [g for s in side.samples for g in s.get("gaps_ms", ())]
+    out: dict[str, Any] = {
+        "sessions_ok": len(side.samples),
+        "sessions_failed": len(side.errors),
+        "errors": sorted(set(side.errors), key=side.errors.index)[:3],
+        "first_p50": pct(first, 50),
+        "first_p99": pct(first, 99),
+        "gap_p99": pct(gaps, 99),
+        "underrun_sessions": sum(1 for s in side.samples if s.get("underruns")),
+        "wall_s": side.wall_s,
+        "stream_s": side.stream_s,
+        "cpu_s": side.cpu_s,
+        "loadgen_cpu_pct": 100 * side.loadgen_cpu_s / side.wall_s,
+        "machine_busy_pct": 100 * side.machine_busy,
+    }
+    if "gateway" in side.cpu_s and side.stream_s:
+        out["gw_cpu_ms_per_stream_s"] = 1e3 * side.cpu_s["gateway"] / side.stream_s
+        out["gw_rss_mb"] = side.rss_mb
+        out["gw_rss_kb_per_stream"] = 1024 * max(0.0, side.rss_mb - side.rss_idle_mb) / n
+    return out
+
+
+def sessions(emu: str, gw: str, http: aiohttp.ClientSession) -> dict[str, tuple[SessionFn, SessionFn]]:
+    tts, stt = TtsInput.build(TTS_TEXT), SttInput.build(STT_TEXT)
+    rt = paths_elevenlabs.RealtimeInput.build(stt)
+    p = functools.partial
+
+    def stt_first(fn: Callable[..., Awaitable[dict[str, Any]]], *a: Any) -> SessionFn:
+        async def run(trace: paths.Trace) -> dict[str, Any]:
+            sample = await fn(*a, trace)
+            return {"first_ms": sample["first_word_ms"], "words_ok": sample["words_ok"]}
+
+        return run
+
+    return {
+        "tts_ws": (p(load_paths.tts_ws_direct, http, emu, tts), p(load_paths.tts_ws_gateway, http, gw, tts)),
+        "rest_mp3": (p(load_paths.rest_direct, http, emu, tts), p(load_paths.rest_mp3_gateway, http, gw, tts)),
+        "dg_live": (
+            stt_first(paths.stt_direct, http, emu, stt, True),
+            stt_first(paths.stt_gateway, http, gw, stt, True),
+        ),
+        "el_stt": (
+            stt_first(paths_elevenlabs.realtime_direct, http, emu, rt, True),
+            stt_first(paths_elevenlabs.realtime_gateway, http, gw, rt, True),
+        ),
+    }
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    emu_args = ["--first-audio-delay-ms", str(args.first_audio_ms), "--tts-speed", str(args.tts_speed), "--stt-replay"]
+    emulator = await procs.start_emulator(RESULTS, *emu_args)
+    gw_args = ["--workers", str(args.workers)] if args.workers else []
+    try:
+        gateway = await procs.start_gateway(emulator.url, RESULTS, *gw_args)
+    except procs.StartError:
+        await procs.stop(emulator)
+        raise
+    running = [emulator, gateway]
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    load0 = os.getloadavg()
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
+            fns = sessions(emulator.url, gateway.url, http)
+            for path in args.paths:
+                direct, gw = fns[path]
+                for fn in (direct, gw):  # warm up: pools, imports, caches (the STT replay trie)
+                    for _ in range(3):
+                        await guarded(fn)
+                for i, n in enumerate(s for s in STEPS[path] if s <= args.max_streams):
+                    order = [("direct", direct), ("gateway", gw)]
+                    row: dict[str, Any] = {"path": path, "streams": n}
+                    for name, fn in order if i % 2 == 0 else reversed(order):
+                        side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running)
+                        row[name] = summarize(side, n)
+                        await asyncio.sleep(1.0)  # let sockets close before the next side
+                    row |= load_report.compare(row)
+                    rows.append(row)
+                    print(load_report.render_row(row), file=sys.stderr, flush=True)
+                    if row["gateway"]["sessions_failed"] > row["gateway"]["sessions_ok"]:
+                        print(f"  {path}: most gateway sessions failed at {n}; not going higher", file=sys.stderr)
+                        break
+    finally:
+        alive = gateway.alive()
+        exit_codes = {p.name: await procs.stop(p) for p in running}
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": time.perf_counter() - started,
+        "config": {k: v for k, v in vars(args).items() if k != "json"} | {"tts_text": TTS_TEXT, "stt_text": STT_TEXT},
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "loadavg_start": load0, "loadavg_end": os.getloadavg()},
+        "lame_capacity": load_report.lame_capacity(args.tts_speed),
+        "gateway_alive_at_end": alive,
+        "exit_codes": exit_codes,
+        "rows": rows,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="6 s per step, at most 500 streams: a few minutes")
+    parser.add_argument("--max-streams", type=int, default=None, help="skip steps above this many streams")
+    parser.add_argument("--paths", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per step after the ramp (default 15)")
+    parser.add_argument("--workers", type=int, default=None, help="pass --workers N to the gateway")
+    parser.add_argument("--first-audio-ms", type=float, default=100.0, help="emulator first-audio delay")
+    parser.add_argument("--tts-speed", type=float, default=5.0, help="emulator TTS pacing, times real time")
+    parser.add_argument("--json", type=Path, default=RESULTS / "load.json")
+    args = parser.parse_args()
+    args.paths = [p for p in args.paths.split(",") if p]
+    if unknown := set(args.paths) - set(STEPS):
+        parser.error(f"unknown paths {sorted(unknown)}; known: {', '.join(STEPS)}")
+    args.max_streams = args.max_streams or (500 if args.quick else 10**9)
+    args.duration = args.duration or (6.0 if args.quick else 15.0)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of sockets; children inherit it
+    try:
+        import uvloop
+
+        report = uvloop.run(bench(args))
+    except ImportError:
+        report = asyncio.run(bench(args))
+    print(load_report.render(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    print(f"\nJSON: {args.json}")
+    return 0 if report["gateway_alive_at_end"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

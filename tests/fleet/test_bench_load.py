@@ -1,0 +1,30 @@
+"""bench/load.py runs end to end (the smallest step), so the realistic benchmark cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fleet.procs import clean_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_load_benchmark_smallest_step(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load.py"), "--paths", "rest_mp3", "--max-streams", "1",
+         "--duration", "1", "--workers", "1", "--json", str(out)],
+        env=clean_env(), capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert row["path"] == "rest_mp3" and row["streams"] == 1
+    for side in ("direct", "gateway"):
+        assert row[side]["sessions_ok"] >= 1 and row[side]["sessions_failed"] == 0, row[side]
+    assert row["direct"]["first_p50"] >= 100  # the emulator's per-request first-audio delay
+    assert "headline" in r.stdout and "| rest_mp3 | 1 |" in r.stdout
+    assert report["lame_capacity"]["lame_x_realtime_per_core"] > 1

@@ -1,0 +1,109 @@
+"""`serve --workers N` as operators run it: real processes sharing one port, metrics summed, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from tests.emulator.helpers import wav_bytes
+from tests.fleet.procs import Proc, children, clean_env, start, wait_ready, wait_workers
+
+TTS = "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/stream?output_format=pcm_16000"
+
+
+async def _tts(http: aiohttp.ClientSession, base: str, text: str = "hello workers") -> bytes:
+    async with http.post(base + TTS, json={"text": text}, headers={"xi-api-key": "k"}) as r:
+        assert r.status == 200, await r.text()
+        return await r.read()
+
+
+async def _mint(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.post(f"{base}/v1/single-use-token/batch_scribe", headers={"xi-api-key": "k"}) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["token"])
+
+
+async def _transcribe(http: aiohttp.ClientSession, base: str, token: str) -> int:
+    form = aiohttp.FormData()
+    form.add_field("model_id", "scribe_v1")
+    form.add_field("file", wav_bytes("hello", 16000), filename="a.wav", content_type="audio/wav")
+    async with http.post(f"{base}/v1/speech-to-text?token={token}", data=form) as r:
+        await r.read()
+        return r.status
+
+
+def _requests_total(metrics: str) -> float:
+    return sum(float(v) for v in re.findall(r'^gateway_requests_total\{[^}]*status="200"\} (\S+)$', metrics, re.M))
+
+
+async def test_two_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> None:
+    gw = start(["serve", "--workers", "2"], clean_env(), tmp_path / "gw.log")
+    try:
+        await wait_workers(gw, 2)
+        await wait_ready(gw)
+        workers = children(gw.popen.pid)
+        assert len(workers) == 2, gw.output()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            bodies = await asyncio.gather(*(_tts(http, gw.url) for _ in range(30)))
+            assert all(bodies)
+            async with http.get(gw.url + "/metrics") as r:
+                metrics = await r.text()
+        assert _requests_total(metrics) == 30, metrics  # whichever worker answers, it reports all of them
+        # Tokens minted by one worker verify on the other: the supervisor gave them one secret.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            tokens = [await _mint(http, gw.url) for _ in range(8)]
+            assert [await _transcribe(http, gw.url, t) for t in tokens] == [200] * 8
+        # Both workers took connections (the kernel spreads them over the SO_REUSEPORT sockets).
+        served = [p for p in workers if any(Path(f"/proc/{p}/fd").iterdir())]
+        assert len(served) == 2
+
+        # A worker that dies is replaced, on the same port.
+        os.kill(workers[0], signal.SIGKILL)
+        for _ in range(100):
+            now = children(gw.popen.pid)
+            if len(now) == 2 and workers[0] not in now:
+                break
+            await asyncio.sleep(0.1)
+        assert len(children(gw.popen.pid)) == 2 and workers[0] not in children(gw.popen.pid)
+        await wait_workers(gw, 3)  # the replacement is listening too
+        await wait_ready(gw)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            assert all(await asyncio.gather(*(_tts(http, gw.url) for _ in range(10))))
+    finally:
+        code = gw.stop()
+    out = gw.output()
+    assert code == 0, out
+    first = out.splitlines()[0]
+    assert "gateway.using_builtin_emulator" in first  # still the first line with workers
+    assert "gateway.workers_without_shared_state" in out and "gateway.worker_restarted" in out
+
+
+async def test_sigterm_drains_running_requests_on_every_worker(tmp_path: Path) -> None:
+    # A provider paced at real time, so requests are still running when the signal comes.
+    emu = start(["emulate", "--tts-speed", "1"], clean_env(), tmp_path / "emu.log")
+    gw: Proc | None = None
+    try:
+        await wait_ready(emu, "/_emulator/stats")
+        env = clean_env(GRADIUM_BASE_URL=f"{emu.url}/api")
+        gw = start(["serve", "--workers", "2"], env, tmp_path / "gw.log")
+        await wait_workers(gw, 2)
+        await wait_ready(gw)
+        text = "one two three four five six seven eight"  # a few seconds of audio
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            running = [asyncio.create_task(_tts(http, gw.url, text)) for _ in range(6)]
+            await asyncio.sleep(1.0)
+            assert not any(t.done() for t in running)
+            gw.popen.send_signal(signal.SIGTERM)
+            bodies = await asyncio.wait_for(asyncio.gather(*running), 60)
+        pcm_s = [len(b) / 32000 for b in bodies]
+        assert min(pcm_s) > 2.0, pcm_s  # every stream completed, none was cut at the signal
+        assert await asyncio.to_thread(gw.popen.wait, 60) == 0, gw.output()
+    finally:
+        if gw is not None:
+            gw.stop()
+        emu.stop()

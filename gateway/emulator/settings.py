@@ -25,6 +25,8 @@ class EmulatorSettings:
     heartbeat_s: float | None = None
     # Pre-made org voices (listed without include_catalog); tests may add or clear them.
     custom_voices: tuple[Voice, ...] = field(default_factory=lambda: CUSTOM_VOICES)
+    # Custom voices an org may hold; one more is a 409 (`Voice limit reached`).
+    voice_limit: int = 30
     allocated_credits: int = 1_000_000
     plan_name: str = "Emulator"
     residency: str = "none"

@@ -10,6 +10,7 @@ from typing import Any
 
 from multidict import MultiMapping
 
+from gateway import custom_ids
 from gateway.errors import GatewayError
 from gateway.mapping.schema import Param, Table
 
@@ -59,12 +60,17 @@ class CompiledTable:
         self.passthrough = re.compile(spec.passthrough) if spec.passthrough else None
         self.miss = spec.miss
         self.fallback = fallback
+        self.custom_ids = spec.custom_ids
 
     def lookup(self, key: Any, param: str) -> Any:
         k = str(key).lower() if self.case_insensitive else str(key)
         value = self.entries.get(k, _MISSING)
         if value is not _MISSING:
             return value
+        if self.custom_ids is not None:
+            uid = custom_ids.decode(self.custom_ids, str(key))
+            if uid is not None:
+                return uid
         if self.passthrough is not None and self.passthrough.fullmatch(str(key)):
             return key
         if self.fallback is not None:

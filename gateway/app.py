@@ -23,6 +23,7 @@ from gateway.dialects import (
     projects,  # noqa: F401  (registers the `projects` builtin)
     pronunciation,  # noqa: F401  (registers `pronunciation`)
     voice_clone,  # noqa: F401  (registers `voice_clone`, `voice_edit`, `voice_delete`)
+    voice_design,  # noqa: F401  (registers `voice_design`, `voice_keep`)
 )
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
 from gateway.dialects.fetch import FETCH_SESSION, fetch_session

@@ -95,6 +95,7 @@ def voice_item(voice: dict[str, Any], style: str) -> dict[str, Any]:
         "accent": tags.get("accent"),
         "labels": {k[6:]: v for k, v in tags.items() if k.startswith("label:")},
         "owned": True,
+        "generated": tags.get("origin") == "generated",  # kept from a voice design preview
         "source": "gradium",
     }
 

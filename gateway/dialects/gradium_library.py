@@ -106,20 +106,19 @@ async def own_voices(request: web.Request, key: str, style: str) -> list[dict[st
             and is_mine(str(v.get("name") or ""))] if isinstance(data, list) else []
 
 
-async def own_voice(request: web.Request, key: str, public_id: Any, style: str, param: str) -> dict[str, Any]:
-    """The caller's voice behind `public_id`, or `voice_not_found`."""
+async def own_voice(request: web.Request, key: str, public_id: Any, style: str, param: str,
+                    miss: str = "voice_not_found") -> dict[str, Any]:
+    """The caller's voice behind `public_id`, or the error kind `miss`."""
+    missing = GatewayError(miss, f"A voice with the voice_id {public_id} was not found.", param)
     uid = custom_ids.decode("voice", str(public_id or ""))
     if uid is None:
-        raise GatewayError("voice_not_found", f"A voice with the voice_id {public_id} was not found.", param)
+        raise missing
     try:
         voice = await call(request, "GET", f"voices/{uid}", key)
     except GatewayError as err:
-        if err.kind == "not_found":
-            raise GatewayError("voice_not_found", f"A voice with the voice_id {public_id} was not found.",
-                               param) from None
-        raise
+        raise (missing if err.kind == "not_found" else err) from None
     if not isinstance(voice, dict) or voice.get("is_catalog") or not is_mine(str(voice.get("name") or "")):
-        raise GatewayError("voice_not_found", f"A voice with the voice_id {public_id} was not found.", param)
+        raise missing
     return {**voice, "uid": uid} | {"item": voice_item({**voice, "uid": uid}, style)}
 
 

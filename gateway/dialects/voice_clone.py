@@ -143,7 +143,8 @@ async def voice_clone(request: web.Request, ctx: RequestContext, req: RequestDat
 async def voice_edit(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     """Params: `voice_id` (required), `name`, `description`, `labels`, `gender`, `accent`, `language`.
     Samples cannot be replaced (Gradium keeps one clip per voice; create a new voice instead): option
-    `files` names the form field whose presence is refused. Answers with the `item` template."""
+    `files` names the form field whose presence is refused; `miss`: the error kind for an unknown id
+    (default voice_not_found). Answers with the `item` template."""
     opts = ctx.route.spec.builtin_options
     style = str(opts.get("id_style", "b64"))
     key = caller_key(request, ctx, req)
@@ -152,7 +153,8 @@ async def voice_edit(request: web.Request, ctx: RequestContext, req: RequestData
     if files and hasattr(req.form, "getall") and req.form.getall(str(files), []):
         raise GatewayError("invalid_request", "Replacing a voice's samples is not supported: create a new voice "
                            "with them (Gradium clones from one clip)", str(files))
-    voice = await own_voice(request, key, params.get("voice_id"), style, "voice_id")
+    miss = str(opts.get("miss", "voice_not_found"))
+    voice = await own_voice(request, key, params.get("voice_id"), style, "voice_id", miss)
     uid = voice["uid"]
     changes: dict[str, Any] = {}
     if params.get("name") and str(params["name"]).strip() != voice["item"]["name"]:
@@ -173,10 +175,12 @@ async def voice_edit(request: web.Request, ctx: RequestContext, req: RequestData
 @builtin("voice_delete")
 async def voice_delete(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     """Params: `voice_id`. Answers with the `deleted` template (or an empty 204 without one)."""
-    style = str(ctx.route.spec.builtin_options.get("id_style", "b64"))
+    opts = ctx.route.spec.builtin_options
+    style = str(opts.get("id_style", "b64"))
     key = caller_key(request, ctx, req)
     params = ctx.route.read_params(req)
-    voice = await own_voice(request, key, params.get("voice_id"), style, "voice_id")
+    voice = await own_voice(request, key, params.get("voice_id"), style, "voice_id",
+                            str(opts.get("miss", "voice_not_found")))
     await call(request, "DELETE", f"voices/{voice['uid']}", key)
     if "deleted" not in ctx.route.render:
         return web.Response(status=204, headers=request_id_headers(ctx))

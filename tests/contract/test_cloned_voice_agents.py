@@ -1,0 +1,90 @@
+"""LiveKit and Pipecat speak with a voice cloned through the gateway, for ElevenLabs and Cartesia: the
+clone's id goes where a stock voice id went, nothing else changes, and the clone's tones are heard."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from cartesia import AsyncCartesia
+from elevenlabs.client import AsyncElevenLabs
+from livekit.agents import APIConnectOptions
+from livekit.plugins import cartesia as lk_cartesia
+from livekit.plugins import elevenlabs as lk_elevenlabs
+from pipecat.frames.frames import ErrorFrame, TTSAudioRawFrame, TTSSpeakFrame
+from pipecat.services.cartesia.tts import CartesiaTTSService
+from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
+from pipecat.tests.utils import SleepFrame, run_test
+
+from gateway.emulator import tones
+from tests.audiocheck import expected_words, wav_bytes, words
+from tests.conftest import Gateway
+from tests.voiceagents import pc_params
+
+KEY = "gsk_test"
+NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pipecat() -> None:
+    logging.getLogger("pipecat").setLevel(logging.WARNING)
+
+
+def clone_spoke(pcm: np.ndarray, rate: int, text: str) -> None:
+    assert words(pcm, rate) == expected_words(text)
+    assert tones.tone_length_s(pcm, rate) > tones.TONE_S + 0.003  # not a stock voice's tones
+
+
+def sample() -> tuple[str, io.BytesIO, str]:
+    return ("me.wav", io.BytesIO(wav_bytes("my own voice", 24000)), "audio/wav")
+
+
+async def pipecat_pcm(service: Any, text: str) -> np.ndarray:
+    down, _ = await run_test(service, frames_to_send=[TTSSpeakFrame(text), SleepFrame(1.0)],
+                             pipeline_params=pc_params())
+    assert not [f for f in down if isinstance(f, ErrorFrame)]
+    return np.frombuffer(b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame)), np.int16)
+
+
+async def test_elevenlabs_clone_in_livekit_and_pipecat(gateway: Gateway) -> None:
+    vid = (await AsyncElevenLabs(api_key=KEY, base_url=gateway.http).voices.ivc.create(
+        name="Agent voice", files=[sample()])).voice_id
+    async with aiohttp.ClientSession() as http:
+        tts = lk_elevenlabs.TTS(api_key=KEY, base_url=f"{gateway.http}/v1", http_session=http, voice_id=vid,
+                                encoding="pcm_24000")
+        frames = [ev.frame async for ev in tts.synthesize("LiveKit over HTTP.", conn_options=NO_RETRY)]
+        clone_spoke(np.concatenate([np.frombuffer(f.data, np.int16) for f in frames]), 24000, "LiveKit over HTTP.")
+        stream = tts.stream(conn_options=NO_RETRY)  # the multi-context socket
+        stream.push_text("LiveKit on the socket.")
+        stream.end_input()
+        frames = [ev.frame async for ev in stream]
+        await stream.aclose()
+        clone_spoke(np.concatenate([np.frombuffer(f.data, np.int16) for f in frames]), 24000,
+                    "LiveKit on the socket.")
+        await tts.aclose()
+    pc = ElevenLabsTTSService(api_key=KEY, url=gateway.ws, sample_rate=16000,
+                              settings=ElevenLabsTTSService.Settings(voice=vid))
+    clone_spoke(await pipecat_pcm(pc, "Pipecat speaks."), 16000, "Pipecat speaks.")
+
+
+async def test_cartesia_clone_in_livekit_and_pipecat(gateway: Gateway) -> None:
+    vid = (await AsyncCartesia(api_key=KEY, base_url=gateway.http, max_retries=0).voices.clone(
+        clip=sample(), name="Agent voice", language="en")).id
+    async with aiohttp.ClientSession() as http:
+        tts = lk_cartesia.TTS(api_key=KEY, base_url=gateway.http, http_session=http, sample_rate=24000, voice=vid)
+        audio = b"".join([ev.frame.data.tobytes() async for ev in tts.synthesize("LiveKit over HTTP.")])
+        clone_spoke(np.frombuffer(audio, np.int16), 24000, "LiveKit over HTTP.")
+        stream = tts.stream()
+        stream.push_text("LiveKit on the socket.")
+        stream.end_input()
+        pcm = b"".join([ev.frame.data.tobytes() async for ev in stream])
+        await stream.aclose()
+        clone_spoke(np.frombuffer(pcm, np.int16), 24000, "LiveKit on the socket.")
+        await tts.aclose()
+    pc = CartesiaTTSService(api_key=KEY, url=f"{gateway.ws}/tts/websocket", sample_rate=16000,
+                            settings=CartesiaTTSService.Settings(voice=vid))
+    clone_spoke(await pipecat_pcm(pc, "Pipecat speaks."), 16000, "Pipecat speaks.")

@@ -154,7 +154,7 @@ async def pronunciation(request: web.Request, ctx: RequestContext, req: RequestD
     opts = ctx.route.spec.builtin_options
     action, style = str(opts.get("action")), str(opts.get("id_style", "b64"))
     rule_spec = dict(opts.get("rule") or {})
-    key = caller_key(request, ctx, req)
+    key = await caller_key(request, ctx, req)
     p = ctx.route.read_params(req)
 
     def answer(event: str, d: dict[str, Any], status: int = 200) -> web.Response:

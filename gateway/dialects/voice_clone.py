@@ -41,8 +41,10 @@ def reply(ctx: RequestContext, params: dict[str, Any], event: str, fields: dict[
                         headers=request_id_headers(ctx))
 
 
-def caller_key(request: web.Request, ctx: RequestContext, req: RequestData) -> str:
-    return request.app[AUTH].upstream_key(find_credential(ctx.mapping.credentials, req), scope=ctx.route.name)
+async def caller_key(request: web.Request, ctx: RequestContext, req: RequestData) -> str:
+    """The caller's Gradium key (its identity for `custom_ids` is noted as a side effect)."""
+    return await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
+                                             ctx.route.name)
 
 
 def _read(part: Any, field: str, limit: int) -> tuple[str, bytes]:
@@ -110,7 +112,7 @@ async def voice_clone(request: web.Request, ctx: RequestContext, req: RequestDat
     `accent`. Answers with the `created` template."""
     opts = ctx.route.spec.builtin_options
     style = str(opts.get("id_style", "b64"))
-    key = caller_key(request, ctx, req)
+    key = await caller_key(request, ctx, req)
     params = ctx.route.read_params(req)
     name = str(params.get("name") or "").strip()
     if not name:
@@ -147,7 +149,7 @@ async def voice_edit(request: web.Request, ctx: RequestContext, req: RequestData
     (default voice_not_found). Answers with the `item` template."""
     opts = ctx.route.spec.builtin_options
     style = str(opts.get("id_style", "b64"))
-    key = caller_key(request, ctx, req)
+    key = await caller_key(request, ctx, req)
     params = ctx.route.read_params(req)
     files = opts.get("files")
     if files and hasattr(req.form, "getall") and req.form.getall(str(files), []):
@@ -177,7 +179,7 @@ async def voice_delete(request: web.Request, ctx: RequestContext, req: RequestDa
     """Params: `voice_id`. Answers with the `deleted` template (or an empty 204 without one)."""
     opts = ctx.route.spec.builtin_options
     style = str(opts.get("id_style", "b64"))
-    key = caller_key(request, ctx, req)
+    key = await caller_key(request, ctx, req)
     params = ctx.route.read_params(req)
     voice = await own_voice(request, key, params.get("voice_id"), style, "voice_id",
                             str(opts.get("miss", "voice_not_found")))

@@ -59,7 +59,7 @@ async def _speak(request: web.Request, key: str, voice_id: str, text: str, gradi
 @builtin("voice_design")
 async def voice_design(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     opts = ctx.route.spec.builtin_options
-    key = caller_key(request, ctx, req)
+    key = await caller_key(request, ctx, req)
     p = ctx.route.read_params(req)
     prompt = str(p.get("description") or "").strip()
     if not prompt:
@@ -97,7 +97,7 @@ async def voice_design(request: web.Request, ctx: RequestContext, req: RequestDa
 async def voice_keep(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     opts = ctx.route.spec.builtin_options
     style = str(opts.get("id_style", "b64"))
-    key = caller_key(request, ctx, req)
+    key = await caller_key(request, ctx, req)
     p = ctx.route.read_params(req)
     public = str(p.get("generated_voice_id") or "")
     draft = custom_ids.decode("draft", public)

@@ -245,10 +245,6 @@ async def post_asr(request: web.Request) -> web.StreamResponse:
 # -- voices, usage, tokens ------------------------------------------------------------------------
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 @guarded(speech=False)
 async def credits(request: web.Request) -> web.Response:
     state = request.app[STATE]

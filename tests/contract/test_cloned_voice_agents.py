@@ -88,3 +88,21 @@ async def test_cartesia_clone_in_livekit_and_pipecat(gateway: Gateway) -> None:
     pc = CartesiaTTSService(api_key=KEY, url=f"{gateway.ws}/tts/websocket", sample_rate=16000,
                             settings=CartesiaTTSService.Settings(voice=vid))
     clone_spoke(await pipecat_pcm(pc, "Pipecat speaks."), 16000, "Pipecat speaks.")
+
+
+async def test_deepgram_model_takes_a_gradium_voice_id(gateway: Gateway) -> None:
+    """Deepgram has no custom voices; a Gradium voice id (here the org's own voice, by its Gradium uid)
+    works as `model` with the official SDK, and it is that voice that speaks."""
+    from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
+
+    from gateway.emulator.state import STATE
+
+    uid, _ = gateway.emulator.app[STATE].voices.create(
+        "x", name="Org voice", language="en", description="", start_s=0.0, filename="v.wav")
+    uid = uid.uid
+    env = DeepgramClientEnvironment(base=gateway.http, production=gateway.ws, agent=gateway.ws,
+                                    agent_rest=gateway.http)
+    client = AsyncDeepgramClient(api_key=KEY, environment=env)
+    audio = b"".join([c async for c in client.speak.v1.audio.generate(
+        text="Deepgram speaks.", model=uid, encoding="linear16", container="none", sample_rate=16000)])
+    clone_spoke(np.frombuffer(audio, np.int16), 16000, "Deepgram speaks.")

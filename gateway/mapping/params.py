@@ -67,12 +67,12 @@ class CompiledTable:
         value = self.entries.get(k, _MISSING)
         if value is not _MISSING:
             return value
-        if self.custom_ids is not None:
+        if self.passthrough is not None and self.passthrough.fullmatch(str(key)):
+            return key
+        if self.custom_ids is not None:  # after the passthrough: a Gradium id is never read as a sealed one
             uid = custom_ids.decode(self.custom_ids, str(key))
             if uid is not None:
                 return uid
-        if self.passthrough is not None and self.passthrough.fullmatch(str(key)):
-            return key
         if self.fallback is not None:
             return self.fallback
         raise GatewayError(self.miss, f"{param}: {key!r} is not a known value", param)

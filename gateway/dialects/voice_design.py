@@ -33,6 +33,8 @@ from gateway.mapping.compiler import audio_format
 from gateway.mapping.params import RequestData
 from gateway.upstream.gradium import parse_rest_error
 
+READY_WAIT_S = 60.0  # Gradium computes drafts asynchronously: how long previews wait for them
+READY_POLL_S = 0.5
 PREVIEW_TEXT = "Hello! This is a preview of a voice designed from your description. How does it sound?"
 MAX_PREVIEW_BYTES = 20 * 1024 * 1024
 
@@ -56,6 +58,22 @@ async def _speak(request: web.Request, key: str, voice_id: str, text: str, gradi
     return bytes(data)
 
 
+async def _wait_ready(request: web.Request, key: str, drafts: list[dict[str, Any]]) -> None:
+    """Poll `GET /api/voice-generator/embeddings` until every draft is ready (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_WAIT_S
+    for draft in drafts:
+        while not draft.get("ready", True):
+            if loop.time() >= deadline:
+                raise GatewayError("upstream_unavailable", "Gradium's voice generator did not finish in time")
+            await asyncio.sleep(READY_POLL_S)
+            got = await call(request, "GET", "voice-generator/embeddings", key,
+                             params={"embedding_id": str(draft["embedding_id"])})
+            entries = (got or {}).get("embeddings") if isinstance(got, dict) else None
+            if entries and isinstance(entries[0], dict):
+                draft.update(entries[0])
+
+
 @builtin("voice_design")
 async def voice_design(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     opts = ctx.route.spec.builtin_options
@@ -74,6 +92,7 @@ async def voice_design(request: web.Request, ctx: RequestContext, req: RequestDa
     drafts = [e for e in (out or {}).get("embeddings") or [] if isinstance(e, dict) and e.get("embedding_id")]
     if not drafts:
         raise GatewayError("upstream_error", "Gradium's voice generator returned no voices")
+    await _wait_ready(request, key, drafts)
     spoken = await asyncio.gather(*(_speak(request, key, str(d["embedding_id"]), text, name) for d in drafts))
     previews = []
     for draft, raw in zip(drafts, spoken, strict=True):

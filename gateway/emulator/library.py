@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,9 +121,14 @@ class Draft:
     language: str
     created_at: str
     expires_at: str
+    ready_at: float = 0.0  # monotonic time it becomes usable
+
+    @property
+    def ready(self) -> bool:
+        return time.monotonic() >= self.ready_at
 
     def to_api(self) -> dict[str, Any]:
-        return {"embedding_id": self.embedding_id, "ready": True, "expires_at": self.expires_at,
+        return {"embedding_id": self.embedding_id, "ready": self.ready, "expires_at": self.expires_at,
                 "prompt": self.prompt, "language": self.language, "created_at": self.created_at}
 
 
@@ -133,13 +139,14 @@ class DraftStore:
     def __init__(self) -> None:
         self._drafts: dict[str, Draft] = {}
 
-    def generate(self, owner: str, prompt: str, language: str, n: int) -> list[Draft]:
+    def generate(self, owner: str, prompt: str, language: str, n: int, ready_after_s: float = 0.0) -> list[Draft]:
         now = datetime.now(UTC)
         out = []
         for _ in range(n):
             d = Draft(EMBEDDING_ID_PREFIX + secrets.token_urlsafe(12), owner, prompt, language,
                       now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                      (now + timedelta(hours=24)).isoformat(timespec="seconds").replace("+00:00", "Z"))
+                      (now + timedelta(hours=24)).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                      time.monotonic() + ready_after_s)
             self._drafts[d.embedding_id] = d
             out.append(d)
         return out
@@ -147,3 +154,7 @@ class DraftStore:
     def get(self, owner: str, embedding_id: str) -> Draft | None:
         d = self._drafts.get(embedding_id)
         return d if d is not None and d.owner == owner else None
+
+    def unready(self, embedding_id: str) -> bool:
+        d = self._drafts.get(embedding_id)
+        return d is not None and not d.ready

@@ -43,7 +43,8 @@ class VoiceStore:
 
     def find(self, voice_id: str) -> Voice | None:
         voice = CATALOG_BY_ID.get(voice_id) or self._custom.get(voice_id)
-        if voice is None and voice_id.startswith(EMBEDDING_ID_PREFIX) and len(voice_id) > len(EMBEDDING_ID_PREFIX):
+        if (voice is None and voice_id.startswith(EMBEDDING_ID_PREFIX) and len(voice_id) > len(EMBEDDING_ID_PREFIX)
+                and not self.drafts.unready(voice_id)):
             voice = Voice(uid=voice_id, name=voice_id, language="en", is_catalog=False)
         return voice
 

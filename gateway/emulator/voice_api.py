@@ -149,6 +149,8 @@ async def voice_from_embedding(request: web.Request) -> web.Response:
     draft = state.voices.drafts.get(org, body["voxium_embedding_id"])
     if draft is None:
         return _detail(404, f"Embeddings not found for {body['voxium_embedding_id']}")
+    if not draft.ready:
+        return _detail(409, "The voice embedding is not ready yet")
     if any(v.owner == org and v.name == body["name"] for v in state.voices.owned(org)):
         return _detail(409, f"A voice named {body['name']!r} already exists")
     if _over_limit(state, org):
@@ -175,7 +177,8 @@ async def generate(request: web.Request) -> web.Response:
         return _missing("n_samples", "Input should be between 1 and 5", "less_than_equal")
     if state.settings.allocated_credits - state.usage.consumed_credits <= 0:
         return _detail(402, "Not enough credits to generate voices")
-    drafts = state.voices.drafts.generate(_org(request), body["prompt"], language, n)
+    drafts = state.voices.drafts.generate(_org(request), body["prompt"], language, n,
+                                          state.settings.draft_ready_after_s)
     return _json({"embeddings": [d.to_api() for d in drafts]})
 
 

@@ -62,6 +62,19 @@ async def test_design_keep_and_speak(gateway: Gateway) -> None:
     assert e.value.status_code == 400 and e.value.body["detail"]["status"] == "voice_not_found"
 
 
+async def test_design_waits_for_drafts_to_be_ready(tls_files: Any) -> None:
+    from gateway.emulator import create_emulator_app
+
+    app = create_emulator_app(EmulatorSettings(draft_ready_after_s=0.6))  # Gradium computes drafts async
+    async with run_app(app) as (port, _):
+        emulator = Emulator(app, f"http://127.0.0.1:{port}/api")
+        async with start_gateway(gateway_settings(emulator, tls_files), emulator) as gw:
+            design = await client(gw).text_to_voice.design(voice_description="slow to make", text="Ready now.",
+                                                           output_format="pcm_24000")
+    pcm = decode(base64.b64decode(design.previews[0].audio_base_64), "s16le", 24000).pcm
+    assert words(pcm, 24000) == expected_words("Ready now.")
+
+
 async def test_design_out_of_credits(tls_files: Any) -> None:
     from gateway.emulator import create_emulator_app
 

@@ -121,3 +121,15 @@ async def test_pronunciation_rewrites_ws_speech(emulator: Emulator) -> None:
         assert resp.status == 204
     _, msgs = await _tts_ws(emulator, "x", voice_id=EMMA, pronunciation_id=d["uid"])
     assert msgs[-1]["type"] == "error" and msgs[-1]["message"] == f"Pronunciation dictionary {d['uid']} not found."
+
+
+async def test_gradium_sdk_voice_designer_flow(emulator: Emulator) -> None:
+    """The official `gradium` SDK's designer calls: generate (waiting for ready), get, speak, keep."""
+    sdk = emulator.sdk()
+    out = await sdk.voice_generate("a bright young voice", language="en", n_samples=2, wait=True)
+    draft = out["embeddings"][0]["embedding_id"]
+    assert (await sdk.voice_embedding_get(draft))["ready"] is True
+    result = await sdk.voice_tts(draft, "draft speaking", output_format="pcm")
+    assert tones.transcribe(np.frombuffer(result.raw_data, np.int16), 48000) == "draft speaking"
+    voice = await sdk.voice_from_embedding(draft, name="Bright")
+    assert voice["uid"] in [v["uid"] for v in await sdk.voice_get()]

@@ -106,3 +106,40 @@ async def test_deepgram_model_takes_a_gradium_voice_id(gateway: Gateway) -> None
     audio = b"".join([c async for c in client.speak.v1.audio.generate(
         text="Deepgram speaks.", model=uid, encoding="linear16", container="none", sample_rate=16000)])
     clone_spoke(np.frombuffer(audio, np.int16), 16000, "Deepgram speaks.")
+
+
+async def test_dictionaries_in_pipecat_and_livekit(gateway: Gateway) -> None:
+    """A dictionary made with each vendor's SDK is honoured where the voice agents send its id: Pipecat's
+    ElevenLabs socket (a context's first message) and LiveKit's Cartesia bytes and socket."""
+    import warnings
+
+    from elevenlabs.pronunciation_dictionaries import (
+        BodyAddAPronunciationDictionaryV1PronunciationDictionariesAddFromRulesPostRulesItem_Alias as Alias,
+    )
+    from pipecat.services.elevenlabs.tts import PronunciationDictionaryLocator
+
+    el = await AsyncElevenLabs(api_key=KEY, base_url=gateway.http).pronunciation_dictionaries.create_from_rules(
+        name="agents", rules=[Alias(string_to_replace="Acme", alias="ack me")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pc = ElevenLabsTTSService(api_key=KEY, url=gateway.ws, sample_rate=16000,
+                                  settings=ElevenLabsTTSService.Settings(voice="21m00Tcm4TlvDq8ikWAM"),
+                                  pronunciation_dictionary_locators=[PronunciationDictionaryLocator(
+                                      pronunciation_dictionary_id=el.id, version_id=el.version_id)])
+    assert words(await pipecat_pcm(pc, "Acme calling."), 16000) == ["ack", "me", "calling."]
+
+    # one Gradium account behind both dialects, so dictionary names are shared: another name here
+    ca = await AsyncCartesia(api_key=KEY, base_url=gateway.http, max_retries=0).pronunciation_dicts.create(
+        name="agents too", items=[{"text": "Acme", "alias": "ack me"}])
+    async with aiohttp.ClientSession() as http:
+        tts = lk_cartesia.TTS(api_key=KEY, base_url=gateway.http, http_session=http, sample_rate=24000,
+                              pronunciation_dict_id=ca.id)
+        audio = b"".join([ev.frame.data.tobytes() async for ev in tts.synthesize("Acme over HTTP.")])
+        assert words(np.frombuffer(audio, np.int16), 24000) == ["ack", "me", "over", "http."]
+        stream = tts.stream()
+        stream.push_text("Acme on the socket.")
+        stream.end_input()
+        pcm = b"".join([ev.frame.data.tobytes() async for ev in stream])
+        await stream.aclose()
+        await tts.aclose()
+    assert words(np.frombuffer(pcm, np.int16), 24000) == ["ack", "me", "on", "the", "socket."]

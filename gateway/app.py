@@ -22,6 +22,9 @@ from gateway.dialects import (
     cartesia_builtins,  # noqa: F401  (registers `cursor_catalogue`, `grant_token`)
     catalogue,  # noqa: F401  (registers the `catalogue` builtin)
     projects,  # noqa: F401  (registers the `projects` builtin)
+    pronunciation,  # noqa: F401  (registers `pronunciation`)
+    voice_clone,  # noqa: F401  (registers `voice_clone`, `voice_edit`, `voice_delete`)
+    voice_design,  # noqa: F401  (registers `voice_design`, `voice_keep`)
 )
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
 from gateway.dialects.fetch import FETCH_SESSION, fetch_session

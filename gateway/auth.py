@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 
 from gateway.config import AuthSettings
+from gateway.custom_ids import CALLER, Caller
 from gateway.errors import GatewayError
 from gateway.mapping.params import RequestData
 from gateway.mapping.schema import CredentialSource
@@ -105,10 +106,10 @@ class Authenticator:
         claims = self._token_claims(cred, provider, route)
         if claims is None:
             assert cred is not None
-            return self._api_key(cred.value)[1]
+            return self._caller(*self._api_key(cred.value))
         if claims.single_use and not await self.used.claim(claims.id, claims.expires_at):
             raise GatewayError("unauthorized", "This single-use token was already used")
-        return self._token_key(claims)
+        return self._caller(claims.tenant, self._token_key(claims))
 
     def upstream_key(self, cred: Credential | None, scope: str | None = None) -> str:
         """Synchronous form of `authorize` for callers that cannot await (the WebSocket runtime until it
@@ -121,13 +122,20 @@ class Authenticator:
         claims = self._token_claims(cred, provider, route)
         if claims is None:
             assert cred is not None
-            return self._api_key(cred.value)[1]
+            return self._caller(*self._api_key(cred.value))
         if claims.single_use:
             if not isinstance(self.used, MemoryUsedTokens):
                 raise GatewayError("internal", "single-use tokens on this route need the asynchronous check")
             if not self.used.claim_now(claims.id, claims.expires_at):
                 raise GatewayError("unauthorized", "This single-use token was already used")
-        return self._token_key(claims)
+        return self._caller(claims.tenant, self._token_key(claims))
+
+    def _caller(self, tenant: str | None, upstream_key: str) -> str:
+        """Note who the request is for (`custom_ids.CALLER`: the identity the caller's own voice and
+        dictionary ids are derived for) and return its upstream key. In forward mode the Gradium key is
+        the identity; in managed mode also the tenant (tenants may share one Gradium key)."""
+        CALLER.set(Caller(upstream_key, tenant if self.settings.mode == "managed" else None))
+        return upstream_key
 
     def _token_claims(self, cred: Credential | None, provider: str, route: str) -> TokenClaims | None:
         """The verified claims when `cred` is (or must be) a gateway token; None for an API key."""

@@ -20,6 +20,7 @@ from gateway.auth import find_credential
 from gateway.dialects.builtins import builtin, token_response
 from gateway.dialects.catalogue import item_by_id
 from gateway.dialects.common import AUTH, GRADIUM, SETTINGS, RequestContext, render_event, request_id_headers
+from gateway.dialects.gradium_library import own_voices
 from gateway.errors import GatewayError
 from gateway.mapping.params import CompiledTable, RequestData
 
@@ -60,10 +61,19 @@ async def cursor_catalogue(request: web.Request, ctx: RequestContext, req: Reque
     the page's last item when there is more, `$total_count`)."""
     route = ctx.route
     opts = route.spec.builtin_options
-    await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider, route.name)
+    key = await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
+                                            route.name)
     params = route.read_params(req)
     scope = ctx.scope(params)
     items = _items(ctx, opts)
+    if opts.get("gradium_voices"):
+        owned = await own_voices(request, key, str(opts.get("id_style", "b64")))
+        maps = {field: _table(ctx, t) for field, t in (opts.get("field_tables") or {}).items()}
+        for item in owned:
+            for field, t in maps.items():
+                if item.get(field) is not None:
+                    item[field] = t.entries.get(str(item[field]).lower(), item[field])
+        items = owned + items
 
     def render_item(item: dict[str, Any]) -> Any:
         return render_event(route, scope, "item", {"item": item})
@@ -74,6 +84,9 @@ async def cursor_catalogue(request: web.Request, ctx: RequestContext, req: Reque
     else:
         if any(_truthy(params.get(p)) for p in opts.get("empty_params") or []):
             items = []
+        owner = params.get(opts.get("owned_param") or "")
+        if owner is not None:
+            items = [i for i in items if bool(i.get("owned")) == _truthy(owner)]
         for param, field in (opts.get("filters") or {}).items():
             want = params.get(param)
             if want is not None:

@@ -25,6 +25,7 @@ from aiohttp import web
 from gateway.auth import find_credential
 from gateway.dialects.builtins import builtin
 from gateway.dialects.common import AUTH, GRADIUM, RequestContext, render_event, request_id_headers
+from gateway.dialects.gradium_library import is_mine, voice_item
 from gateway.errors import GatewayError
 from gateway.mapping.params import RequestData
 
@@ -58,7 +59,8 @@ def gradium_item(voice: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-async def _gradium_voices(request: web.Request, key: str, include_catalog: bool) -> list[dict[str, Any]]:
+async def _gradium_voices(request: web.Request, key: str, include_catalog: bool,
+                          style: str = "b64") -> list[dict[str, Any]]:
     try:
         data = await request.app[GRADIUM].get_json(
             "voices/", key, params={"include_catalog": "true" if include_catalog else "false", "limit": "0"})
@@ -67,7 +69,12 @@ async def _gradium_voices(request: web.Request, key: str, include_catalog: bool)
             raise
         log.warning("catalogue.gradium_voices_unavailable", kind=err.kind, message=err.message)
         return []
-    return [item for v in data if isinstance(v, dict) and (item := gradium_item(v))] if isinstance(data, list) else []
+    if not isinstance(data, list):
+        return []
+    # the caller's own voices: sealed ids, only its tenant's (gradium_library); catalogue voices as they are
+    return [voice_item(v, style) if not v.get("is_catalog", False) else item
+            for v in data if isinstance(v, dict) and (item := gradium_item(v))
+            and (v.get("is_catalog", False) or is_mine(str(v.get("name") or "")))]
 
 
 def _table_items(ctx: RequestContext, name: str | None, defaults: dict[str, Any]) -> list[dict[str, Any]]:
@@ -154,7 +161,8 @@ async def catalogue(request: web.Request, ctx: RequestContext, req: RequestData)
     items = _table_items(ctx, opts.get("table"), dict(opts.get("defaults") or {}))
     if opts.get("gradium_voices"):
         known = {i["id"] for i in items}
-        extra = await _gradium_voices(request, key, bool(opts.get("include_catalog", True)))
+        extra = await _gradium_voices(request, key, bool(opts.get("include_catalog", True)),
+                                      str(opts.get("id_style", "b64")))
         items += [i for i in extra if i["id"] not in known]
 
     def render_item(item: dict[str, Any]) -> Any:

@@ -193,7 +193,7 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         sequence = SequenceStream(gradium, spec.kind, key, plan.setup, segments)
         await sequence.start()
         upstream = sequence
-    elif spec.upstream == "rest":
+    elif spec.upstream == "rest" and not plan.setup.get("pronunciation_id"):  # Gradium applies it on WS only
         upstream = await gradium.post(spec.kind, key, json={**plan.setup, "text": text, "only_audio": False})
     else:
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)

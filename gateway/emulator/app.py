@@ -13,6 +13,7 @@ from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.state import STATE, EmulatorState
 from gateway.emulator.stats import STATS, Stats
 from gateway.emulator.stt_replay import REPLAY, ReplayCache
+from gateway.emulator.voice_api import add_voice_routes
 from gateway.emulator.ws import asr_ws, tts_ws
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def create_emulator_app(settings: EmulatorSettings | None = None) -> web.Applica
     app.router.add_get("/api/speech/tts", tts_ws)
     app.router.add_get("/api/speech/asr", asr_ws)
     add_rest_routes(app)
+    add_voice_routes(app)
     add_control_routes(app)
     return app
 

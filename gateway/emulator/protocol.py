@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import orjson
 
 from gateway.audio.formats import GRADIUM_INPUT_FORMATS, GRADIUM_OUTPUT_FORMATS, AudioFormat
+from gateway.emulator.library import Rule
 from gateway.emulator.voices import Voice
 
 # Close codes, as Gradium uses them in both the error frame and the close.
@@ -124,6 +125,7 @@ class TtsSetup:
     json_config: dict[str, Any]
     client_req_id: ReqId
     close_ws_on_eos: bool
+    rewrites: tuple[Rule, ...] = ()  # the setup's pronunciation dictionary (`pronunciation_id`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,8 @@ class VoiceLookup(Protocol):
     def find(self, voice_id: str) -> Voice | None: ...
 
     def find_by_name(self, name: str) -> Voice | None: ...
+
+    def pronunciation_rules(self, uid: str) -> tuple[Rule, ...] | None: ...
 
 
 def parse_tts_setup(msg: dict[str, Any], voices: VoiceLookup, default_voice_id: str) -> TtsSetup:
@@ -167,6 +171,13 @@ def parse_tts_setup(msg: dict[str, Any], voices: VoiceLookup, default_voice_id: 
     _number(config, "temp", 0.0, 1.5)
     _number(config, "cfg_coef", 1.0, 10.0, "cfg_coef should be between 1.0 and 10.0")
     _number(config, "padding_bonus", -5.0, 5.0)
+    rules: tuple[Rule, ...] = ()
+    pronunciation_id = _optional_str(msg, "pronunciation_id")
+    if pronunciation_id:
+        found = voices.pronunciation_rules(pronunciation_id)
+        if found is None:
+            raise GradiumError(INTERNAL, f"Pronunciation dictionary {pronunciation_id} not found.")
+        rules = found
     return TtsSetup(
         model_name=_model_name(msg),
         voice=voice,
@@ -175,6 +186,7 @@ def parse_tts_setup(msg: dict[str, Any], voices: VoiceLookup, default_voice_id: 
         json_config=config,
         client_req_id=client_req_id,
         close_ws_on_eos=_close_on_eos(msg),
+        rewrites=rules,
     )
 
 

@@ -151,7 +151,7 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
         body["json_config"] = request.query["json_config"]  # SK: also accepted as a query parameter
     try:
         setup = parse_tts_setup(body, state.voices, DEFAULT_VOICE_ID)
-        engine = TtsEngine(setup.audio_format)
+        engine = TtsEngine(setup.audio_format, setup.voice)  # pronunciation_id: WebSocket only (DOCS)
     except GradiumError as exc:
         return _speech_error(exc.code, exc.message)
     request.app[STATS].record_setup(
@@ -245,105 +245,6 @@ async def post_asr(request: web.Request) -> web.StreamResponse:
 # -- voices, usage, tokens ------------------------------------------------------------------------
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-@guarded(speech=False)
-async def list_voices(request: web.Request) -> web.Response:
-    voices = request.app[STATE].voices.list(_truthy(request.query.get("include_catalog")))
-    skip = _int_query(request, "skip", 0)
-    limit = _int_query(request, "limit", 100)
-    # The SDK sends limit=0, meaning no limit (PW).
-    page = voices[skip:] if limit == 0 else voices[skip : skip + limit]
-    return _json([v.to_api() for v in page])
-
-
-def _int_query(request: web.Request, name: str, default: int) -> int:
-    try:
-        return max(0, int(request.query.get(name, default)))
-    except ValueError:
-        return default
-
-
-@guarded(speech=False)
-async def get_voice(request: web.Request) -> web.Response:
-    voice = request.app[STATE].voices.find(request.match_info["uid"])
-    if voice is None:
-        return _detail(404, "Voice not found")
-    return _json(voice.to_api())
-
-
-@guarded(speech=False)
-async def create_voice(request: web.Request) -> web.Response:
-    fields: dict[str, str] = {}
-    filename: str | None = None
-    if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name == "audio_file":
-                filename = getattr(part, "filename", None) or "audio"
-                await part.read()  # type: ignore[union-attr]
-            elif part.name:
-                fields[part.name] = await part.text()  # type: ignore[union-attr]
-    if filename is None or "name" not in fields:
-        missing = "audio_file" if filename is None else "name"
-        return _json({"detail": [{"loc": ["body", missing], "msg": "Field required", "type": "missing"}]}, status=422)
-    try:
-        start_s = float(fields.get("start_s", "0") or 0)
-    except ValueError:
-        start_s = 0.0
-    voice = request.app[STATE].voices.create(
-        name=fields["name"],
-        language=fields.get("language", "en"),
-        description=fields.get("description", ""),
-        start_s=start_s,
-        filename=filename,
-    )
-    return _json({"uid": voice.uid, "error": None, "was_updated": False}, status=201)
-
-
-@guarded(speech=False)
-async def update_voice(request: web.Request) -> web.Response:
-    store = request.app[STATE].voices
-    uid = request.match_info["uid"]
-    try:
-        changes = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        changes = None
-    if not isinstance(changes, dict):
-        return _json({"detail": [{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}]}, 422)
-    existing = store.find(uid)
-    if existing is not None and existing.is_catalog:
-        return _detail(403, "Catalog voices cannot be modified")
-    voice = store.update(uid, changes)
-    if voice is None:
-        return _detail(404, "Voice not found")
-    return _json(
-        {
-            "uid": voice.uid,
-            "name": voice.name,
-            "description": voice.description,
-            "language": voice.language,
-            "start_s": voice.start_s,
-            "stop_s": None,
-            "filename": voice.filename,
-            "org_uid": "emulator-org",
-            "is_pending": False,
-            "has_audio": True,
-            "is_pro_clone": voice.is_pro_clone,
-        }
-    )
-
-
-@guarded(speech=False)
-async def delete_voice(request: web.Request) -> web.Response:
-    if not request.app[STATE].voices.delete(request.match_info["uid"]):
-        return _detail(404, "Voice not found")
-    # FastAPI's 204 carries this header and the SDK needs it to not raise (specs §8.6).
-    return web.Response(status=204, headers={"Content-Type": "application/json"})
-
-
 @guarded(speech=False)
 async def credits(request: web.Request) -> web.Response:
     state = request.app[STATE]
@@ -393,12 +294,6 @@ def add_rest_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/post/speech/tts", post_tts)
     r.add_post("/api/post/speech/asr", post_asr)
-    for base in ("/api/voices/", "/api/voices"):
-        r.add_get(base, list_voices)
-        r.add_post(base, create_voice)
-    r.add_get("/api/voices/{uid}", get_voice)
-    r.add_put("/api/voices/{uid}", update_voice)
-    r.add_delete("/api/voices/{uid}", delete_voice)
     r.add_get("/api/usages/credits", credits)
     r.add_get("/api/usages/summary", usage_summary)
     r.add_get("/api/api-keys/token", api_token)

@@ -33,6 +33,11 @@ class EmulatorSettings:
     heartbeat_s: float | None = None
     # Pre-made org voices (listed without include_catalog); tests may add or clear them.
     custom_voices: tuple[Voice, ...] = field(default_factory=lambda: CUSTOM_VOICES)
+    # Voice-generator drafts are computed asynchronously by Gradium: `ready` turns true this long after
+    # generation (0: at once); an unready draft cannot speak or become a voice.
+    draft_ready_after_s: float = 0.0
+    # Custom voices an org may hold; one more is a 409 (`Voice limit reached`).
+    voice_limit: int = 30
     allocated_credits: int = 1_000_000
     plan_name: str = "Emulator"
     residency: str = "none"

@@ -12,11 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.emulator.auth import Auth
+from gateway.emulator.library import EMBEDDING_ID_PREFIX, DraftStore, PronunciationStore, Rule
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.voices import CATALOG, CATALOG_BY_ID, Voice
-
-# Draft voices from the voice designer (SDK voices.py): any such id is treated as ready.
-EMBEDDING_ID_PREFIX = "vox_emb_"
 
 # Credit prices (specs §7): TTS per character, STT per second.
 TTS_CREDITS_PER_CHAR = 1
@@ -24,12 +22,29 @@ STT_CREDITS_PER_S = 3
 
 
 class VoiceStore:
+    """Catalogue voices plus custom ones. A custom voice belongs to the org (key id) that made it:
+    listing, reading, editing and deleting see only the caller's own (pre-made ones, `owner` None,
+    belong to every org). TTS (`find`) resolves any id: the emulator does not track a socket's org."""
+
     def __init__(self, custom: Iterable[Voice]) -> None:
         self._custom: dict[str, Voice] = {v.uid: v for v in custom}
+        self.pronunciations = PronunciationStore()
+        self.drafts = DraftStore()
+
+    def pronunciation_rules(self, uid: str) -> tuple[Rule, ...] | None:
+        return self.pronunciations.rules(uid)
+
+    def owned(self, owner: str) -> list[Voice]:
+        return [v for v in self._custom.values() if v.owner in (None, owner)]
+
+    def find_owned(self, owner: str, uid: str) -> Voice | None:
+        v = self._custom.get(uid)
+        return v if v is not None and v.owner in (None, owner) else None
 
     def find(self, voice_id: str) -> Voice | None:
         voice = CATALOG_BY_ID.get(voice_id) or self._custom.get(voice_id)
-        if voice is None and voice_id.startswith(EMBEDDING_ID_PREFIX) and len(voice_id) > len(EMBEDDING_ID_PREFIX):
+        if (voice is None and voice_id.startswith(EMBEDDING_ID_PREFIX) and len(voice_id) > len(EMBEDDING_ID_PREFIX)
+                and not self.drafts.unready(voice_id)):
             voice = Voice(uid=voice_id, name=voice_id, language="en", is_catalog=False)
         return voice
 
@@ -40,18 +55,20 @@ class VoiceStore:
                 return voice
         return None
 
-    def list(self, include_catalog: bool) -> list[Voice]:
-        custom = list(self._custom.values())
+    def list(self, owner: str, include_catalog: bool) -> list[Voice]:
+        custom = self.owned(owner)
         return [*CATALOG, *custom] if include_catalog else custom
 
-    def create(self, **attrs: Any) -> Voice:
-        uid = secrets.token_urlsafe(12)[:16]
-        voice = Voice(uid=uid, is_catalog=False, **attrs)
+    def create(self, owner: str, **attrs: Any) -> tuple[Voice, bool]:
+        """A new voice, or (Gradium's `was_updated`) the org's voice of that name, replaced."""
+        same = next((v for v in self.owned(owner) if v.owner == owner and v.name == attrs.get("name")), None)
+        uid = same.uid if same is not None else secrets.token_urlsafe(12)[:16]
+        voice = Voice(uid=uid, is_catalog=False, owner=owner, **attrs)
         self._custom[uid] = voice
-        return voice
+        return voice, same is not None
 
-    def update(self, uid: str, changes: dict[str, Any]) -> Voice | None:
-        voice = self._custom.get(uid)
+    def update(self, owner: str, uid: str, changes: dict[str, Any]) -> Voice | None:
+        voice = self.find_owned(owner, uid)
         if voice is None:
             return None
         allowed = {k: v for k, v in changes.items() if k in ("name", "description", "language", "start_s")}
@@ -63,8 +80,8 @@ class VoiceStore:
         self._custom[uid] = voice
         return voice
 
-    def delete(self, uid: str) -> bool:
-        return self._custom.pop(uid, None) is not None
+    def delete(self, owner: str, uid: str) -> bool:
+        return self.find_owned(owner, uid) is not None and self._custom.pop(uid, None) is not None
 
 
 @dataclass

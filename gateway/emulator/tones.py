@@ -189,12 +189,12 @@ class ToneSynth:
     The streaming TTS calls `word` and `pause` as text arrives; `synthesize` is the one-shot form.
     """
 
-    def __init__(self, sample_rate: int, lead_in_s: float = LEAD_IN_S) -> None:
+    def __init__(self, sample_rate: int, lead_in_s: float = LEAD_IN_S, tone_s: float = TONE_S) -> None:
         if sample_rate < 8000:
             raise ValueError("the tone codec needs at least 8 kHz")
         self.sample_rate = sample_rate
         self._samples = 0
-        self._tone_len = round(TONE_S * sample_rate)
+        self._tone_len = round(tone_s * sample_rate)  # a voice's identity (voices.Voice.tone_s)
         self._gap_len = round(CHAR_GAP_S * sample_rate)
         ramp = round(RAMP_S * sample_rate)
         envelope = np.ones(self._tone_len)
@@ -449,3 +449,20 @@ def transcribe(pcm: np.ndarray, sample_rate: int) -> str:
     words = recognizer.feed(pcm)
     words += recognizer.flush()
     return " ".join(w.text for w in words)
+
+
+def tone_length_s(pcm: np.ndarray, sample_rate: int) -> float:
+    """The median length of the tone bursts in `pcm`: which voice spoke (see `voices.Voice.tone_s`).
+
+    Bursts are runs of the 1 ms envelope above a tenth of the peak; character gaps (15 ms) split them.
+    """
+    x = np.abs(pcm.astype(np.float64))
+    hop = max(1, sample_rate // 1000)
+    env = x[: len(x) // hop * hop].reshape(-1, hop).max(axis=1)
+    if not len(env) or env.max() <= 0:
+        return 0.0
+    on = np.concatenate([[False], env > env.max() * 0.1, [False]])
+    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
+    runs = (edges[1::2] - edges[::2]) * hop / sample_rate
+    runs = runs[runs > MIN_BREAK_S / 10]
+    return float(np.median(runs)) if len(runs) else 0.0

@@ -16,18 +16,22 @@ import numpy as np
 from gateway.audio.formats import AudioFormat
 from gateway.emulator import tones
 from gateway.emulator.audio_io import AudioEncoder
+from gateway.emulator.library import Rule, rewrite
 from gateway.emulator.protocol import TTS_FRAME_S
 from gateway.emulator.settings import EmulatorSettings
+from gateway.emulator.voices import Voice
 
 Message = dict[str, Any]
 
 
 class TtsEngine:
-    def __init__(self, fmt: AudioFormat) -> None:
+    def __init__(self, fmt: AudioFormat, voice: Voice | None = None, rewrites: tuple[Rule, ...] = ()) -> None:
+        """`voice`: whose tones (`Voice.tone_s`); `rewrites`: the setup's pronunciation dictionary."""
         self._encoder = AudioEncoder(fmt)
         self.sample_rate = self._encoder.sample_rate
         self.frame_size = round(self.sample_rate * TTS_FRAME_S)
-        self._synth = tones.ToneSynth(self.sample_rate)
+        self._synth = tones.ToneSynth(self.sample_rate, tone_s=voice.tone_s if voice else tones.TONE_S)
+        self._rewrites = rewrites
         self._pending_text = ""
         self._seen_text = False
         self._chunks: list[np.ndarray] = []
@@ -52,11 +56,13 @@ class TtsEngine:
         if open_tag >= 0 and ">" not in self._pending_text[open_tag:]:
             cut = open_tag
         ready, self._pending_text = self._pending_text[:cut], self._pending_text[cut:]
-        yield from self._render(ready)
+        # Rules apply to whole words, and a message always ends a word (the cut keeps only a half tag)
+        yield from self._render(rewrite(ready, self._rewrites) if self._rewrites else ready)
 
     def flush(self) -> Iterator[Message]:
         """Everything received so far goes out now, the last frame padded with silence."""
-        yield from self._render(self._pending_text)
+        pending = self._pending_text
+        yield from self._render(rewrite(pending, self._rewrites) if self._rewrites else pending)
         self._pending_text = ""
         yield from self._pad()
 

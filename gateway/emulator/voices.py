@@ -6,8 +6,13 @@ default, and `_6Aslh2DxfmnRLmP`, Pipecat's default.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from gateway.emulator.tones import TONE_S
+
+CUSTOM_TONE_STEP_S = 0.006
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +26,16 @@ class Voice:
     tags: tuple[tuple[str | None, str], ...] = field(default_factory=tuple)
     start_s: float | None = None
     filename: str | None = None
+    owner: str | None = None  # the org (key id) that created it; None: the emulator's pre-made voices
+
+    @property
+    def tone_s(self) -> float:
+        """How long this voice holds each tone: its audible identity. Catalogue voices share the
+        codec's standard length; every custom voice gets one of four longer lengths from its uid, so a
+        test reading the audio can tell which voice spoke (the ASR decodes all of them alike)."""
+        if self.is_catalog:
+            return TONE_S
+        return TONE_S + CUSTOM_TONE_STEP_S * (1 + zlib.crc32(self.uid.encode()) % 4)
 
     def to_api(self) -> dict[str, Any]:
         """The `APIVoiceResponse` shape (OAS)."""

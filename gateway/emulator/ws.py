@@ -209,7 +209,7 @@ class TtsSession(Session):
 
     async def _run(self) -> None:
         settings = self.conn.state.settings
-        engine = TtsEngine(self.setup.audio_format)
+        engine = TtsEngine(self.setup.audio_format, self.setup.voice, self.setup.rewrites)
         await self.send(
             tts_ready(
                 self.request_id,

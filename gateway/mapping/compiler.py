@@ -44,6 +44,8 @@ EVENT_NAMES = frozenset(
         "items", "total_count", "has_more", "next_page_token", "language_code", "voice_segments", "credits",
         # Cartesia TTS chunks
         "step_time",
+        # the caller's voices, voice design previews, pronunciation dictionaries
+        "voice", "voice_id", "previews", "dictionary", "dictionaries", "next_cursor", "pls",
     }
 )
 

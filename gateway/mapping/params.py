@@ -10,6 +10,7 @@ from typing import Any
 
 from multidict import MultiMapping
 
+from gateway import custom_ids
 from gateway.errors import GatewayError
 from gateway.mapping.schema import Param, Table
 
@@ -59,6 +60,7 @@ class CompiledTable:
         self.passthrough = re.compile(spec.passthrough) if spec.passthrough else None
         self.miss = spec.miss
         self.fallback = fallback
+        self.custom_ids = spec.custom_ids
 
     def lookup(self, key: Any, param: str) -> Any:
         k = str(key).lower() if self.case_insensitive else str(key)
@@ -67,6 +69,10 @@ class CompiledTable:
             return value
         if self.passthrough is not None and self.passthrough.fullmatch(str(key)):
             return key
+        if self.custom_ids is not None:  # after the passthrough: a Gradium id is never read as a sealed one
+            uid = custom_ids.decode(self.custom_ids, str(key))
+            if uid is not None:
+                return uid
         if self.fallback is not None:
             return self.fallback
         raise GatewayError(self.miss, f"{param}: {key!r} is not a known value", param)

@@ -36,6 +36,8 @@ ErrorKind = Literal[
     "rate_limited",
     "idle_timeout",
     "too_many_contexts",
+    "conflict",  # e.g. a voice or dictionary name already taken
+    "quota_exceeded",  # the Gradium account's voice slots or credits are used up
     "upstream_error",
     "upstream_unavailable",
     "internal",
@@ -91,6 +93,13 @@ class Table(_Model):
     miss: ErrorKind = Field(default="invalid_request", description="error kind for a value not in the table")
     user_overrides: str | None = Field(
         default=None, description="which user config table merges over this one (`voices`)"
+    )
+    custom_ids: str | None = Field(
+        default=None,
+        description=(
+            "also accept the caller's own ids of this kind (`voice`, `pronunciation`: see gateway/custom_ids.py), "
+            "looked up as the Gradium uid they stand for"
+        ),
     )
 
 

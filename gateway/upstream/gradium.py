@@ -34,6 +34,10 @@ def classify(code: int | None, message: str, http_status: int | None = None) -> 
     low = msg.lower()
     if "embeddings not found" in low or ("voice" in low and "not found" in low):
         kind = "voice_not_found"
+        # a deleted custom voice: the client knows it by its gateway id, never by this Gradium uid
+        msg = "The voice was not found" if "embeddings not found" in low else msg
+    elif "pronunciation" in low and "not found" in low:
+        kind, msg = "not_found", "The pronunciation dictionary was not found"
     elif "api key" in low or http_status == 401 or ("token" in low and code == 1008):
         kind = "unauthorized"
     elif http_status == 403 or (code == 1008 and ("region" in low or "residency" in low)):

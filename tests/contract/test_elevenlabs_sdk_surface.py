@@ -18,6 +18,7 @@ from elevenlabs.client import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.realtime import AudioFormat, CommitStrategy, RealtimeEvents
 
+from gateway import custom_ids
 from gateway.audio import g711
 from gateway.audio.formats import MULAW
 from gateway.emulator.stats import STATS
@@ -47,8 +48,11 @@ async def test_voices_models_user_subscription(gateway: Gateway) -> None:
     by_id = {v.voice_id: v for v in voices}
     assert by_id[RACHEL].name == "Rachel" and by_id[RACHEL].category == "premade"
     assert by_id[RACHEL].labels["gender"] == "female"
-    # Gradium's own voices are listed too, under ids every TTS route accepts; the org's clone is `cloned`
-    assert by_id[EMMA].name == "Emma" and by_id["emuClone00000001"].category == "cloned"
+    # Gradium's own voices are listed too, under ids every TTS route accepts; the org's clone is `cloned`,
+    # under the id sealed for this caller (gateway/custom_ids.py), never its raw Gradium uid
+    clone = custom_ids.encode("voice", "emuClone00000001", caller=custom_ids.Caller(KEY))
+    assert by_id[EMMA].name == "Emma" and by_id[clone].category == "cloned"
+    assert "emuClone00000001" not in by_id
     assert all(v.voice_id and v.name and v.category for v in voices)
 
     page = await el.voices.search(page_size=5)

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway import parser_errors
 from gateway.addons import ADDONS, AddonManager, default_addons
 from gateway.auth import Authenticator, find_credential
 from gateway.config import AuthSettings, Settings
@@ -30,6 +31,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.parser_errors import GATEWAY_APP
 from gateway.tokens import TokenIssuer
 from gateway.upstream.gradium import GradiumClient
 
@@ -146,6 +148,8 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[_json_errors])
     app[SETTINGS] = settings
+    app[GATEWAY_APP] = True
+    parser_errors.install()
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     mappings = load_mappings(settings.mappings_dir, settings.voices)

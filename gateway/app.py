@@ -26,6 +26,7 @@ from gateway.dialects import (
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
 from gateway.dialects.fetch import FETCH_SESSION, fetch_session
 from gateway.dialects.http import Handler, route_handler
+from gateway.dialects.unrouted import unrouted_error
 from gateway.dialects.ws import ws_route_handler
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
@@ -92,13 +93,12 @@ async def _metrics(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Paths no mapping serves still get JSON, not aiohttp's HTML."""
+    """Paths no mapping serves, wrong methods and refused handshakes still get the path's provider's error."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return web.json_response({"detail": {"status": exc.reason, "message": exc.reason}}, status=exc.status,
-                                     headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+            return unrouted_error(request.app[MAPPINGS], request, exc)
         raise
 
 

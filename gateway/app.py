@@ -76,9 +76,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    ready = GRADIUM in request.app
+    started = GRADIUM in request.app
+    reachable = started and await request.app[GRADIUM].reachable()
+    ready = started and reachable
     body = {
-        "status": "ready" if ready else "starting",
+        "status": "ready" if ready else "starting" if not started else "gradium_unreachable",
         "upstream": "emulator" if request.app[SETTINGS].uses_emulator else request.app.get(UPSTREAM_URL),
         "providers": sorted(request.app[MAPPINGS]),
     }

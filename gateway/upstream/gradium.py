@@ -254,6 +254,7 @@ class GradiumClient:
         self.pool_max_idle = pool_max_idle
         self._idle: dict[tuple[str, str], list[tuple[float, aiohttp.ClientWebSocketResponse]]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._reachable: tuple[float, bool] | None = None
         self._closing: set[asyncio.Task[Any]] = set()
         self.reused = 0  # sockets taken from the pool (for metrics and tests)
 
@@ -323,6 +324,19 @@ class GradiumClient:
             self._close_later(w)
         if self._sweeper is None:  # idle sockets are closed on a timer, not only when their key comes back
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def reachable(self, timeout_s: float = 2.0, cache_s: float = 2.0) -> bool:
+        """Does Gradium answer HTTP at all (any status)? Cached briefly: readiness probes come often."""
+        now = time.monotonic()
+        if self._reachable is not None and now - self._reachable[0] < cache_s:
+            return self._reachable[1]
+        try:
+            async with self.session.get(self.base_url, timeout=aiohttp.ClientTimeout(total=timeout_s)):
+                ok = True
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            ok = False
+        self._reachable = (time.monotonic(), ok)
+        return ok
 
     def idle_count(self) -> int:
         """Sockets waiting in the pool for their next request (open on purpose, not leaked)."""

@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from gateway.yamlfile import ConfigFileError, load_yaml
 
-PACKAGE_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+def _package_mappings() -> Path:
+    """`mappings/` of a checkout (editable install, tests), else the copy a wheel ships in the package."""
+    here = Path(__file__).resolve().parent
+    source = here.parent / "mappings"
+    return source if (source / "elevenlabs.yaml").is_file() else here / "_mappings"
+
+
+PACKAGE_MAPPINGS = _package_mappings()
 
 
 class _Strict(BaseModel):

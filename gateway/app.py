@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+from gateway import parser_errors
 from gateway.addons import ADDONS, AddonManager, default_addons
 from gateway.auth import Authenticator, find_credential
 from gateway.config import AuthSettings, Settings
@@ -29,11 +30,13 @@ from gateway.dialects import (
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
 from gateway.dialects.fetch import FETCH_SESSION, fetch_session
 from gateway.dialects.http import Handler, route_handler
+from gateway.dialects.unrouted import unrouted_error
 from gateway.dialects.ws import ws_route_handler
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.parser_errors import GATEWAY_APP
 from gateway.state import SHARED_STATE, SharedUsedTokens, open_state
 from gateway.tokens import TokenIssuer
 from gateway.traffic import admin as shadow_admin
@@ -79,9 +82,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    ready = GRADIUM in request.app
+    started = GRADIUM in request.app
+    reachable = started and await request.app[GRADIUM].reachable()
+    ready = started and reachable
     body = {
-        "status": "ready" if ready else "starting",
+        "status": "ready" if ready else "starting" if not started else "gradium_unreachable",
         "upstream": "emulator" if request.app[SETTINGS].uses_emulator else request.app.get(UPSTREAM_URL),
         "providers": sorted(request.app[MAPPINGS]),
     }
@@ -100,13 +105,12 @@ async def _metrics(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Paths no mapping serves still get JSON, not aiohttp's HTML."""
+    """Paths no mapping serves, wrong methods and refused handshakes still get the path's provider's error."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
-            return web.json_response({"detail": {"status": exc.reason, "message": exc.reason}}, status=exc.status,
-                                     headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+            return unrouted_error(request.app[MAPPINGS], request, exc)
         raise
 
 
@@ -156,6 +160,8 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     settings = settings or Settings()
     app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[_json_errors])
     app[SETTINGS] = settings
+    app[GATEWAY_APP] = True
+    parser_errors.install()
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     mappings = load_mappings(settings.mappings_dir, settings.voices)

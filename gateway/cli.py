@@ -189,9 +189,19 @@ def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from gateway.emulator.app import run_emulator
 
-    configure_logging(os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+    level = os.environ.get("GATEWAY_LOG_LEVEL", "info").lower()
+    raw_port = os.environ.get("EMULATOR_PORT", "8090")
+    problems = []
+    if level not in ("debug", "info", "warning", "error"):
+        problems.append("GATEWAY_LOG_LEVEL: must be one of debug, info, warning, error")
+    if args.port is None and not (raw_port.isdigit() and int(raw_port) <= 65535):
+        problems.append("EMULATOR_PORT: must be a port number (0-65535)")
+    if problems:
+        print("gradium-gateway: invalid configuration:\n" + "\n".join(problems), file=sys.stderr)
+        return 2
+    configure_logging(level)  # JSON lines, like `serve`
     host = args.host or os.environ.get("EMULATOR_HOST", "127.0.0.1")
-    port = args.port if args.port is not None else int(os.environ.get("EMULATOR_PORT", "8090"))
+    port = args.port if args.port is not None else int(raw_port)
     if args.tts_speed < 0 or args.first_audio_delay_ms < 0:
         print("gradium-gateway emulate: --tts-speed and --first-audio-delay-ms must be >= 0", file=sys.stderr)
         return 2

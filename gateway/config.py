@@ -11,11 +11,19 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from gateway.yamlfile import ConfigFileError, load_yaml, validate_doc
+from gateway.yamlfile import ConfigFileError, load_yaml
 
-PACKAGE_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+def _package_mappings() -> Path:
+    """`mappings/` of a checkout (editable install, tests), else the copy a wheel ships in the package."""
+    here = Path(__file__).resolve().parent
+    source = here.parent / "mappings"
+    return source if (source / "elevenlabs.yaml").is_file() else here / "_mappings"
+
+
+PACKAGE_MAPPINGS = _package_mappings()
 
 
 class _Strict(BaseModel):
@@ -180,6 +188,11 @@ class Settings(_Strict):
     tls_key: Path | None = None
     mappings_dir: Path = PACKAGE_MAPPINGS
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v  # GATEWAY_LOG_LEVEL=DEBUG as well as debug
     gradium: GradiumSettings = Field(default_factory=GradiumSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
@@ -241,19 +254,29 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None, *
     else:
         doc = None
         data = {}
+    origin: dict[tuple[str, ...], str] = {}  # settings path -> the variable or flag that set it
     for var, dotted in ENV_VARS.items():
         if env.get(var):
             target = data
             for part in dotted[:-1]:
                 target = target.setdefault(part, {})
             target[dotted[-1]] = env[var]
+            origin[dotted] = var
     for key, value in overrides.items():
         if value is not None:
             data[key] = value
-    if doc is not None:
-        doc.data = data
-        return validate_doc(doc, Settings)
+            origin[(key,)] = "--" + key.replace("_", "-")
     try:
         return Settings.model_validate(data)
-    except Exception as exc:  # validation of env/flags only: name the variable in the message
-        raise ConfigFileError([f"environment/flags: {exc}"]) from exc
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            source = next((name for path, name in origin.items() if loc[: len(path)] == path), None)
+            if source is not None:  # name what the user typed, never the value (it may be a secret)
+                problems.append(f"{source}: {err['msg']}")
+            elif doc is not None:
+                problems.append(f"{doc.path}:{doc.line_of(loc)}: {'.'.join(loc) or '(top level)'}: {err['msg']}")
+            else:
+                problems.append(f"{'.'.join(loc) or '(top level)'}: {err['msg']}")
+        raise ConfigFileError(problems) from exc

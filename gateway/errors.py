@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+# An error repeats at most this much of what it is about: a multi-megabyte bad value must not come
+# back (or reach the logs) whole.
+MAX_MESSAGE_CHARS = 400
+MAX_PARAM_CHARS = 64
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class GatewayError(Exception):
     """A failure the client should see, in its provider's shape.
@@ -11,10 +20,11 @@ class GatewayError(Exception):
     """
 
     def __init__(self, kind: str, message: str, param: str | None = None, *, upstream_code: int | None = None):
+        message = bounded(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.kind = kind
         self.message = message
-        self.param = param
+        self.param = bounded(param, MAX_PARAM_CHARS) if param is not None else None
         self.upstream_code = upstream_code
 
     def __repr__(self) -> str:

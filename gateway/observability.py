@@ -26,7 +26,19 @@ _SECRET_TEXT = re.compile(
 )
 
 
+# Header lines echoed by libraries (`Authorization: Token ...`, `b'xi-api-key: ...'`) and subprotocol
+# lists (`['token', 'KEY']`, aiohttp's "Client protocols ... don't overlap" warning).
+_SECRET_HEADER = re.compile(
+    r"((?:authorization|proxy-authorization|x-api-key|xi-api-key|api-key|cookie|set-cookie|"
+    r"sec-websocket-protocol)\s*:\s*)([^\r\n'\"\\]+)",
+    re.I,
+)
+_PROTOCOL_LIST = re.compile(r"(Client protocols\s*)(\[[^\]]*\]|\([^)]*\))", re.I)
+
+
 def redact_text(text: str) -> str:
+    text = _SECRET_HEADER.sub(lambda m: m.group(1) + "***", text)
+    text = _PROTOCOL_LIST.sub(lambda m: m.group(1) + "[***]", text)
     return _SECRET_TEXT.sub(lambda m: m.group(1) + "***", text)
 
 
@@ -52,8 +64,43 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
+def _render_message(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A library's record: its formatted message is the event, its logger name kept."""
+    record = event.get("_record")
+    if record is not None:
+        event["logger"] = record.name
+    return event
+
+
 def configure_logging(level: str = "info", stream: Any = None) -> None:
-    """JSON lines on stderr, one per event, with contextvars (request id, provider, route) merged in."""
+    """JSON lines on stderr, one per event, with contextvars (request id, provider, route) merged in.
+
+    Every library logger (aiohttp's server, access, websocket and client loggers, asyncio, ...) goes
+    through the same redacting JSON pipeline via the root logger, and so do Python warnings."""
+    level_no = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, _render_message],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_processor,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
+    ))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_gateway_json", False):
+            root.removeHandler(old)
+    handler._gateway_json = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level_no)
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

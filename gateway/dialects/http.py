@@ -358,7 +358,9 @@ async def _respond(
     if kind == "sse":
         resp.headers["Cache-Control"] = "no-cache"
     sse_event = route.spec.response.sse_event
-    resp.enable_chunked_encoding()
+    if request.version >= (1, 1):
+        resp.enable_chunked_encoding()
+    # else an HTTP/1.0 client: no chunking there, so the body runs to the connection's close
     await resp.prepare(request)
     msg = first
     try:

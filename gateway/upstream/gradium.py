@@ -257,6 +257,9 @@ class GradiumClient:
         self.pool_idle_s = pool_idle_s
         self.pool_max_idle = pool_max_idle
         self._idle: dict[tuple[str, str], list[tuple[float, aiohttp.ClientWebSocketResponse]]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._reachable: tuple[float, bool] | None = None
+        self._closing: set[asyncio.Task[Any]] = set()
         self.reused = 0  # sockets taken from the pool (for metrics and tests)
 
     def _headers(self, api_key: str) -> dict[str, str]:
@@ -278,8 +281,39 @@ class GradiumClient:
             if not ws.closed and now - since < self.pool_idle_s:
                 self.reused += 1
                 return ws
-            asyncio.get_running_loop().create_task(ws.close())
+            self._close_later(ws)
+        if idle is not None and not idle:
+            del self._idle[key]
         return None
+
+    def _close_later(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        task = asyncio.get_running_loop().create_task(ws.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def sweep(self) -> int:
+        """Close every pooled socket idle for `pool_idle_s` or more, whatever its key; how many were closed."""
+        now = time.monotonic()
+        closed = 0
+        for key in list(self._idle):
+            keep = []
+            for since, ws in self._idle[key]:
+                if ws.closed or now - since >= self.pool_idle_s:
+                    self._close_later(ws)
+                    closed += 1
+                else:
+                    keep.append((since, ws))
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        return closed
+
+    async def _sweep_forever(self) -> None:
+        while self._idle:
+            await asyncio.sleep(self.pool_idle_s / 2)
+            self.sweep()
+        self._sweeper = None
 
     def give_back(self, key: tuple[str, str], ws: aiohttp.ClientWebSocketResponse) -> None:
         idle = self._idle.setdefault(key, [])
@@ -291,18 +325,40 @@ class GradiumClient:
         else:
             idle.append((now, ws))
         for w in stale:
-            asyncio.get_running_loop().create_task(w.close())
+            self._close_later(w)
+        if self._sweeper is None:  # idle sockets are closed on a timer, not only when their key comes back
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def reachable(self, timeout_s: float = 2.0, cache_s: float = 2.0) -> bool:
+        """Does Gradium answer HTTP at all (any status)? Cached briefly: readiness probes come often."""
+        now = time.monotonic()
+        if self._reachable is not None and now - self._reachable[0] < cache_s:
+            return self._reachable[1]
+        try:
+            async with self.session.get(self.base_url, timeout=aiohttp.ClientTimeout(total=timeout_s)):
+                ok = True
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            ok = False
+        self._reachable = (time.monotonic(), ok)
+        return ok
 
     def idle_count(self) -> int:
         """Sockets waiting in the pool for their next request (open on purpose, not leaked)."""
         return sum(1 for idle in self._idle.values() for _, ws in idle if not ws.closed)
 
     async def close_idle(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sweeper
+            self._sweeper = None
         for idle in self._idle.values():
             for _, ws in idle:
                 with contextlib.suppress(Exception):
                     await ws.close()
         self._idle.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def connect(self, kind: Kind, api_key: str) -> aiohttp.ClientWebSocketResponse:
         try:

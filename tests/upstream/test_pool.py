@@ -60,3 +60,24 @@ async def test_gateway_reuses_upstream_sockets(gateway: Gateway) -> None:
                 assert r.status == 200
                 assert words(decode(await r.read(), "s16le", 16000).pcm, 16000) == [text]
     assert gateway.emulator.app[STATS].ws_connections == 1
+
+
+async def test_idle_sockets_are_swept_on_a_timer(emulator: Emulator) -> None:
+    """Issue 8, defect 13: an idle pooled socket is closed after `pool_idle_s` even if its key never returns."""
+    import asyncio
+
+    session = aiohttp.ClientSession()
+    client = GradiumClient(session, emulator.url, pool_idle_s=0.3)
+    try:
+        for key in ("gsk_once_a", "gsk_once_b"):
+            assert await speak(client, "one", key=key) == ["one"]
+        assert client.idle_count() == 2
+        for _ in range(100):
+            if client.idle_count() == 0 and emulator.app[STATS].ws_active == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert client.idle_count() == 0 and emulator.app[STATS].ws_active == 0
+        assert client._idle == {}  # no entry left behind per key either
+    finally:
+        await client.close_idle()
+        await session.close()

@@ -31,6 +31,8 @@ from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
 from gateway.tokens import TokenIssuer
+from gateway.traffic import router as traffic_router
+from gateway.traffic.checks import check_settings
 from gateway.upstream.gradium import GradiumClient
 
 log = structlog.get_logger("gateway")
@@ -39,7 +41,8 @@ DEFAULT_GRADIUM_URL = "https://api.gradium.ai/api"
 
 
 def _handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
-    return ws_route_handler(mapping, route) if route.is_ws else route_handler(mapping, route)
+    inner = ws_route_handler(mapping, route) if route.is_ws else route_handler(mapping, route)
+    return traffic_router.wrap(mapping, route, inner)  # the split: gradium or the legacy vendor
 
 
 def _dispatch(candidates: list[tuple[CompiledMapping, CompiledRoute]]) -> Handler:
@@ -149,6 +152,7 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     mappings = load_mappings(settings.mappings_dir, settings.voices)
+    check_settings(settings, mappings)
     app[MAPPINGS] = mappings
     app[TOKENS] = tokens = TokenIssuer(token_secret(settings.auth))
     default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None
@@ -157,6 +161,7 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
         for name in m.routes:
             route_providers[name].add(m.provider)
     app[AUTH] = Authenticator(settings.auth, default_key, tokens, route_providers=dict(route_providers))
+    traffic_router.install(app, settings)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

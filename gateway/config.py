@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from gateway.traffic.settings import LegacyVendor, ShadowSettings, TrafficSettings, default_legacy
 from gateway.yamlfile import ConfigFileError, load_yaml, validate_doc
 
 PACKAGE_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -51,10 +52,15 @@ class ManagedKey(_Strict):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key the client sends")
     tenant: str
+    allow_overrides: bool = Field(default=False, description="QA key: X-Gateway-Target / X-Gateway-Shadow honoured")
 
 
 class Tenant(_Strict):
     gradium_api_key: SecretStr | None = None
+    legacy_keys: dict[str, SecretStr] = Field(default_factory=dict, description="vendor -> key for passthrough")
+    shadow_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="side (gradium or a vendor) -> key used only by shadow legs"
+    )
 
 
 class AuthSettings(_Strict):
@@ -161,6 +167,22 @@ class Settings(_Strict):
     voices: VoiceSettings = Field(default_factory=VoiceSettings)
     limits: Limits = Field(default_factory=Limits)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    legacy: dict[str, LegacyVendor] = Field(default_factory=default_legacy, description="passthrough targets")
+    traffic: TrafficSettings = Field(default_factory=TrafficSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    _source: object = PrivateAttr(default=None)  # the YAML document, for file:line in later checks
+
+    @field_validator("legacy", mode="before")
+    @classmethod
+    def _legacy_defaults(cls, v: object) -> object:
+        """A vendor the user does not name keeps its real base URL."""
+        if not isinstance(v, dict):
+            return v
+        merged: dict[str, object] = {k: {"base_url": u.base_url} for k, u in default_legacy().items()}
+        for name, entry in v.items():
+            base = merged.get(name)
+            merged[name] = {**base, **entry} if isinstance(base, dict) and isinstance(entry, dict) else entry
+        return merged
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -194,6 +216,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "GATEWAY_TOKEN_SECRET": ("auth", "token_secret"),
     "GRADIUM_BASE_URL": ("gradium", "base_url"),
     "GRADIUM_API_KEY": ("gradium", "api_key"),
+    "GATEWAY_TRAFFIC_FORCE": ("traffic", "force"),  # the rollback switch
 }
 
 
@@ -221,7 +244,9 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None, *
             data[key] = value
     if doc is not None:
         doc.data = data
-        return validate_doc(doc, Settings)
+        settings = validate_doc(doc, Settings)
+        settings._source = doc
+        return settings
     try:
         return Settings.model_validate(data)
     except Exception as exc:  # validation of env/flags only: name the variable in the message

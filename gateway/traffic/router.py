@@ -1,0 +1,230 @@
+"""The split, in front of every mapping route: decide once per unit, then run the translated session
+(target `gradium`) or the passthrough (target `legacy`). Nothing about targets enters the translation runtime.
+
+A unit is one REST request or one WebSocket; the decision is made before its upstream call (before the 101
+on sockets) and never changes inside it. `x-gateway-target` marks every answer the router decided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+
+from gateway.auth import find_credential
+from gateway.config import Settings
+from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
+from gateway.dialects.http import Handler
+from gateway.errors import GatewayError
+from gateway.mapping.compiler import CompiledMapping, CompiledRoute
+from gateway.mapping.params import RequestData
+from gateway.traffic import legacy
+from gateway.traffic.identity import Caller, identify
+from gateway.traffic.metrics import TrafficMetrics
+from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
+from gateway.traffic.settings import Target
+from gateway.upstream.passthrough import PassthroughError
+
+log = structlog.get_logger("gateway")
+TARGET_HEADER = "x-gateway-target"
+_UNIT = "gateway.traffic.unit"  # request key: (target, response id header) for the response hook
+TOKEN_BUILTINS = frozenset({"mint_token", "grant_token"})
+STITCH_TTL_S = 2 * 3600  # ElevenLabs request ids can be continued for two hours
+
+
+def config_version(settings: Settings) -> str:
+    blob = orjson.dumps({"traffic": settings.traffic.model_dump(mode="json"),
+                         "shadow": settings.shadow.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class StitchMemory:
+    """Which side issued a request id (bounded, per replica): continuation ids go back to that side."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._ids: OrderedDict[str, tuple[Target, float]] = OrderedDict()
+        self._size = size
+
+    def remember(self, request_id: str, target: Target) -> None:
+        self._ids[request_id] = (target, time.monotonic() + STITCH_TTL_S)
+        self._ids.move_to_end(request_id)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def side_of(self, ids: list[Any]) -> Target | None:
+        now = time.monotonic()
+        sides = {e[0] for i in ids if isinstance(i, str) and (e := self._ids.get(i)) and e[1] > now}
+        if len(sides) > 1:
+            log.info("traffic.stitching_mixed")
+        return sides.pop() if len(sides) == 1 else None
+
+
+class Traffic:
+    """Per app: the settings snapshot, the vendor HTTP client, stitching memory and metrics."""
+
+    def __init__(self, settings: Settings, metrics: TrafficMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.version = config_version(settings)
+        self.active = legacy_possible(settings.traffic) or any(k.allow_overrides for k in settings.auth.keys)
+        self.session: aiohttp.ClientSession | None = None
+        self.stitching = StitchMemory()
+
+
+TRAFFIC = web.AppKey("traffic", Traffic)
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    # its own client: no decompression, and the vendor's connections never mix with Gradium's pool
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    try:
+        yield
+    finally:
+        await app[TRAFFIC].session.close()  # type: ignore[union-attr]
+
+
+async def _mark_answer(request: web.Request, response: web.StreamResponse) -> None:
+    unit = request.get(_UNIT)
+    if unit is None:
+        return
+    target, id_header = unit
+    traffic = request.app[TRAFFIC]
+    if traffic.settings.traffic.expose_target_header:
+        response.headers[TARGET_HEADER] = target
+    if id_header and (rid := response.headers.get(id_header)):
+        traffic.stitching.remember(rid, target)
+
+
+def install(app: web.Application, settings: Settings) -> None:
+    app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
+    app.cleanup_ctx.append(_session_ctx)
+    app.on_response_prepare.append(_mark_answer)
+
+
+def route_class(route: CompiledRoute) -> str:
+    if route.spec.gradium is not None:
+        return "speech"
+    return "token" if route.spec.builtin in TOKEN_BUILTINS else "catalogue"
+
+
+def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Handler:
+    """The route's handler behind the split; token routes are always the gateway's own."""
+    cls = route_class(route)
+    if cls == "token" or mapping.legacy is None:
+        return handler
+    leg = legacy.LegacyLeg(mapping, route, "gw_session")
+    kind = "tts" if route.spec.gradium is not None and route.spec.gradium.kind == "tts" else "stt"
+    transport = "ws" if route.is_ws else "rest"
+    id_header = mapping.legacy.response_id_header
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        traffic = request.app[TRAFFIC]
+        if not traffic.active:
+            return await handler(request)
+        req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+        cred = find_credential(mapping.credentials, req)
+        caller = identify(request.app[AUTH], cred)
+        unit = Unit(mapping.provider, route.name, kind, transport, caller.tenant,
+                    keys=await _sticky_keys(request, mapping, traffic, caller) if cls == "speech" else {},
+                    stitched=await _stitched(request, mapping, traffic) if cls == "speech" else None,
+                    override=_override(request, caller))
+        decision = decide(traffic.settings.traffic, unit, datetime.now(UTC))
+        if cls == "catalogue" and decision.reason not in ("serve", "override"):
+            return await handler(request)  # catalogues follow only `serve: legacy`
+        traffic.metrics.assignments.labels(mapping.provider, route.name, decision.target, decision.reason).inc()
+        log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
+                  weight=decision.weight, config_version=traffic.version)
+        request[_UNIT] = (decision.target, id_header)
+        if decision.target == "gradium":
+            return await handler(request)
+        return await _legacy(leg, request, traffic, cred, decision, handler)
+
+    return handle
+
+
+async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any, decision: Decision,
+                  fallback: Handler) -> web.StreamResponse:
+    mapping, route = leg.mapping, leg.route
+    ctx = RequestContext(mapping, route)
+    ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    vendor = traffic.settings.legacy.get(mapping.provider)
+    extra = {TARGET_HEADER: "legacy"} if traffic.settings.traffic.expose_target_header else {}
+    structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=route.name,
+                                           target="legacy")
+    assert traffic.session is not None
+    try:
+        if vendor is None:
+            raise PassthroughError("connect", f"No legacy base URL for {mapping.provider}")
+        serve = legacy.serve_ws if route.is_ws else legacy.serve_http
+        return await serve(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra)
+    except PassthroughError as exc:
+        if decision.failover:  # nothing reached the client yet: the vendor was never reached
+            traffic.metrics.passthrough_errors.labels(mapping.provider, exc.kind).inc()
+            traffic.metrics.assignments.labels(mapping.provider, route.name, "gradium", "failover").inc()
+            request[_UNIT] = ("gradium", request[_UNIT][1])
+            log.info("traffic.failover", kind=exc.kind, to="gradium")
+            return await fallback(request)
+        return legacy.gateway_failure(ctx, exc, traffic.metrics)
+    except GatewayError as err:
+        if route.is_ws and not mapping.errors.refuse_upgrade:
+            return await legacy.refuse_in_socket(request, ctx, err, extra)
+        return http_error(ctx, err)
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id", "provider", "route", "target")
+
+
+async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: Traffic,
+                       caller: Caller) -> dict[str, str]:
+    t = traffic.settings.traffic
+    keys: dict[str, str] = {}
+    for h in t.session_headers:
+        if v := request.headers.get(h):
+            keys["header"] = v
+            break
+    else:
+        if v := request.query.get(t.session_query):
+            keys["header"] = v
+    assert mapping.legacy is not None
+    for native in mapping.legacy.native_sticky:
+        kind, _, name = native.source.partition(".")
+        values = request.query.getall(name, []) if kind == "query" else [request.headers.get(name, "")]
+        if native.pairs:
+            prefix = t.native_extra_key + ":"
+            values = [v[len(prefix):] for v in values if v.startswith(prefix)]
+        if value := next((v for v in values if v), None):
+            keys["native"] = value
+            break
+    if caller.identity:
+        keys["credential"] = caller.identity
+    return keys
+
+
+async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Traffic) -> Target | None:
+    """ElevenLabs `previous_request_ids`: the body is read (and cached by aiohttp for the handler)."""
+    assert mapping.legacy is not None
+    field = mapping.legacy.stitching
+    if not field or request.method != "POST" or request.content_type != "application/json":
+        return None
+    with contextlib.suppress(Exception):
+        body = orjson.loads(await request.read())
+        ids = body.get(field.partition(".")[2]) if isinstance(body, dict) else None
+        if isinstance(ids, list) and ids:
+            return traffic.stitching.side_of(ids)
+    return None
+
+
+def _override(request: web.Request, caller: Caller) -> Target | None:
+    if not caller.allow_overrides:
+        return None
+    value = request.headers.get("X-Gateway-Target", "").strip().lower()
+    return value if value in ("gradium", "legacy") else None  # type: ignore[return-value]

@@ -68,7 +68,7 @@ def _recorder(standin: StandIn) -> Any:
             body = await request.read()
             seen.body_sha256, seen.body_len = hashlib.sha256(body).hexdigest(), len(body)
             # the handler may stream the body: give it a fresh reader holding the same bytes
-            reader = StreamReader(request.protocol, 2**16, loop=asyncio.get_running_loop())
+            reader = StreamReader(request.protocol, max(2**16, 2 * len(body)), loop=asyncio.get_running_loop())
             reader.feed_data(body)
             reader.feed_eof()
             request._payload = reader  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from gateway.traffic.policy import gradium_possible, legacy_possible
 from gateway.traffic.settings import Match, ShadowRule, SplitRule
 from gateway.yamlfile import ConfigFileError, YamlDoc
 
@@ -72,7 +73,12 @@ def problems(settings: Any, mappings: dict[str, Any]) -> list[tuple[Loc, str]]:
             log.warning("config.shadow_disabled", field=f"shadow.rules.{i}.rate",
                         message="rate > 0 but shadow.enabled is false: nothing is shadowed")
         if srule.rate > 0 and shadow.enabled and managed and not shadow.allow_shared_keys:
-            out.extend(_shadow_keys(srule, (*loc, "rate"), auth, tenants, providers, shadow.shadow_target))
+            towards = shadow.shadow_target
+            if towards == "other":  # a Gradium shadow needs legacy primaries, a vendor shadow Gradium ones
+                sides = [s for s, possible in (("gradium", legacy_possible(traffic)),
+                                               ("legacy", gradium_possible(traffic))) if possible]
+                towards = "other" if len(sides) == 2 else sides[0] if sides else "none"
+            out.extend(_shadow_keys(srule, (*loc, "rate"), auth, tenants, providers, towards))
     return out
 
 

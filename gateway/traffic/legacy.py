@@ -7,6 +7,7 @@ with `Retry-After`; vendor answers and refusals are replayed untouched.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -196,6 +197,11 @@ async def refuse_in_socket(request: web.Request, ctx: RequestContext, err: Gatew
     """Dialects that refuse inside the socket (ElevenLabs, Cartesia): accept, send the error, close."""
     client = _client_socket(_offered(request)[:1], request.app[SETTINGS].limits.max_ws_message_bytes, extra)
     await client.prepare(request)
+    ws = ctx.route.ws
+    if ws is not None and ws.spec.open == "first_message":
+        # like the translated path: the verdict comes as the answer to the client's first message
+        with contextlib.suppress(Exception):
+            await client.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
     await _in_socket_error(client, ctx, err)
     return client
 

@@ -131,3 +131,12 @@ def legacy_possible(settings: TrafficSettings) -> bool:
         if any(step.gradium < 100 for step in rule.ramp):
             return True
     return False
+
+
+def gradium_possible(settings: TrafficSettings) -> bool:
+    if settings.force is not None:
+        return settings.force == "gradium"
+    if settings.default.gradium > 0:
+        return True
+    return any(rule.serve == "gradium" or (rule.weights is not None and rule.weights.gradium > 0)
+               or any(step.gradium > 0 for step in rule.ramp) for rule in settings.rules)

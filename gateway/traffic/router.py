@@ -24,6 +24,7 @@ from gateway.auth import find_credential
 from gateway.config import Settings
 from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
 from gateway.dialects.http import Handler
+from gateway.dialects.ws import refuse_upgrade
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
@@ -175,10 +176,12 @@ async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic,
             log.info("traffic.failover", kind=exc.kind, to="gradium")
             return await fallback(request)
         return legacy.gateway_failure(ctx, exc, traffic.metrics)
-    except GatewayError as err:
+    except GatewayError as err:  # the gateway's own verdict (credentials), in the dialect's shape
         if route.is_ws and not mapping.errors.refuse_upgrade:
             return await legacy.refuse_in_socket(request, ctx, err, extra)
-        return http_error(ctx, err)
+        resp = refuse_upgrade(ctx, err) if route.is_ws else http_error(ctx, err)
+        resp.headers.update(extra)
+        return resp
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "provider", "route", "target")
 

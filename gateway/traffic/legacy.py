@@ -8,7 +8,6 @@ with `Retry-After`; vendor answers and refusals are replayed untouched.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from gateway.addons import Tap
 from gateway.auth import Credential, find_credential
 from gateway.dialects.common import AUTH, SETTINGS, RequestContext, error_scope, http_error
 from gateway.errors import GatewayError
@@ -105,16 +105,45 @@ def gateway_failure(ctx: RequestContext, exc: PassthroughError, metrics: Traffic
     return resp
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def begin(tap: Tap) -> None:
+    tap.flow.data["passthrough"] = True  # the session started: the router owes it a `session_end`
+    tap.start()
+
+
+def observers(tap: Tap) -> tuple[Any, Any]:
+    """Frame observers feeding the session events; text is decoded only when some addon listens."""
+    addons = tap.addons
+
+    def on_in(kind: WSMsgType, data: bytes) -> None:
+        if addons.client_frame:
+            tap.frame(_text(data) if kind == WSMsgType.TEXT else data)
+        else:
+            tap.frames_in += 1
+
+    def on_out(kind: WSMsgType, data: bytes) -> None:
+        tap.output(_text(data) if kind == WSMsgType.TEXT and addons.client_output else data)
+
+    return on_in, on_out
+
+
 async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, session: aiohttp.ClientSession,
                      vendor: LegacyVendor, cred: Credential | None, metrics: TrafficMetrics,
-                     extra: dict[str, str]) -> web.StreamResponse:
+                     extra: dict[str, str], tap: Tap) -> web.StreamResponse:
     auth = request.app[AUTH]
     key = await vendor_key(auth, cred, ctx.mapping.provider, leg.route.name, _configured(vendor))
     url = leg.target_url(request, vendor, ws=False, drop_query=[])
     headers = leg.vendor_headers(request, vendor, key, ws=False)
-    return await proxy_http(request, session, url, headers, ssl_opt=ssl_context(vendor.ca_file),
+    begin(tap)
+    resp = await proxy_http(request, session, url, headers, ssl_opt=ssl_context(vendor.ca_file),
                             connect_timeout_s=vendor.connect_timeout_s, read_timeout_s=vendor.read_timeout_s,
-                            extra_response=extra)
+                            extra_response=extra, on_chunk=tap.output)
+    tap.upstream_request_id = resp.headers.get(leg.facts.response_id_header or ctx.mapping.request_id_header or "")
+    metrics.passthrough.labels(ctx.mapping.provider, leg.route.name, str(resp.status)).inc()
+    return resp
 
 
 def _configured(vendor: LegacyVendor) -> str | None:
@@ -127,7 +156,7 @@ def _offered(request: web.Request) -> list[str]:
 
 async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, session: aiohttp.ClientSession,
                    vendor: LegacyVendor, cred: Credential | None, metrics: TrafficMetrics,
-                   extra: dict[str, str]) -> web.StreamResponse:
+                   extra: dict[str, str], tap: Tap) -> web.StreamResponse:
     """Dial the vendor first, accept the client after its 101; credentials in the first message
     (ElevenLabs) are read after accepting, then stripped from that message (the only one re-serialized)."""
     limits = request.app[SETTINGS].limits
@@ -183,12 +212,14 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
         except BaseException:
             await vendor_ws.close()
             raise
-    started = time.monotonic()
+    begin(tap)
+    on_in, on_out = observers(tap)
     if first is not None:
         await vendor_ws.send_frame(first, WSMsgType.TEXT)
-    ended, code = await relay_ws(client, vendor_ws)
+        on_in(WSMsgType.TEXT, first)
+    ended, code = await relay_ws(client, vendor_ws, on_in, on_out)
     metrics.passthrough.labels(provider, leg.route.name, str(code or "")).inc()
-    log.info("passthrough.ws_done", ended_by=ended, close_code=code, ms=round((time.monotonic() - started) * 1e3, 2))
+    tap.flow.data["passthrough_close"] = (ended, code)
     return client
 
 

@@ -20,12 +20,14 @@ import orjson
 import structlog
 from aiohttp import web
 
+from gateway.addons import ADDONS, Tap
 from gateway.auth import find_credential
 from gateway.config import Settings
 from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
 from gateway.dialects.http import Handler
-from gateway.dialects.ws import refuse_upgrade
+from gateway.dialects.ws import refusal
 from gateway.errors import GatewayError
+from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.traffic import legacy
@@ -163,12 +165,19 @@ async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic,
     structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=route.name,
                                            target="legacy")
     assert traffic.session is not None
+    flow = Flow(mapping.provider, route.name, "ws" if route.is_ws else "http", target="legacy",
+                request_id=ctx.request_id, started=ctx.started)
+    tap = Tap(request.app[ADDONS], flow)
+    status, end = "internal", {}
     try:
         if vendor is None:
             raise PassthroughError("connect", f"No legacy base URL for {mapping.provider}")
         serve = legacy.serve_ws if route.is_ws else legacy.serve_http
-        return await serve(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra)
+        resp = await serve(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra, tap)
+        status, end = _end_status(resp, flow)
+        return resp
     except PassthroughError as exc:
+        status = exc.kind
         if decision.failover:  # nothing reached the client yet: the vendor was never reached
             traffic.metrics.passthrough_errors.labels(mapping.provider, exc.kind).inc()
             traffic.metrics.assignments.labels(mapping.provider, route.name, "gradium", "failover").inc()
@@ -179,11 +188,28 @@ async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic,
     except GatewayError as err:  # the gateway's own verdict (credentials), in the dialect's shape
         if route.is_ws and not mapping.errors.refuse_upgrade:
             return await legacy.refuse_in_socket(request, ctx, err, extra)
-        resp = refuse_upgrade(ctx, err) if route.is_ws else http_error(ctx, err)
+        resp = _refuse_upgrade(ctx, err) if route.is_ws else http_error(ctx, err)
         resp.headers.update(extra)
         return resp
     finally:
+        if flow.data.get("passthrough"):
+            tap.end(status, **end)
         structlog.contextvars.unbind_contextvars("request_id", "provider", "route", "target")
+
+
+def _end_status(resp: web.StreamResponse, flow: Flow) -> tuple[str, dict[str, Any]]:
+    if flow.transport == "http" or "passthrough_close" not in flow.data:
+        return str(resp.status), {"http_status": resp.status}
+    ended, code = flow.data["passthrough_close"]
+    status = "client_closed" if ended == "client" else "ok" if code in (1000, None) else f"closed_{code}"
+    return status, {"close_code": code}
+
+
+def _refuse_upgrade(ctx: RequestContext, err: GatewayError) -> web.Response:
+    r = refusal(ctx, err)
+    headers = dict(r.headers)
+    ctype = headers.pop("Content-Type")
+    return web.Response(status=r.status, body=r.body, headers={**headers, "Content-Type": ctype})
 
 
 async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: Traffic,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -102,10 +102,15 @@ def _classify(exc: BaseException) -> PassthroughError:
     return PassthroughError("reset", "The vendor connection failed")
 
 
+Observer = Callable[[WSMsgType, bytes], None]
+
+
 async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: str,
                      headers: CIMultiDict[str], *, ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
-                     read_timeout_s: float, extra_response: dict[str, str] | None = None) -> web.StreamResponse:
-    """One request to the vendor, its answer streamed back chunk by chunk as it arrives."""
+                     read_timeout_s: float, extra_response: dict[str, str] | None = None,
+                     on_chunk: Callable[[bytes], None] | None = None) -> web.StreamResponse:
+    """One request to the vendor, its answer streamed back chunk by chunk as it arrives; `on_chunk`
+    sees each chunk after it was written to the client."""
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
     body: object = cached if cached is not None else request.content if request.body_exists else None
@@ -125,6 +130,8 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         try:
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
         except (TimeoutError, aiohttp.ClientError, OSError):
             # the vendor broke off mid-answer: the client sees the same (a truncated body), not a new status
             if request.transport is not None:
@@ -162,13 +169,17 @@ _FORWARD_TYPES = {WSMsgType.TEXT, WSMsgType.BINARY}
 
 
 async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> tuple[int | None, bytes]:
-    """Frames from `src` to `dst` with their type and bytes; returns the close code and reason seen."""
+                dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                observe: Observer | None) -> tuple[int | None, bytes]:
+    """Frames from `src` to `dst` with their type and bytes (`observe` sees each one after it was
+    forwarded); returns the close code and reason seen."""
     while True:
         msg = await src.receive()
         if msg.type in _FORWARD_TYPES:
             data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
             await dst.send_frame(data, msg.type)
+            if observe is not None:
+                observe(msg.type, data)
         elif msg.type == WSMsgType.CLOSE:
             reason = msg.extra.encode() if isinstance(msg.extra, str) else (msg.extra or b"")
             return msg.data, reason
@@ -181,11 +192,12 @@ def _sendable(code: int | None) -> int:
     return code if code and code not in (1005, 1006, 1015) else 1000
 
 
-async def relay_ws(client: web.WebSocketResponse, vendor: aiohttp.ClientWebSocketResponse) -> tuple[str, int | None]:
+async def relay_ws(client: web.WebSocketResponse, vendor: aiohttp.ClientWebSocketResponse,
+                   on_in: Observer | None = None, on_out: Observer | None = None) -> tuple[str, int | None]:
     """Two pumps; the first to finish closes the other side with the code and reason it saw, then both are
     cancelled (the LiteLLM `ws_handler` shape). Returns which side ended first and its close code."""
-    up = asyncio.create_task(_pump(client, vendor), name="client->vendor")
-    down = asyncio.create_task(_pump(vendor, client), name="vendor->client")
+    up = asyncio.create_task(_pump(client, vendor, on_in), name="client->vendor")
+    down = asyncio.create_task(_pump(vendor, client, on_out), name="vendor->client")
     ended, code = "client", None
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)

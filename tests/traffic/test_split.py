@@ -46,6 +46,9 @@ async def test_session_header_pins_the_side_and_the_answer_says_which(standin: S
         for target in ("gradium", "legacy"):
             assert reg.get_sample_value("gateway_traffic_assignments_total", {
                 "provider": "elevenlabs", "route": "tts_stream", "target": target, "reason": "header"}) == 3
+            # the request metrics carry the side: the live A/B is visible in Prometheus
+            assert reg.get_sample_value("gateway_requests_total", {
+                "provider": "elevenlabs", "route": "tts_stream", "status": "200", "target": target}) == 3
     assert len([x for x in standin.seen if "/text-to-speech/" in x.path]) == 3
 
 
@@ -156,7 +159,7 @@ def test_legacy_weight_without_a_legacy_key_names_file_and_line(tmp_path: Path) 
 
 @pytest.mark.parametrize(("section", "message"), [
     ({"traffic": {"rules": [{"match": {"route": "no_such_route"}, "weights": {"gradium": 100}}]}}, "unknown route"),
-    ({"shadow": {"enabled": True, "rules": [{"match": {"tenant": "acme"}, "rate": 0.1}]}}, "shadow_keys.gradium"),
+    ({"shadow": {"enabled": True, "rules": [{"match": {"tenant": "acme"}, "rate": 0.1}]}}, "shadow_keys.elevenlabs"),
     ({"traffic": {"rules": [{"weights": {"gradium": 5}, "ramp": [{"at": "2026-07-15T09:00Z", "gradium": 20},
                                                                  {"at": "2026-07-08T09:00Z", "gradium": 50}]}]}},
      "strictly increase"),

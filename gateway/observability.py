@@ -118,7 +118,7 @@ class MetricsAddon:
             self.metrics.active_ws.labels(ev.flow.provider).inc()
 
     def client_output(self, ev: ClientOutput) -> None:
-        if ev.first and not ev.flow.data.get("shadow"):
+        if ev.first and not ev.flow.data.get("shadow_leg"):
             flow = ev.flow
             self.metrics.first_output.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 
@@ -126,7 +126,7 @@ class MetricsAddon:
         flow = ev.flow
         if flow.transport == "ws" and not flow.headless:
             self.metrics.active_ws.labels(flow.provider).dec()
-        if flow.data.get("shadow"):
+        if flow.data.get("shadow_leg"):
             return  # shadow legs are not the client's traffic (their outcomes: gateway_shadow_legs_total)
         self.metrics.requests.labels(flow.provider, flow.route, ev.status, flow.target).inc()
         self.metrics.duration.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)

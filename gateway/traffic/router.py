@@ -35,6 +35,7 @@ from gateway.traffic.identity import Caller, identify
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
 from gateway.traffic.settings import Target
+from gateway.traffic.shadow import PLAN, Shadow, ShadowAddon
 from gateway.upstream.passthrough import PassthroughError
 
 log = structlog.get_logger("gateway")
@@ -81,6 +82,8 @@ class Traffic:
         self.active = legacy_possible(settings.traffic) or any(k.allow_overrides for k in settings.auth.keys)
         self.session: aiohttp.ClientSession | None = None
         self.stitching = StitchMemory()
+        self.shadow: Shadow | None = None
+        self.active = self.active or settings.shadow.enabled
 
 
 TRAFFIC = web.AppKey("traffic", Traffic)
@@ -93,6 +96,8 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if app[TRAFFIC].shadow is not None:
+            await app[TRAFFIC].shadow.close()
         await app[TRAFFIC].session.close()  # type: ignore[union-attr]
 
 
@@ -109,7 +114,10 @@ async def _mark_answer(request: web.Request, response: web.StreamResponse) -> No
 
 
 def install(app: web.Application, settings: Settings) -> None:
-    app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
+    traffic = app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
+    if settings.shadow.enabled:
+        traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session)
+        app[ADDONS].register(ShadowAddon(traffic.shadow))
     app.cleanup_ctx.append(_session_ctx)
     app.on_response_prepare.append(_mark_answer)
 
@@ -148,9 +156,20 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
                   weight=decision.weight, config_version=traffic.version)
         request[_UNIT] = (decision.target, id_header)
-        if decision.target == "gradium":
-            return await handler(request)
-        return await _legacy(leg, request, traffic, cred, decision, handler)
+        plan = None
+        if traffic.shadow is not None and cls == "speech":
+            keys = shadow_keys(traffic.settings, caller, cred, mapping.provider)
+            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys)
+        token = PLAN.set(plan) if plan is not None else None
+        try:
+            if decision.target == "gradium":
+                return await handler(request)
+            return await _legacy(leg, request, traffic, cred, decision, handler)
+        finally:
+            if plan is not None and traffic.shadow is not None:
+                assert token is not None
+                PLAN.reset(token)
+                traffic.shadow.release(plan)
 
     return handle
 
@@ -250,6 +269,28 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
         if isinstance(ids, list) and ids:
             return traffic.stitching.side_of(ids)
     return None
+
+
+def shadow_keys(settings: Settings, caller: Caller, cred: Any, provider: str) -> dict[str, str]:
+    """The keys a shadow leg may use, per side: the tenant's `shadow_keys`, or with `allow_shared_keys`
+    its production keys (forward mode: the caller's own credential)."""
+    out: dict[str, str] = {}
+    shared = settings.shadow.allow_shared_keys
+    tenant = settings.auth.tenants.get(caller.tenant) if caller.tenant else None
+    if tenant is not None:
+        for side, name in (("gradium", "gradium"), ("legacy", provider)):
+            if (k := tenant.shadow_keys.get(name)) is not None:
+                out[side] = k.get_secret_value()
+        if shared:
+            if "gradium" not in out and tenant.gradium_api_key is not None:
+                out["gradium"] = tenant.gradium_api_key.get_secret_value()
+            if "legacy" not in out and (k := tenant.legacy_keys.get(provider)) is not None:
+                out["legacy"] = k.get_secret_value()
+    elif shared and cred is not None and settings.auth.mode == "forward":
+        vendor = settings.legacy.get(provider)
+        out["gradium"] = cred.value
+        out["legacy"] = vendor.api_key.get_secret_value() if vendor and vendor.api_key else cred.value
+    return out
 
 
 def _override(request: web.Request, caller: Caller) -> Target | None:

@@ -15,6 +15,8 @@ from tests.standin import StandIn, front_settings, start_front, start_standin
 
 GW_KEY = "gw_acme_live_key"  # what the app sends to the gateway
 VENDOR_KEYS = {"elevenlabs": "sk_vendor_el", "deepgram": "dg_vendor_key", "cartesia": "sk_car_vendor"}
+SHADOW_KEYS = {"gradium": "gsk_acme_shadow", "elevenlabs": "sk_shadow_el", "deepgram": "dg_shadow_key",
+               "cartesia": "sk_car_shadow"}
 
 
 def sha(value: str) -> str:
@@ -28,7 +30,8 @@ def managed_auth(**tenant: Any) -> dict[str, Any]:
 
 def vendor_auth() -> dict[str, Any]:
     """The stand-in accepts only the vendor keys, like the real vendor would."""
-    return {"mode": "managed", "keys": [{"sha256": sha(k), "tenant": "vendor"} for k in VENDOR_KEYS.values()],
+    keys = [*VENDOR_KEYS.values(), *(v for k, v in SHADOW_KEYS.items() if k != "gradium")]
+    return {"mode": "managed", "keys": [{"sha256": sha(k), "tenant": "vendor"} for k in keys],
             "tenants": {"vendor": {"gradium_api_key": "gsk_vendor"}}}
 
 

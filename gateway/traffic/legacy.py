@@ -77,6 +77,10 @@ class LegacyLeg:
         self.positions = CredentialPositions.of(mapping)
         self.strip_query_names = [*self.positions.query, session_query]
         self.prefix = f"/{mapping.provider}"
+        ws = route.ws
+        # ElevenLabs: the key may come in the first message, read after the upgrade
+        self.first_message_credentials = bool(self.positions.message) and ws is not None \
+            and ws.spec.open == "first_message"
 
     def target_url(self, request: web.Request, vendor: LegacyVendor, ws: bool, drop_query: list[str]) -> str:
         path = request.rel_url.raw_path
@@ -156,7 +160,8 @@ def _offered(request: web.Request) -> list[str]:
 
 async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, session: aiohttp.ClientSession,
                    vendor: LegacyVendor, cred: Credential | None, metrics: TrafficMetrics,
-                   extra: dict[str, str], tap: Tap) -> web.StreamResponse:
+                   extra: dict[str, str], tap: Tap,
+                   accepted: tuple[web.WebSocketResponse, bytes] | None = None) -> web.StreamResponse:
     """Dial the vendor first, accept the client after its 101; credentials in the first message
     (ElevenLabs) are read after accepting, then stripped from that message (the only one re-serialized)."""
     limits = request.app[SETTINGS].limits
@@ -172,12 +177,15 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
             "max_msg_size": limits.max_ws_message_bytes}
     first: bytes | None = None
     client: web.WebSocketResponse | None = None
-    if cred is None and leg.positions.message and leg.route.ws is not None \
-            and leg.route.ws.spec.open == "first_message":
-        client = _client_socket(offered[:1] if offered else [], limits.max_ws_message_bytes, extra)
-        await client.prepare(request)
+    if accepted is not None or (leg.first_message_credentials and cred is None):
+        if accepted is None:
+            client = _client_socket(offered[:1] if offered else [], limits.max_ws_message_bytes, extra)
+            await client.prepare(request)
+        else:
+            client, first = accepted
         try:
-            first, cred = await _first_message(client, leg)
+            if accepted is None:
+                _, first, cred = await _first_message(client, leg)
             key = await vendor_key(auth, cred, provider, leg.route.name, _configured(vendor))
             vendor_ws = await dial_ws(session, url, leg.vendor_headers(request, vendor, key, ws=True), to_vendor,
                                       **opts)
@@ -254,7 +262,23 @@ def _handshake_headers(vendor_ws: aiohttp.ClientWebSocketResponse) -> CIMultiDic
     return CIMultiDict((k, v) for k, v in resp.headers.items() if k.lower() not in skip)
 
 
-async def _first_message(client: web.WebSocketResponse, leg: LegacyLeg) -> tuple[bytes, Credential | None]:
+async def accept_first(request: web.Request, leg: LegacyLeg, ctx: RequestContext
+                       ) -> tuple[web.WebSocketResponse, bytes | None, bytes, Credential | None]:
+    """Accept a socket whose credential may come in its first message and read that message: (client,
+    the message as sent, the message without credentials, the credential); the message is None when
+    the socket was answered with the dialect's in-socket error."""
+    limits = request.app[SETTINGS].limits
+    client = _client_socket(_offered(request)[:1], limits.max_ws_message_bytes, {})
+    await client.prepare(request)
+    try:
+        return (client, *await _first_message(client, leg))
+    except GatewayError as err:
+        await _in_socket_error(client, ctx, err)
+        return client, None, b"", None
+
+
+async def _first_message(client: web.WebSocketResponse, leg: LegacyLeg
+                         ) -> tuple[bytes, bytes, Credential | None]:
     try:
         msg = await client.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
     except TimeoutError:
@@ -267,13 +291,13 @@ async def _first_message(client: web.WebSocketResponse, leg: LegacyLeg) -> tuple
     except orjson.JSONDecodeError:
         raise GatewayError("invalid_json", "The first message is not valid JSON") from None
     if not isinstance(body, dict):
-        return raw, None
+        return raw, raw, None
     cred = find_credential(leg.mapping.credentials, RequestData(message=body))
     if not any(name in body for name in leg.positions.message):
-        return raw, cred
+        return raw, raw, cred
     for name in leg.positions.message:
         body.pop(name, None)
-    return orjson.dumps(body), cred
+    return raw, orjson.dumps(body), cred
 
 
 async def _in_socket_error(client: web.WebSocketResponse, ctx: RequestContext, err: GatewayError) -> None:

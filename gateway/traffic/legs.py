@@ -40,6 +40,7 @@ class LegStats:
     close_code: int | None = None
     upstream_request_id: str | None = None
     max_texts: int = 512
+    max_text_frame: int = 4096  # larger text frames carry audio (base64): counted, not kept
 
     def sent(self) -> None:
         self.frames_in += 1
@@ -54,8 +55,15 @@ class LegStats:
         self.bytes_out += len(data)
         if isinstance(data, bytes):
             self.audio_bytes += len(data)
-        elif len(self.texts) < self.max_texts:
+        elif len(data) <= self.max_text_frame and len(self.texts) < self.max_texts:
             self.texts.append(data)
+
+    def counted(self, size: int) -> None:
+        """An output only counted (an audio-carrying text frame)."""
+        if self.first_output is None:
+            self.first_output = time.monotonic()
+        self.frames_out += 1
+        self.bytes_out += size
 
     def first_output_ms(self) -> float | None:
         """From the leg's own first send: queue lag and connect time cancel out."""
@@ -101,9 +109,15 @@ class LegacySocket:
     async def _read(self) -> None:
         while True:
             msg = await self.ws.receive()
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            if msg.type == WSMsgType.TEXT:
                 data = msg.data
-                self.stats.out(data.decode("utf-8", "replace") if msg.type == WSMsgType.TEXT else data)
+                # audio-sized text frames are only counted: decoding them would cost the event loop for nothing
+                if len(data) <= self.stats.max_text_frame:
+                    self.stats.out(data.decode("utf-8", "replace"))
+                else:
+                    self.stats.counted(len(data))
+            elif msg.type == WSMsgType.BINARY:
+                self.stats.out(msg.data)
             else:
                 self.stats.close_code = self.ws.close_code
                 return

@@ -34,6 +34,7 @@ from gateway.traffic import legacy
 from gateway.traffic.identity import Caller, identify
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
+from gateway.traffic.replay import replay_first
 from gateway.traffic.settings import Target
 from gateway.traffic.shadow import PLAN, Shadow, ShadowAddon
 from gateway.upstream.passthrough import PassthroughError
@@ -144,6 +145,13 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             return await handler(request)
         req = RequestData(path=request.match_info, query=request.query, header=request.headers)
         cred = find_credential(mapping.credentials, req)
+        first: tuple[web.WebSocketResponse, bytes, bytes] | None = None
+        if cls == "speech" and cred is None and leg.first_message_credentials:
+            # the key (hence the tenant) is in the first message: accept, read it, then decide
+            client, raw, stripped, cred = await legacy.accept_first(request, leg, RequestContext(mapping, route))
+            if raw is None:
+                return client
+            first = (client, raw, stripped)
         caller = identify(request.app[AUTH], cred)
         unit = Unit(mapping.provider, route.name, kind, transport, caller.tenant,
                     keys=await _sticky_keys(request, mapping, traffic, caller) if cls == "speech" else {},
@@ -162,6 +170,10 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys)
         token = PLAN.set(plan) if plan is not None else None
         try:
+            if first is not None:
+                if decision.target == "gradium":
+                    return await replay_first(request, mapping, route, first[0], first[1])
+                return await _legacy(leg, request, traffic, cred, decision, handler, (first[0], first[2]))
             if decision.target == "gradium":
                 return await handler(request)
             return await _legacy(leg, request, traffic, cred, decision, handler)
@@ -175,7 +187,8 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
 
 
 async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any, decision: Decision,
-                  fallback: Handler) -> web.StreamResponse:
+                  fallback: Handler, accepted: tuple[web.WebSocketResponse, bytes] | None = None
+                  ) -> web.StreamResponse:
     mapping, route = leg.mapping, leg.route
     ctx = RequestContext(mapping, route)
     ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
@@ -191,13 +204,17 @@ async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic,
     try:
         if vendor is None:
             raise PassthroughError("connect", f"No legacy base URL for {mapping.provider}")
-        serve = legacy.serve_ws if route.is_ws else legacy.serve_http
-        resp = await serve(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra, tap)
+        if route.is_ws:
+            resp = await legacy.serve_ws(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
+                                         tap, accepted)
+        else:
+            resp = await legacy.serve_http(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
+                                           tap)
         status, end = _end_status(resp, flow)
         return resp
     except PassthroughError as exc:
         status = exc.kind
-        if decision.failover:  # nothing reached the client yet: the vendor was never reached
+        if decision.failover and accepted is None:  # nothing reached the client yet: the vendor was never reached
             traffic.metrics.passthrough_errors.labels(mapping.provider, exc.kind).inc()
             traffic.metrics.assignments.labels(mapping.provider, route.name, "gradium", "failover").inc()
             request[_UNIT] = ("gradium", request[_UNIT][1])

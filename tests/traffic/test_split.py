@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 import yaml
 
@@ -170,3 +171,22 @@ def test_other_load_time_checks(tmp_path: Path, section: dict, message: str) -> 
     with pytest.raises(ConfigFileError) as e:
         create_app(load_settings(_write(tmp_path, doc), env={}))
     assert message in str(e.value) and str(tmp_path) in str(e.value)
+
+
+@pytest.mark.parametrize("target", ["legacy", "gradium"])
+async def test_first_message_key_decides_with_its_tenant(standin: StandIn, front: Front, target: str) -> None:
+    """ElevenLabs clients may send the key only in the first message: the tenant's rule still applies."""
+    weight = 0 if target == "legacy" else 100
+    traffic = {"default": {"gradium": 100 - weight}, "rules": [{"match": {"tenant": "acme"},
+                                                                "weights": {"gradium": weight}}]}
+    async with front(traffic=traffic) as gw, aiohttp.ClientSession() as s, s.ws_connect(
+            f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000") as ws:
+        await ws.send_str(orjson.dumps({"text": " ", "xi_api_key": GW_KEY}).decode())
+        await ws.send_str('{"text": "Hi there. "}')
+        await ws.send_str('{"text": ""}')
+        out = [m async for m in ws]
+        assert out and ws.close_code == 1000
+        reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+        assert reg.get_sample_value("gateway_traffic_assignments_total", {
+            "provider": "elevenlabs", "route": "tts_stream_input", "target": target, "reason": "credential"}) == 1
+    assert bool([x for x in standin.seen if "/stream-input" in x.path]) == (target == "legacy")

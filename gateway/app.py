@@ -81,6 +81,7 @@ async def _readyz(request: web.Request) -> web.Response:
         "status": "ready" if ready else "starting",
         "upstream": "emulator" if request.app[SETTINGS].uses_emulator else request.app.get(UPSTREAM_URL),
         "providers": sorted(request.app[MAPPINGS]),
+        "config_version": request.app[traffic_router.TRAFFIC].version,  # hash of `traffic` + `shadow`
     }
     return web.json_response(body, status=200 if ready else 503)
 

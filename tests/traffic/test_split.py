@@ -190,3 +190,11 @@ async def test_first_message_key_decides_with_its_tenant(standin: StandIn, front
         assert reg.get_sample_value("gateway_traffic_assignments_total", {
             "provider": "elevenlabs", "route": "tts_stream_input", "target": target, "reason": "credential"}) == 1
     assert bool([x for x in standin.seen if "/stream-input" in x.path]) == (target == "legacy")
+
+
+async def test_readyz_shows_the_config_version(standin: StandIn, front: Front) -> None:
+    async with front(traffic={"default": {"gradium": 40}}) as gw, aiohttp.ClientSession() as s, s.get(
+            f"{gw.http}/readyz") as r:
+        version = (await r.json())["config_version"]
+        reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+        assert len(version) == 12 and reg.get_sample_value("gateway_config_info", {"version": version}) == 1

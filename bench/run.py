@@ -1,6 +1,7 @@
 """Benchmark v0: the gateway against the direct path to Gradium (here: the emulator), in one run, as ratios.
 
     python bench/run.py [--quick] [--concurrency N] [--json PATH]
+    python bench/run.py --shadow --passthrough [--quick]     (issue 10: bench/traffic.py)
 
 Starts `gradium-gateway emulate` and `gradium-gateway serve` as separate processes on free loopback
 ports, runs every path through the gateway and directly, at concurrency 1 and N, stops both, prints a
@@ -455,7 +456,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; well under a minute")
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent sessions for the loaded runs")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
+    parser.add_argument("--shadow", action="store_true",
+                        help="traffic bench: primary first output with shadow rate 1 vs 0 (TTS socket, Deepgram live)")
+    parser.add_argument("--passthrough", action="store_true",
+                        help="traffic bench: passthrough (weight 0) vs a direct connection to the stand-in vendor")
     args = parser.parse_args()
+    if args.shadow or args.passthrough:
+        import traffic
+
+        out = asyncio.run(traffic.bench_traffic(args.shadow, args.passthrough, args.quick, RESULTS))
+        print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.with_name("traffic.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+        return 0
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     try:

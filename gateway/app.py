@@ -40,6 +40,8 @@ from gateway.parser_errors import GATEWAY_APP
 from gateway.state import SHARED_STATE, SharedUsedTokens, open_state
 from gateway.tokens import TokenIssuer
 from gateway.traffic import admin as shadow_admin
+from gateway.traffic import router as traffic_router
+from gateway.traffic.checks import check_settings
 from gateway.upstream.gradium import GradiumClient
 
 log = structlog.get_logger("gateway")
@@ -48,7 +50,8 @@ DEFAULT_GRADIUM_URL = "https://api.gradium.ai/api"
 
 
 def _handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
-    return ws_route_handler(mapping, route) if route.is_ws else route_handler(mapping, route)
+    inner = ws_route_handler(mapping, route) if route.is_ws else route_handler(mapping, route)
+    return traffic_router.wrap(mapping, route, inner)  # the split: gradium or the legacy vendor
 
 
 def _dispatch(candidates: list[tuple[CompiledMapping, CompiledRoute]]) -> Handler:
@@ -89,6 +92,7 @@ async def _readyz(request: web.Request) -> web.Response:
         "status": "ready" if ready else "starting" if not started else "gradium_unreachable",
         "upstream": "emulator" if request.app[SETTINGS].uses_emulator else request.app.get(UPSTREAM_URL),
         "providers": sorted(request.app[MAPPINGS]),
+        "config_version": request.app[traffic_router.TRAFFIC].version,  # hash of `traffic` + `shadow`
     }
     return web.json_response(body, status=200 if ready else 503)
 
@@ -165,6 +169,7 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     mappings = load_mappings(settings.mappings_dir, settings.voices)
+    check_settings(settings, mappings)
     app[MAPPINGS] = mappings
     app[TOKENS] = tokens = TokenIssuer(token_secret(settings.auth))
     default_key = settings.gradium.api_key.get_secret_value() if settings.gradium.api_key else None
@@ -176,6 +181,7 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     # With Redis, single-use tokens are claimed fleet-wide; in memory, harden's bounded per-process set.
     used = SharedUsedTokens(state) if settings.state.redis_url else None
     app[AUTH] = Authenticator(settings.auth, default_key, tokens, used=used, route_providers=dict(route_providers))
+    traffic_router.install(app, settings)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

@@ -11,8 +11,18 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from gateway.traffic.settings import LegacyVendor, ShadowSettings, TrafficSettings, default_legacy
 from gateway.yamlfile import ConfigFileError, load_yaml
 
 
@@ -59,10 +69,15 @@ class ManagedKey(_Strict):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key the client sends")
     tenant: str
+    allow_overrides: bool = Field(default=False, description="QA key: X-Gateway-Target / X-Gateway-Shadow honoured")
 
 
 class Tenant(_Strict):
     gradium_api_key: SecretStr | None = None
+    legacy_keys: dict[str, SecretStr] = Field(default_factory=dict, description="vendor -> key for passthrough")
+    shadow_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="side (gradium or a vendor) -> key used only by shadow legs"
+    )
 
 
 class AuthSettings(_Strict):
@@ -203,6 +218,22 @@ class Settings(_Strict):
     workers: int | None = Field(
         default=None, ge=1, le=256, description="Processes sharing the listening sockets (default: CPU cores)."
     )
+    legacy: dict[str, LegacyVendor] = Field(default_factory=default_legacy, description="passthrough targets")
+    traffic: TrafficSettings = Field(default_factory=TrafficSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    _source: object = PrivateAttr(default=None)  # the YAML document, for file:line in later checks
+
+    @field_validator("legacy", mode="before")
+    @classmethod
+    def _legacy_defaults(cls, v: object) -> object:
+        """A vendor the user does not name keeps its real base URL."""
+        if not isinstance(v, dict):
+            return v
+        merged: dict[str, object] = {k: {"base_url": u.base_url} for k, u in default_legacy().items()}
+        for name, entry in v.items():
+            base = merged.get(name)
+            merged[name] = {**base, **entry} if isinstance(base, dict) and isinstance(entry, dict) else entry
+        return merged
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -238,6 +269,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "GATEWAY_REDIS_URL": ("state", "redis_url"),
     "GRADIUM_BASE_URL": ("gradium", "base_url"),
     "GRADIUM_API_KEY": ("gradium", "api_key"),
+    "GATEWAY_TRAFFIC_FORCE": ("traffic", "force"),  # the rollback switch
 }
 
 
@@ -267,7 +299,7 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None, *
             data[key] = value
             origin[(key,)] = "--" + key.replace("_", "-")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -280,3 +312,7 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None, *
             else:
                 problems.append(f"{'.'.join(loc) or '(top level)'}: {err['msg']}")
         raise ConfigFileError(problems) from exc
+    if doc is not None:
+        doc.data = data
+        settings._source = doc  # for file:line in later checks (gateway.traffic.checks)
+    return settings

@@ -124,20 +124,20 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        labels = ("provider", "route", "status")
+        labels = ("provider", "route", "status", "target")  # target: gradium | legacy (the live A/B)
         self.requests = Counter(
             "gateway_requests_total", "Requests and WebSocket sessions handled", labels, registry=self.registry
         )
         self.duration = Histogram(
             "gateway_request_duration_seconds",
             "Whole request or session duration",
-            ("provider", "route"),
+            ("provider", "route", "target"),
             registry=self.registry,
         )
         self.first_output = Histogram(
             "gateway_time_to_first_output_seconds",
             "From request start to the first audio (TTS) or transcript (STT) sent to the client",
-            ("provider", "route"),
+            ("provider", "route", "target"),
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1, 2, 5),
             registry=self.registry,
         )
@@ -166,15 +166,18 @@ class MetricsAddon:
             self.metrics.active_ws.labels(ev.flow.provider).inc()
 
     def client_output(self, ev: ClientOutput) -> None:
-        if ev.first:
-            self.metrics.first_output.labels(ev.flow.provider, ev.flow.route).observe(ev.t - ev.flow.started)
+        if ev.first and not ev.flow.data.get("shadow_leg"):
+            flow = ev.flow
+            self.metrics.first_output.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 
     def session_end(self, ev: SessionEnd) -> None:
         flow = ev.flow
         if flow.transport == "ws" and not flow.headless:
             self.metrics.active_ws.labels(flow.provider).dec()
-        self.metrics.requests.labels(flow.provider, flow.route, ev.status).inc()
-        self.metrics.duration.labels(flow.provider, flow.route).observe(ev.t - flow.started)
+        if flow.data.get("shadow_leg"):
+            return  # shadow legs are not the client's traffic (their outcomes: gateway_shadow_legs_total)
+        self.metrics.requests.labels(flow.provider, flow.route, ev.status, flow.target).inc()
+        self.metrics.duration.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 
 
 class LogAddon:

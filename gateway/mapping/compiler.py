@@ -18,6 +18,7 @@ from gateway.mapping.schema import (
     CredentialSource,
     ErrorKindSpec,
     InboundRule,
+    LegacySpec,
     Mapping,
     Route,
     WsSpec,
@@ -124,6 +125,7 @@ class CompiledMapping:
     errors: CompiledErrors
     routes: dict[str, CompiledRoute]
     request_id_header: str | None
+    legacy: LegacySpec | None = None
 
 
 def _match_condition(path: tuple[str, ...], cond: Any) -> Matcher:
@@ -204,6 +206,7 @@ def compile_mapping(
         errors=compiled_errors,
         routes=routes,
         request_id_header=mapping.request_id_header,
+        legacy=mapping.legacy,
     )
 
 

@@ -344,6 +344,48 @@ class Route(_Model):
         return self
 
 
+class NativeKey(_Model):
+    """Where a dialect carries its own conversation identity (specs/traffic.md §3.2)."""
+
+    source: str = Field(alias="from", description="header.<name>, query.<name> or body.<field>")
+    pairs: bool = Field(
+        default=False, description="`key:value` items (Deepgram `extra`): the one named by `traffic.native_extra_key`"
+    )
+
+
+class LegacyShadowSpec(_Model):
+    """What a shadow leg must not repeat or may not see (specs/traffic.md §4)."""
+
+    strip_query: list[str] = Field(default_factory=list, description="side effects removed (Deepgram `callback`)")
+    replace_query: dict[str, str] = Field(default_factory=dict, description="values replaced (Deepgram `tag`)")
+    privacy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="request field -> value that forbids shadowing (ElevenLabs `query.enable_logging: false`)",
+    )
+    end_of_input: list[Any] = Field(default_factory=list, description="frames that end a leg whose client vanished")
+
+
+class LegacySpec(_Model):
+    """Passthrough to the legacy vendor: how its key is presented (credentials are stripped from every
+    position listed under `credentials`)."""
+
+    auth_header: str = Field(description="header carrying the vendor key upstream")
+    auth_value: str = Field(default="$key", description="its value; `$key` is the vendor key")
+    native_sticky: list[NativeKey] = Field(default_factory=list)
+    stitching: str | None = Field(
+        default=None, description="request field listing earlier request ids that pin the side (ElevenLabs)"
+    )
+    response_id_header: str | None = Field(default=None, description="answer header carrying the request id")
+    shadow: LegacyShadowSpec = Field(default_factory=LegacyShadowSpec)
+
+    @field_validator("auth_value")
+    @classmethod
+    def _has_key(cls, v: str) -> str:
+        if "$key" not in v:
+            raise ValueError("auth_value must contain $key")
+        return v
+
+
 class Mapping(_Model):
     provider: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     credentials: list[CredentialSource]
@@ -351,3 +393,4 @@ class Mapping(_Model):
     errors: ErrorSpec
     routes: dict[str, Route]
     request_id_header: str | None = Field(default=None, description="header carrying the request id on replies")
+    legacy: LegacySpec | None = Field(default=None, description="passthrough facts (specs/traffic.md §1)")

@@ -96,7 +96,8 @@ async def test_health_ready_metrics(gateway: Gateway) -> None:
             await r.read()
         async with s.get(gateway.http + "/metrics") as r:
             text = await r.text()
-            assert 'gateway_requests_total{provider="elevenlabs",route="tts_convert",status="200"} 1.0' in text
+            assert ('gateway_requests_total{provider="elevenlabs",route="tts_convert",status="200",'
+                    'target="gradium"} 1.0') in text
             assert "gateway_time_to_first_output_seconds_bucket" in text
 
 

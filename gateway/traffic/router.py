@@ -1,0 +1,317 @@
+"""The split, in front of every mapping route: decide once per unit, then run the translated session
+(target `gradium`) or the passthrough (target `legacy`). Nothing about targets enters the translation runtime.
+
+A unit is one REST request or one WebSocket; the decision is made before its upstream call (before the 101
+on sockets) and never changes inside it. `x-gateway-target` marks every answer the router decided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+
+from gateway.addons import ADDONS, Tap
+from gateway.auth import find_credential
+from gateway.config import Settings
+from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
+from gateway.dialects.http import Handler
+from gateway.dialects.ws import refusal
+from gateway.errors import GatewayError
+from gateway.events import Flow
+from gateway.mapping.compiler import CompiledMapping, CompiledRoute
+from gateway.mapping.params import RequestData
+from gateway.traffic import legacy
+from gateway.traffic.identity import Caller, identify
+from gateway.traffic.metrics import TrafficMetrics
+from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
+from gateway.traffic.replay import replay_first
+from gateway.traffic.settings import Target
+from gateway.traffic.shadow import PLAN, Shadow, ShadowAddon
+from gateway.upstream.passthrough import PassthroughError
+
+log = structlog.get_logger("gateway")
+TARGET_HEADER = "x-gateway-target"
+_UNIT = "gateway.traffic.unit"  # request key: (target, response id header) for the response hook
+TOKEN_BUILTINS = frozenset({"mint_token", "grant_token"})
+STITCH_TTL_S = 2 * 3600  # ElevenLabs request ids can be continued for two hours
+
+
+def config_version(settings: Settings) -> str:
+    blob = orjson.dumps({"traffic": settings.traffic.model_dump(mode="json"),
+                         "shadow": settings.shadow.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class StitchMemory:
+    """Which side issued a request id (bounded, per replica): continuation ids go back to that side."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._ids: OrderedDict[str, tuple[Target, float]] = OrderedDict()
+        self._size = size
+
+    def remember(self, request_id: str, target: Target) -> None:
+        self._ids[request_id] = (target, time.monotonic() + STITCH_TTL_S)
+        self._ids.move_to_end(request_id)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def side_of(self, ids: list[Any]) -> Target | None:
+        now = time.monotonic()
+        sides = {e[0] for i in ids if isinstance(i, str) and (e := self._ids.get(i)) and e[1] > now}
+        if len(sides) > 1:
+            log.info("traffic.stitching_mixed")
+        return sides.pop() if len(sides) == 1 else None
+
+
+class Traffic:
+    """Per app: the settings snapshot, the vendor HTTP client, stitching memory and metrics."""
+
+    def __init__(self, settings: Settings, metrics: TrafficMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.version = config_version(settings)
+        self.active = legacy_possible(settings.traffic) or any(k.allow_overrides for k in settings.auth.keys)
+        self.session: aiohttp.ClientSession | None = None
+        self.stitching = StitchMemory()
+        self.shadow: Shadow | None = None
+        self.active = self.active or settings.shadow.enabled
+
+
+TRAFFIC = web.AppKey("traffic", Traffic)
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    # its own client: no decompression, and the vendor's connections never mix with Gradium's pool
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    try:
+        yield
+    finally:
+        if app[TRAFFIC].shadow is not None:
+            await app[TRAFFIC].shadow.close()
+        await app[TRAFFIC].session.close()  # type: ignore[union-attr]
+
+
+async def _mark_answer(request: web.Request, response: web.StreamResponse) -> None:
+    unit = request.get(_UNIT)
+    if unit is None:
+        return
+    target, id_header = unit
+    traffic = request.app[TRAFFIC]
+    if traffic.settings.traffic.expose_target_header:
+        response.headers[TARGET_HEADER] = target
+    if id_header and (rid := response.headers.get(id_header)):
+        traffic.stitching.remember(rid, target)
+
+
+def install(app: web.Application, settings: Settings) -> None:
+    traffic = app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
+    if settings.shadow.enabled:
+        traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session)
+        app[ADDONS].register(ShadowAddon(traffic.shadow))
+    app.cleanup_ctx.append(_session_ctx)
+    app.on_response_prepare.append(_mark_answer)
+
+
+def route_class(route: CompiledRoute) -> str:
+    if route.spec.gradium is not None:
+        return "speech"
+    return "token" if route.spec.builtin in TOKEN_BUILTINS else "catalogue"
+
+
+def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Handler:
+    """The route's handler behind the split; token routes are always the gateway's own."""
+    cls = route_class(route)
+    if cls == "token" or mapping.legacy is None:
+        return handler
+    leg = legacy.LegacyLeg(mapping, route, "gw_session")
+    kind = "tts" if route.spec.gradium is not None and route.spec.gradium.kind == "tts" else "stt"
+    transport = "ws" if route.is_ws else "rest"
+    id_header = mapping.legacy.response_id_header
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        traffic = request.app[TRAFFIC]
+        if not traffic.active:
+            return await handler(request)
+        req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+        cred = find_credential(mapping.credentials, req)
+        first: tuple[web.WebSocketResponse, bytes, bytes] | None = None
+        if cls == "speech" and cred is None and leg.first_message_credentials:
+            # the key (hence the tenant) is in the first message: accept, read it, then decide
+            client, raw, stripped, cred = await legacy.accept_first(request, leg, RequestContext(mapping, route))
+            if raw is None:
+                return client
+            first = (client, raw, stripped)
+        caller = identify(request.app[AUTH], cred)
+        unit = Unit(mapping.provider, route.name, kind, transport, caller.tenant,
+                    keys=await _sticky_keys(request, mapping, traffic, caller) if cls == "speech" else {},
+                    stitched=await _stitched(request, mapping, traffic) if cls == "speech" else None,
+                    override=_override(request, caller))
+        decision = decide(traffic.settings.traffic, unit, datetime.now(UTC))
+        if cls == "catalogue" and decision.reason not in ("serve", "override"):
+            return await handler(request)  # catalogues follow only `serve: legacy`
+        traffic.metrics.assignments.labels(mapping.provider, route.name, decision.target, decision.reason).inc()
+        log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
+                  weight=decision.weight, config_version=traffic.version)
+        request[_UNIT] = (decision.target, id_header)
+        plan = None
+        if traffic.shadow is not None and cls == "speech":
+            keys = shadow_keys(traffic.settings, caller, cred, mapping.provider)
+            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys)
+        token = PLAN.set(plan) if plan is not None else None
+        try:
+            if first is not None:
+                if decision.target == "gradium":
+                    return await replay_first(request, mapping, route, first[0], first[1])
+                return await _legacy(leg, request, traffic, cred, decision, handler, (first[0], first[2]))
+            if decision.target == "gradium":
+                return await handler(request)
+            return await _legacy(leg, request, traffic, cred, decision, handler)
+        finally:
+            if plan is not None and traffic.shadow is not None:
+                assert token is not None
+                PLAN.reset(token)
+                traffic.shadow.release(plan)
+
+    return handle
+
+
+async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any, decision: Decision,
+                  fallback: Handler, accepted: tuple[web.WebSocketResponse, bytes] | None = None
+                  ) -> web.StreamResponse:
+    mapping, route = leg.mapping, leg.route
+    ctx = RequestContext(mapping, route)
+    ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    vendor = traffic.settings.legacy.get(mapping.provider)
+    extra = {TARGET_HEADER: "legacy"} if traffic.settings.traffic.expose_target_header else {}
+    structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=route.name,
+                                           target="legacy")
+    assert traffic.session is not None
+    flow = Flow(mapping.provider, route.name, "ws" if route.is_ws else "http", target="legacy",
+                request_id=ctx.request_id, started=ctx.started)
+    tap = Tap(request.app[ADDONS], flow)
+    status, end = "internal", {}
+    try:
+        if vendor is None:
+            raise PassthroughError("connect", f"No legacy base URL for {mapping.provider}")
+        if route.is_ws:
+            resp = await legacy.serve_ws(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
+                                         tap, accepted)
+        else:
+            resp = await legacy.serve_http(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
+                                           tap)
+        status, end = _end_status(resp, flow)
+        return resp
+    except PassthroughError as exc:
+        status = exc.kind
+        if decision.failover and accepted is None:  # nothing reached the client yet: the vendor was never reached
+            traffic.metrics.passthrough_errors.labels(mapping.provider, exc.kind).inc()
+            traffic.metrics.assignments.labels(mapping.provider, route.name, "gradium", "failover").inc()
+            request[_UNIT] = ("gradium", request[_UNIT][1])
+            log.info("traffic.failover", kind=exc.kind, to="gradium")
+            return await fallback(request)
+        return legacy.gateway_failure(ctx, exc, traffic.metrics)
+    except GatewayError as err:  # the gateway's own verdict (credentials), in the dialect's shape
+        if route.is_ws and not mapping.errors.refuse_upgrade:
+            return await legacy.refuse_in_socket(request, ctx, err, extra)
+        resp = _refuse_upgrade(ctx, err) if route.is_ws else http_error(ctx, err)
+        resp.headers.update(extra)
+        return resp
+    finally:
+        if flow.data.get("passthrough"):
+            tap.end(status, **end)
+        structlog.contextvars.unbind_contextvars("request_id", "provider", "route", "target")
+
+
+def _end_status(resp: web.StreamResponse, flow: Flow) -> tuple[str, dict[str, Any]]:
+    if flow.transport == "http" or "passthrough_close" not in flow.data:
+        return str(resp.status), {"http_status": resp.status}
+    ended, code = flow.data["passthrough_close"]
+    status = "client_closed" if ended == "client" else "ok" if code in (1000, None) else f"closed_{code}"
+    return status, {"close_code": code}
+
+
+def _refuse_upgrade(ctx: RequestContext, err: GatewayError) -> web.Response:
+    r = refusal(ctx, err)
+    headers = dict(r.headers)
+    ctype = headers.pop("Content-Type")
+    return web.Response(status=r.status, body=r.body, headers={**headers, "Content-Type": ctype})
+
+
+async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: Traffic,
+                       caller: Caller) -> dict[str, str]:
+    t = traffic.settings.traffic
+    keys: dict[str, str] = {}
+    for h in t.session_headers:
+        if v := request.headers.get(h):
+            keys["header"] = v
+            break
+    else:
+        if v := request.query.get(t.session_query):
+            keys["header"] = v
+    assert mapping.legacy is not None
+    for native in mapping.legacy.native_sticky:
+        kind, _, name = native.source.partition(".")
+        values = request.query.getall(name, []) if kind == "query" else [request.headers.get(name, "")]
+        if native.pairs:
+            prefix = t.native_extra_key + ":"
+            values = [v[len(prefix):] for v in values if v.startswith(prefix)]
+        if value := next((v for v in values if v), None):
+            keys["native"] = value
+            break
+    if caller.identity:
+        keys["credential"] = caller.identity
+    return keys
+
+
+async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Traffic) -> Target | None:
+    """ElevenLabs `previous_request_ids`: the body is read (and cached by aiohttp for the handler)."""
+    assert mapping.legacy is not None
+    field = mapping.legacy.stitching
+    if not field or request.method != "POST" or request.content_type != "application/json":
+        return None
+    with contextlib.suppress(Exception):
+        body = orjson.loads(await request.read())
+        ids = body.get(field.partition(".")[2]) if isinstance(body, dict) else None
+        if isinstance(ids, list) and ids:
+            return traffic.stitching.side_of(ids)
+    return None
+
+
+def shadow_keys(settings: Settings, caller: Caller, cred: Any, provider: str) -> dict[str, str]:
+    """The keys a shadow leg may use, per side: the tenant's `shadow_keys`, or with `allow_shared_keys`
+    its production keys (forward mode: the caller's own credential)."""
+    out: dict[str, str] = {}
+    shared = settings.shadow.allow_shared_keys
+    tenant = settings.auth.tenants.get(caller.tenant) if caller.tenant else None
+    if tenant is not None:
+        for side, name in (("gradium", "gradium"), ("legacy", provider)):
+            if (k := tenant.shadow_keys.get(name)) is not None:
+                out[side] = k.get_secret_value()
+        if shared:
+            if "gradium" not in out and tenant.gradium_api_key is not None:
+                out["gradium"] = tenant.gradium_api_key.get_secret_value()
+            if "legacy" not in out and (k := tenant.legacy_keys.get(provider)) is not None:
+                out["legacy"] = k.get_secret_value()
+    elif shared and cred is not None and settings.auth.mode == "forward":
+        vendor = settings.legacy.get(provider)
+        out["gradium"] = cred.value
+        out["legacy"] = vendor.api_key.get_secret_value() if vendor and vendor.api_key else cred.value
+    return out
+
+
+def _override(request: web.Request, caller: Caller) -> Target | None:
+    if not caller.allow_overrides:
+        return None
+    value = request.headers.get("X-Gateway-Target", "").strip().lower()
+    return value if value in ("gradium", "legacy") else None  # type: ignore[return-value]

@@ -1,0 +1,388 @@
+"""Shadowing WebSocket units to the other side (specs/traffic.md §4), as an addon that observes sessions.
+
+The router asks `Shadow.plan` once per unit (sampling, privacy flags, keys, cooldown, budgets); a plan is
+handed to the session through a context variable and picked up by `ShadowAddon.session_start`. From then
+on the primary only `offer`s each client frame to the leg's bounded queue (`client_frame`) and marks the
+end of its input (`session_end`); the leg runs in its own task with its own deadlines. Nothing of the
+shadow reaches the client: not its status, headers, frames or latency. Every leg ends with one outcome,
+counted in `gateway_shadow_legs_total` and logged as `shadow.end` with the pair id on both legs' lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict, MultiDict
+
+from gateway.events import ClientFrame, SessionEnd, SessionStart
+from gateway.mapping.compiler import CompiledMapping, CompiledRoute
+from gateway.session.headless import HeadlessSession
+from gateway.traffic.budget import MemoryBudget, VendorCooldown
+from gateway.traffic.legs import END, FrameQueue, GradiumSession, LegacySocket, LegStats
+from gateway.traffic.metrics import TrafficMetrics
+from gateway.traffic.policy import Unit
+from gateway.traffic.settings import ShadowRule, ShadowSettings
+from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context, strip_query
+
+log = structlog.get_logger("gateway.shadow")
+PLAN: contextvars.ContextVar[ShadowPlan | None] = contextvars.ContextVar("gateway_shadow_plan", default=None)
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class ShadowPlan:
+    unit: Unit
+    mapping: CompiledMapping
+    route: CompiledRoute
+    rule: ShadowRule
+    primary: str
+    side: str  # gradium | legacy
+    tenant: str
+    key: str
+    path: dict[str, str]
+    raw_query: str
+    headers: CIMultiDict[str]
+    pair_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    primary_request_id: str | None = None
+
+
+class Shadow:
+    """Per app: settings, budgets, cooldown; decides which units get a leg."""
+
+    def __init__(self, app: web.Application, settings: ShadowSettings, metrics: TrafficMetrics,
+                 legacy: dict[str, Any], session_of: Any) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.legacy = legacy
+        self.session_of = session_of  # () -> the vendor ClientSession
+        self.budget = MemoryBudget(settings.global_budget)
+        self.cooldown = VendorCooldown(settings.vendor_cooldown)
+        self.rng = random.Random()
+        self.legs: set[ShadowLeg] = set()
+        self.finished: list[dict[str, Any]] = []  # the last outcomes, for tests and the log sink
+        self.on_pair: list[Any] = []  # callbacks(row) once a pair is complete (comparison store)
+
+    def rule_for(self, unit: Unit) -> ShadowRule | None:
+        from gateway.traffic.policy import _matches
+
+        return next((r for r in self.settings.rules if _matches(r.match, unit)), None)
+
+    def count(self, plan_or_unit: ShadowPlan | Unit, side: str, outcome: str) -> None:
+        unit = plan_or_unit.unit if isinstance(plan_or_unit, ShadowPlan) else plan_or_unit
+        self.metrics.shadow_legs.labels(unit.provider, unit.route, side, "candidate", outcome).inc()
+
+    def release(self, plan: ShadowPlan) -> None:
+        """A plan whose primary never started a session (refused, failed before the upgrade)."""
+        if plan.primary_request_id is None:
+            plan.primary_request_id = ""
+            self.budget.release(plan.tenant, plan.side)
+
+    async def close(self) -> None:
+        for leg in list(self.legs):
+            leg.drop("shadow_error")
+        await asyncio.gather(*(leg.task for leg in list(self.legs)), return_exceptions=True)
+
+    def plan(self, unit: Unit, primary: str, mapping: CompiledMapping, route: CompiledRoute,
+             request: web.Request, keys: dict[str, str]) -> ShadowPlan | None:
+        """A leg for this unit, or None (counted with the reason when the unit was sampled)."""
+        if not self.settings.enabled or not route.is_ws or mapping.legacy is None:
+            return None
+        rule = self.rule_for(unit)
+        if rule is None or rule.rate <= 0 or self.rng.random() >= rule.rate:
+            return None
+        side = ("legacy" if primary == "gradium" else "gradium") if self.settings.shadow_target == "other" \
+            else self.settings.shadow_target
+        if side == primary:
+            return None  # noise copies (same side) are not built yet
+        if self.settings.respect_privacy_flags and _private(mapping, request):
+            self.count(unit, side, "skipped_privacy")
+            return None
+        key = keys.get(side)
+        if not key:
+            self.count(unit, side, "skipped_unsupported")
+            return None
+        if self.cooldown.active(side):
+            self.count(unit, side, "cooldown")
+            return None
+        tenant = unit.tenant or "-"
+        if not self.budget.acquire(tenant, side, rule.budget):
+            self.count(unit, side, "dropped_concurrency")
+            return None
+        return ShadowPlan(unit, mapping, route, rule, primary, side, tenant, key, dict(request.match_info),
+                          request.rel_url.raw_query_string, CIMultiDict(request.headers))
+
+
+def _private(mapping: CompiledMapping, request: web.Request) -> bool:
+    assert mapping.legacy is not None
+    for where, value in mapping.legacy.shadow.privacy.items():
+        kind, _, name = where.partition(".")
+        got = request.query.get(name) if kind == "query" else request.headers.get(name)
+        if got is not None and str(got).lower() == str(value).lower():
+            return True
+    return False
+
+
+class ShadowLeg:
+    def __init__(self, shadow: Shadow, plan: ShadowPlan) -> None:
+        self.shadow = shadow
+        self.plan = plan
+        self.queue = FrameQueue(plan.rule.queue)
+        self.stats = LegStats(plan.side)
+        self.primary = LegStats(plan.primary)
+        self.outcome: str | None = None
+        self.started = time.monotonic()
+        self.lags: list[float] = []
+        self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
+        shadow.metrics.shadow_inflight.labels(plan.side).inc()
+        log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
+                 provider=plan.unit.provider, route=plan.unit.route, request_id=plan.primary_request_id)
+
+    # -- the primary's side: never blocks ---------------------------------------------------------
+    def offer(self, data: str | bytes) -> None:
+        if self.outcome is not None:
+            return
+        if not self.queue.offer(data, len(data)):
+            self.drop("dropped_overflow")
+
+    def end_input(self) -> None:
+        if self.outcome is None:
+            self.queue.offer(END, 0) or self.drop("dropped_overflow")
+
+    def drop(self, outcome: str) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self.task.cancel()
+
+    # -- the leg's own task -------------------------------------------------------------------------
+    async def _run(self) -> None:
+        conn: LegacySocket | GradiumSession | None = None
+        try:
+            conn = await self._open()
+            async with asyncio.timeout(self.plan.rule.max_unit_s):
+                await self._feed(conn)
+            try:
+                async with asyncio.timeout(self.plan.rule.drain_timeout_s):
+                    await conn.finished()
+            except TimeoutError:
+                pass  # a shadow that keeps its socket open after the input ended: what it said is kept
+            self.outcome = self.outcome or "completed"
+        except asyncio.CancelledError:
+            self.outcome = self.outcome or "shadow_error"
+        except TimeoutError:
+            self.outcome = self.outcome or "timeout"
+        except VendorRefusal as r:
+            self.outcome = "vendor_throttled" if r.status == 429 else "shadow_error"
+        except BudgetRefused:
+            self.outcome = "truncated_budget"
+        except (PassthroughError, aiohttp.ClientError, OSError) as exc:
+            log.info("shadow.leg_error", pair_id=self.plan.pair_id, error=type(exc).__name__)
+            self.outcome = self.outcome or "shadow_error"
+        except Exception:
+            log.exception("shadow.internal_error", pair_id=self.plan.pair_id)
+            self.outcome = "shadow_error"
+        finally:
+            if conn is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(conn.close())
+            self._finish()
+
+    async def _open(self) -> LegacySocket | GradiumSession:
+        plan = self.plan
+        if plan.side == "gradium":
+            return self._gradium()
+        vendor = self.shadow.legacy[plan.unit.provider]
+        assert plan.mapping.legacy is not None
+        facts = plan.mapping.legacy
+        creds = [s.source.partition(".")[2] for s in plan.mapping.credentials if s.source.startswith("query.")]
+        query = strip_query(plan.raw_query, [*creds, "gw_session", *facts.shadow.strip_query,
+                                             *facts.shadow.replace_query])
+        extra = "&".join(f"{k}={v}" for k, v in facts.shadow.replace_query.items())
+        query = "&".join(q for q in (query, extra) if q)
+        path = plan.route.path.format(**plan.path)
+        url = vendor.ws_url + path + ("?" + query if query else "")
+        headers = CIMultiDict({"X-Gateway-Pair-Id": plan.pair_id,
+                               facts.auth_header: facts.auth_value.replace("$key", plan.key)})
+        ws = await dial_ws(self.shadow.session_of(), url, headers, [], ssl_opt=ssl_context(vendor.ca_file),
+                           connect_timeout_s=vendor.connect_timeout_s, max_msg_size=16 * 1024 * 1024)
+        return LegacySocket(ws, self.stats)
+
+    def _gradium(self) -> GradiumSession:
+        plan = self.plan
+        assert plan.mapping.legacy is not None
+        facts = plan.mapping.legacy
+        creds = {s.source.partition(".")[2].lower() for s in plan.mapping.credentials}
+        query = MultiDict((k, v) for k, v in MultiDict(_parse_query(plan.raw_query)).items()
+                          if k.lower() not in creds and k != "gw_session")
+        header = {facts.auth_header: facts.auth_value.replace("$key", plan.key), "X-Gateway-Pair-Id": plan.pair_id}
+        session = HeadlessSession(_ShadowApp(self.shadow.app), plan.unit.provider, plan.unit.route, path=plan.path,
+                                  query=query, header=header, port=GradiumSession.port(self.stats))
+        session.flow.data["shadow_leg"] = plan.pair_id
+        return GradiumSession(session, self.stats)
+
+    async def _feed(self, conn: LegacySocket | GradiumSession) -> None:
+        first = True
+        while True:
+            t, item = await self.queue.get()
+            if item is END:
+                return
+            if first and isinstance(item, str):
+                item = _strip_message_credentials(self.plan, item)
+            first = False
+            self._spend(item)
+            await conn.send(item)
+            self.stats.sent()
+            lag = time.monotonic() - t
+            self.lags.append(lag)
+            self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider).observe(lag)
+
+    def _spend(self, item: str | bytes) -> None:
+        plan = self.plan
+        if plan.unit.kind == "tts":
+            unit, amount = "tts_chars", _text_chars(item)
+        else:
+            unit, amount = "stt_seconds", (len(item) if isinstance(item, bytes) else len(item) * 0.75) / 32000
+        if amount <= 0:
+            return
+        if not self.shadow.budget.spend(plan.tenant, plan.side, unit, amount, plan.rule.budget):
+            raise BudgetRefused
+        self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
+
+    def _finish(self) -> None:
+        plan, shadow = self.plan, self.shadow
+        shadow.budget.release(plan.tenant, plan.side)
+        shadow.legs.discard(self)
+        shadow.metrics.shadow_inflight.labels(plan.side).dec()
+        outcome = self.outcome or "shadow_error"
+        if outcome == "vendor_throttled":
+            shadow.cooldown.throttled(plan.side)
+        shadow.count(plan, plan.side, outcome)
+        for leg, stats in (("primary", self.primary), ("shadow", self.stats)):
+            ms = stats.first_output_ms()
+            if ms is not None and outcome == "completed":
+                target = plan.primary if leg == "primary" else plan.side
+                shadow.metrics.shadow_first_output.labels(plan.unit.provider, plan.unit.route, leg,
+                                                          target).observe(ms / 1000)
+        lags = sorted(self.lags)
+        row = {"pair_id": plan.pair_id, "outcome": outcome, "tenant": plan.tenant, "provider": plan.unit.provider,
+               "route": plan.unit.route, "primary": plan.primary, "shadow_target": plan.side,
+               "primary_request_id": plan.primary_request_id,
+               "lag_p95_ms": round(lags[int(0.95 * (len(lags) - 1))] * 1000, 2) if lags else None,
+               "primary_leg": _summary(self.primary), "shadow_leg": _summary(self.stats)}
+        log.info("shadow.end", **{k: v for k, v in row.items() if not k.endswith("_leg")},
+                 primary_first_output_ms=row["primary_leg"]["first_output_ms"],
+                 shadow_first_output_ms=row["shadow_leg"]["first_output_ms"])
+        shadow.finished.append(row)
+        del shadow.finished[:-256]
+        for cb in shadow.on_pair:
+            with contextlib.suppress(Exception):
+                cb(row, self)
+
+
+class BudgetRefused(Exception):
+    pass
+
+
+def _summary(s: LegStats) -> dict[str, Any]:
+    return {"first_output_ms": s.first_output_ms(), "frames_in": s.frames_in, "frames_out": s.frames_out,
+            "bytes_out": s.bytes_out, "audio_bytes": s.audio_bytes, "close_code": s.close_code}
+
+
+def _text_chars(item: str | bytes) -> int:
+    if not isinstance(item, str):
+        return 0
+    with contextlib.suppress(Exception):
+        msg = orjson.loads(item)
+        if isinstance(msg, dict):
+            return sum(len(v) for k, v in msg.items() if k in ("text", "transcript") and isinstance(v, str))
+    return 0
+
+
+def _parse_query(raw: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(raw, keep_blank_values=True)
+
+
+def _strip_message_credentials(plan: ShadowPlan, item: str) -> str:
+    fields = [s.source.partition(".")[2] for s in plan.mapping.credentials if s.source.startswith("message.")]
+    if not fields or not any(f in item for f in fields):
+        return item
+    with contextlib.suppress(Exception):
+        msg = orjson.loads(item)
+        if isinstance(msg, dict):
+            for f in fields:
+                msg.pop(f, None)
+            return orjson.dumps(msg).decode()
+    return item
+
+
+class _ShadowApp(dict):  # type: ignore[type-arg]
+    """The app as a Gradium shadow leg sees it: the same state, but credentials are forwarded as they are
+    (the leg presents the tenant's shadow key, never its production key)."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__()
+        from gateway.auth import Authenticator
+        from gateway.config import AuthSettings
+        from gateway.dialects.common import AUTH
+
+        real = app[AUTH]
+        self._app = app
+        self[AUTH] = Authenticator(AuthSettings(mode="forward"), None, real.issuer)
+
+    def __missing__(self, key: Any) -> Any:
+        return self._app[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self or key in self._app else default
+
+
+class ShadowAddon:
+    """Attaches the planned leg to its primary session and feeds it; registered only when shadowing is on."""
+
+    def __init__(self, shadow: Shadow) -> None:
+        self.shadow = shadow
+
+    def session_start(self, ev: SessionStart) -> None:
+        flow = ev.flow
+        if flow.headless or flow.transport != "ws":
+            return
+        plan = PLAN.get()
+        if plan is None or plan.unit.route != flow.route or plan.unit.provider != flow.provider:
+            return
+        PLAN.set(None)
+        plan.primary_request_id = flow.request_id
+        leg = ShadowLeg(self.shadow, plan)
+        self.shadow.legs.add(leg)
+        flow.data["shadow_pair"] = leg
+
+    def client_frame(self, ev: ClientFrame) -> None:
+        leg = ev.flow.data.get("shadow_pair")
+        if leg is not None:
+            if leg.primary.sent_first is None:
+                leg.primary.sent_first = ev.t
+            leg.primary.frames_in += 1
+            leg.offer(ev.data)
+
+    def client_output(self, ev: Any) -> None:
+        leg = ev.flow.data.get("shadow_pair")
+        if leg is not None:
+            leg.primary.out(ev.data)
+
+    def session_end(self, ev: SessionEnd) -> None:
+        leg = ev.flow.data.pop("shadow_pair", None)
+        if leg is not None:
+            leg.primary.close_code = ev.close_code
+            leg.end_input()

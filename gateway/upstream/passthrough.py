@@ -1,0 +1,217 @@
+"""Passthrough to the legacy vendor (target `legacy`): an HTTP streaming proxy and a WebSocket relay.
+
+The request goes to the vendor unchanged except credentials and hop-by-hop headers (specs/traffic.md §2):
+bodies stream both ways (no buffering, no decompression: `auto_decompress=False`), WebSocket frames keep
+their type and bytes (`decode_text=False` on both sockets), close codes and reasons cross both ways.
+Only failures of the gateway itself (vendor unreachable, TLS) raise `PassthroughError`; whatever the vendor
+answers, error or not, reaches the client as it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+# RFC 9110 §7.6.1 plus what aiohttp or the gateway sets itself.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection",
+     "proxy-authenticate", "proxy-authorization", "host"}
+)
+WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+                          "sec-websocket-protocol", "sec-websocket-accept"})
+FORWARDED = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
+CLOSE_TIMEOUT_S = 5.0
+
+
+class PassthroughError(Exception):
+    """The gateway could not reach the vendor: `kind` is connect|tls|handshake|timeout|reset."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(slots=True)
+class VendorRefusal(Exception):
+    """The vendor refused a WebSocket upgrade: replayed to the client as it came."""
+
+    status: int
+    headers: CIMultiDict[str]
+    message: str
+
+
+def strip_query(raw: str, names: Iterable[str]) -> str:
+    """The raw query string without the named parameters; every other byte is kept as sent."""
+    drop = {n.lower() for n in names}
+    if not raw or not drop:
+        return raw
+    kept = [p for p in raw.split("&") if unquote_plus(p.partition("=")[0]).lower() not in drop]
+    return "&".join(kept)
+
+
+def upstream_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str], forward_ip: bool = False,
+                     ws: bool = False) -> CIMultiDict[str]:
+    """The client's request headers minus hop-by-hop, credentials (`drop`) and the gateway's own."""
+    pairs = list(headers)
+    named = {n.strip().lower() for k, v in pairs if k.lower() == "connection" for n in v.split(",")}
+    skip = HOP_BY_HOP | named | {d.lower() for d in drop}
+    if not forward_ip:
+        skip |= FORWARDED
+    if ws:
+        skip |= WS_HANDSHAKE
+    out: CIMultiDict[str] = CIMultiDict()
+    for k, v in pairs:
+        lk = k.lower()
+        if lk in skip or lk.startswith(("x-gateway-", "proxy-")):
+            continue
+        out.add(k, v)
+    return out
+
+
+def response_headers(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    pairs = list(headers)
+    named = {n.strip().lower() for k, v in pairs if k.lower() == "connection" for n in v.split(",")}
+    skip = HOP_BY_HOP | named
+    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in skip and not k.lower().startswith("proxy-"))
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    if ca_file is None:
+        return True
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
+def _classify(exc: BaseException) -> PassthroughError:
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return PassthroughError("tls", "TLS error talking to the vendor")
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return PassthroughError("timeout", "The vendor did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return PassthroughError("connect", "The vendor is unreachable")
+    return PassthroughError("reset", "The vendor connection failed")
+
+
+Observer = Callable[[WSMsgType, bytes], None]
+
+
+async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: str,
+                     headers: CIMultiDict[str], *, ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
+                     read_timeout_s: float, extra_response: dict[str, str] | None = None,
+                     on_chunk: Callable[[bytes], None] | None = None) -> web.StreamResponse:
+    """One request to the vendor, its answer streamed back chunk by chunk as it arrives; `on_chunk`
+    sees each chunk after it was written to the client."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+    cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
+    body: object = cached if cached is not None else request.content if request.body_exists else None
+    skip_auto = [h for h in ("User-Agent", "Accept-Encoding", "Content-Type", "Accept") if h not in headers]
+    try:
+        upstream = await session.request(request.method, url, headers=headers, data=body, ssl=ssl_opt,
+                                         timeout=timeout, allow_redirects=False, skip_auto_headers=skip_auto,
+                                         compress=None)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _classify(exc) from None
+    async with upstream:
+        out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                 headers=response_headers(upstream.headers.items()))
+        if extra_response:
+            out.headers.update(extra_response)
+        await out.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await out.write(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            # the vendor broke off mid-answer: the client sees the same (a truncated body), not a new status
+            if request.transport is not None:
+                request.transport.close()
+            return out
+        await out.write_eof()
+    return out
+
+
+async def dial_ws(session: aiohttp.ClientSession, url: str, headers: CIMultiDict[str], protocols: list[str], *,
+                  ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
+                  max_msg_size: int) -> aiohttp.ClientWebSocketResponse:
+    """The vendor's socket, or `VendorRefusal` (its status and headers) / `PassthroughError`."""
+    try:
+        return await asyncio.wait_for(session.ws_connect(
+            url, headers=headers, protocols=protocols, ssl=ssl_opt, autoping=True, autoclose=False,
+            compress=0, max_msg_size=max_msg_size, decode_text=False,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S)), connect_timeout_s)
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status and exc.status != 101:
+            raise VendorRefusal(exc.status, CIMultiDict(exc.headers or {}), exc.message) from None
+        raise PassthroughError("handshake", "The vendor's WebSocket handshake failed") from None
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _classify(exc) from None
+
+
+def refusal_response(refusal: VendorRefusal) -> web.Response:
+    headers = response_headers(refusal.headers.items())
+    for h in ("content-length", "content-encoding"):
+        headers.popall(h, None)
+    return web.Response(status=refusal.status, headers=headers, text=refusal.message or None)
+
+
+_FORWARD_TYPES = {WSMsgType.TEXT, WSMsgType.BINARY}
+
+
+async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                observe: Observer | None) -> tuple[int | None, bytes]:
+    """Frames from `src` to `dst` with their type and bytes (`observe` sees each one after it was
+    forwarded); returns the close code and reason seen."""
+    while True:
+        msg = await src.receive()
+        if msg.type in _FORWARD_TYPES:
+            data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+            await dst.send_frame(data, msg.type)
+            if observe is not None:
+                observe(msg.type, data)
+        elif msg.type == WSMsgType.CLOSE:
+            reason = msg.extra.encode() if isinstance(msg.extra, str) else (msg.extra or b"")
+            return msg.data, reason
+        elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return src.close_code, b""
+
+
+def _sendable(code: int | None) -> int:
+    """Codes that only describe a missing or broken close frame cannot be sent on: 1000 instead."""
+    return code if code and code not in (1005, 1006, 1015) else 1000
+
+
+async def relay_ws(client: web.WebSocketResponse, vendor: aiohttp.ClientWebSocketResponse,
+                   on_in: Observer | None = None, on_out: Observer | None = None) -> tuple[str, int | None]:
+    """Two pumps; the first to finish closes the other side with the code and reason it saw, then both are
+    cancelled (the LiteLLM `ws_handler` shape). Returns which side ended first and its close code."""
+    up = asyncio.create_task(_pump(client, vendor, on_in), name="client->vendor")
+    down = asyncio.create_task(_pump(vendor, client, on_out), name="vendor->client")
+    ended, code = "client", None
+    try:
+        done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        first = up if up in done else down
+        ended = "client" if first is up else "vendor"
+        result = first.result() if not first.exception() else (None, b"")
+        code, reason = result
+        other_ws = vendor if first is up else client
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(other_ws.close(code=_sendable(code), message=reason), CLOSE_TIMEOUT_S)
+    finally:
+        for t in (up, down):
+            t.cancel()
+        await asyncio.gather(up, down, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await vendor.close()
+    return ended, code

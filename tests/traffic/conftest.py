@@ -1,0 +1,56 @@
+"""A managed gateway in front of the stand-in vendor (tests/standin.py): tenant `acme` holds vendor keys."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Gateway
+from tests.standin import StandIn, front_settings, start_front, start_standin
+
+GW_KEY = "gw_acme_live_key"  # what the app sends to the gateway
+VENDOR_KEYS = {"elevenlabs": "sk_vendor_el", "deepgram": "dg_vendor_key", "cartesia": "sk_car_vendor"}
+SHADOW_KEYS = {"gradium": "gsk_acme_shadow", "elevenlabs": "sk_shadow_el", "deepgram": "dg_shadow_key",
+               "cartesia": "sk_car_shadow"}
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def managed_auth(**tenant: Any) -> dict[str, Any]:
+    return {"mode": "managed", "keys": [{"sha256": sha(GW_KEY), "tenant": "acme"}],
+            "tenants": {"acme": {"gradium_api_key": "gsk_acme", "legacy_keys": dict(VENDOR_KEYS), **tenant}}}
+
+
+def vendor_auth() -> dict[str, Any]:
+    """The stand-in accepts only the vendor keys, like the real vendor would."""
+    keys = [*VENDOR_KEYS.values(), *(v for k, v in SHADOW_KEYS.items() if k != "gradium")]
+    return {"mode": "managed", "keys": [{"sha256": sha(k), "tenant": "vendor"} for k in keys],
+            "tenants": {"vendor": {"gradium_api_key": "gsk_vendor"}}}
+
+
+@pytest.fixture
+async def standin(tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StandIn]:
+    async with start_standin(tls_files, monkeypatch, auth=vendor_auth()) as s:
+        yield s
+
+
+Front = Callable[..., AbstractAsyncContextManager[Gateway]]
+
+
+@pytest.fixture
+def front(standin: StandIn, tls_files: dict[str, Path]) -> Front:
+    """`async with front(traffic=..., auth=...) as gw`: a managed gateway whose vendors are the stand-in."""
+
+    def make(**extra: Any) -> AbstractAsyncContextManager[Gateway]:
+        extra.setdefault("auth", managed_auth())
+        extra.setdefault("traffic", {"default": {"gradium": 0}})
+        return start_front(front_settings(standin, tls_files, **extra), standin)
+
+    return make

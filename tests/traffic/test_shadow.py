@@ -1,0 +1,173 @@
+"""Shadow legs against the stand-in vendor and the gateway's own Gradium side (specs/traffic.md §4)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.dialects.common import METRICS
+from gateway.traffic.router import TRAFFIC
+from tests.audiocheck import speech
+from tests.conftest import Gateway
+from tests.standin import StandIn
+from tests.traffic.conftest import GW_KEY, SHADOW_KEYS, Front, managed_auth
+
+RACHEL = "21m00Tcm4TlvDq8ikWAM"
+TEXT = "hello world. how are you today?"
+
+
+def shadow_cfg(**rule: Any) -> dict[str, Any]:
+    return {"enabled": True, "rules": [{"match": {"tenant": "acme"}, "rate": 1, **rule}]}
+
+
+def auth_with_shadow_keys() -> dict[str, Any]:
+    return managed_auth(shadow_keys=dict(SHADOW_KEYS))
+
+
+async def finished(gw: Gateway, n: int = 1) -> list[dict[str, Any]]:
+    shadow = gw.front[TRAFFIC].shadow  # type: ignore[attr-defined]
+    for _ in range(500):
+        if len(shadow.finished) >= n and not shadow.legs:
+            return shadow.finished
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"shadow legs did not finish: {shadow.finished}")
+
+
+async def live(gw: Gateway, query: str = "", headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    audio = speech(TEXT, 16000)
+    async with aiohttp.ClientSession() as s, s.ws_connect(
+            f"{gw.ws}/v1/listen?encoding=linear16&sample_rate=16000{query}",
+            headers={"Authorization": f"Token {GW_KEY}", **(headers or {})}) as ws:
+        assert "x-gateway-pair-id" not in ws._response.headers
+        for i in range(0, len(audio), 3200):
+            await ws.send_bytes(audio[i : i + 3200])
+        await ws.send_str('{"type":"CloseStream"}')
+        return [orjson.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+
+
+def final_text(msgs: list[dict[str, Any]]) -> list[str]:
+    return [m["channel"]["alternatives"][0]["transcript"] for m in msgs
+            if m.get("type") == "Results" and m.get("is_final") and m["channel"]["alternatives"][0]["transcript"]]
+
+
+def shadow_finals(texts: list[str]) -> list[str]:
+    return final_text([orjson.loads(t) for t in texts])
+
+
+@pytest.fixture
+async def gradium_primary(standin: StandIn, front: Front) -> AsyncIterator[Gateway]:
+    async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}},
+                     shadow=shadow_cfg()) as gw:
+        yield gw
+
+
+async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: StandIn,
+                                                                     gradium_primary: Gateway) -> None:
+    gw = gradium_primary
+    collected: list[Any] = []
+    gw.front[TRAFFIC].shadow.on_pair.append(lambda row, leg: collected.append(leg))  # type: ignore[attr-defined]
+    msgs = await live(gw, "&tag=customer-tag&callback=https://customer.example/hook&extra=conversation_id:c1")
+    [row] = await finished(gw)
+    assert row["outcome"] == "completed" and row["primary"] == "gradium" and row["shadow_target"] == "legacy"
+    # the same words on both legs: WER 0 on the emulator's tones
+    assert final_text(msgs) and shadow_finals(collected[0].stats.texts) == final_text(msgs)
+    assert row["primary_leg"]["first_output_ms"] is not None and row["shadow_leg"]["first_output_ms"] is not None
+    seen = standin.last("/v1/listen")
+    assert seen.header("Authorization") == f"Token {SHADOW_KEYS['deepgram']}"  # the shadow key, not production
+    assert seen.header("X-Gateway-Pair-Id") == row["pair_id"]
+    assert "callback" not in seen.query and "tag=gradium-gateway-shadow" in seen.query and "customer-tag" not in \
+        seen.query
+    reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+    assert reg.get_sample_value("gateway_shadow_legs_total", {
+        "provider": "deepgram", "route": "listen_live", "shadow_target": "legacy", "pair_kind": "candidate",
+        "outcome": "completed"}) == 1
+    # the client's own request metrics count one unit, on its own side
+    assert reg.get_sample_value("gateway_requests_total", {
+        "provider": "deepgram", "route": "listen_live", "status": "ok", "target": "gradium"}) == 1
+
+
+async def test_legacy_primary_with_a_gradium_shadow(standin: StandIn, front: Front) -> None:
+    async with front(auth=auth_with_shadow_keys(), shadow=shadow_cfg()) as gw:
+        collected: list[Any] = []
+        gw.front[TRAFFIC].shadow.on_pair.append(lambda row, leg: collected.append(leg))  # type: ignore[attr-defined]
+        msgs = await live(gw)
+        [row] = await finished(gw)
+    assert row["outcome"] == "completed" and row["primary"] == "legacy" and row["shadow_target"] == "gradium"
+    assert shadow_finals(collected[0].stats.texts) == final_text(msgs) != []
+    assert len([s for s in standin.seen if "/v1/listen" in s.path]) == 1  # the vendor saw only the primary
+
+
+async def test_tts_socket_shadow_both_legs_make_audio(standin: StandIn, front: Front) -> None:
+    async with front(auth=auth_with_shadow_keys(), shadow=shadow_cfg()) as gw:
+        collected: list[Any] = []
+        gw.front[TRAFFIC].shadow.on_pair.append(lambda row, leg: collected.append(leg))  # type: ignore[attr-defined]
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000",
+                headers={"xi-api-key": GW_KEY}) as ws:
+            for m in ({"text": " "}, {"text": "Hello there. "}, {"text": ""}):
+                await ws.send_str(orjson.dumps(m).decode())
+            out = [orjson.loads(m.data) async for m in ws]
+        [row] = await finished(gw)
+    assert row["outcome"] == "completed" and out[-1]["isFinal"] is True
+    leg = collected[0]
+    assert leg.stats.frames_out > 1 and leg.stats.bytes_out > 10_000  # audio frames (base64 in JSON)
+
+
+async def test_privacy_flag_skips_the_shadow(standin: StandIn, front: Front) -> None:
+    async with front(auth=auth_with_shadow_keys(), shadow=shadow_cfg()) as gw:
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000&enable_logging=false",
+                headers={"xi-api-key": GW_KEY}) as ws:
+            for m in ({"text": " "}, {"text": "Hi. "}, {"text": ""}):
+                await ws.send_str(orjson.dumps(m).decode())
+            _ = [m async for m in ws]
+        reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+        assert reg.get_sample_value("gateway_shadow_legs_total", {
+            "provider": "elevenlabs", "route": "tts_stream_input", "shadow_target": "gradium",
+            "pair_kind": "candidate", "outcome": "skipped_privacy"}) == 1
+        assert not gw.front[TRAFFIC].shadow.finished  # type: ignore[attr-defined]
+
+
+async def test_budget_exhaustion_truncates_the_shadow(standin: StandIn, front: Front) -> None:
+    cfg = shadow_cfg(budget={"tts_chars_per_day": 4, "max_concurrent": 2})
+    async with front(auth=auth_with_shadow_keys(), shadow=cfg) as gw:
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000",
+                headers={"xi-api-key": GW_KEY}) as ws:
+            for m in ({"text": " "}, {"text": "Hello there, a longer text. "}, {"text": ""}):
+                await ws.send_str(orjson.dumps(m).decode())
+            out = [orjson.loads(m.data) async for m in ws]
+        [row] = await finished(gw)
+    assert row["outcome"] == "truncated_budget" and out[-1]["isFinal"] is True  # the client is unaffected
+
+
+async def test_stalled_shadow_is_dropped_and_the_client_gets_every_frame(standin: StandIn, front: Front,
+                                                                        tls_files: dict) -> None:
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # accepts, never answers the handshake
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    legacy = {"deepgram": {"base_url": f"http://127.0.0.1:{port}", "connect_timeout_s": 30}}
+    try:
+        async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}}, legacy=legacy,
+                         shadow=shadow_cfg(queue={"max_frames": 8, "max_bytes": 1_000_000})) as gw:
+            msgs = await live(gw)
+            [row] = await finished(gw)
+            direct = await live(gw)  # the same unit again (its shadow is dropped too): same answer
+    finally:
+        server.close()
+    assert row["outcome"] == "dropped_overflow"
+    assert final_text(msgs) == final_text(direct) and final_text(msgs)
+    assert msgs[-1]["type"] == "Metadata"
+
+
+async def test_rate_zero_by_default(standin: StandIn, front: Front) -> None:
+    async with front(auth=auth_with_shadow_keys(), shadow={"enabled": True}) as gw:
+        await live(gw)
+        assert not gw.front[TRAFFIC].shadow.finished  # type: ignore[attr-defined]

@@ -23,11 +23,12 @@ from gateway.dialects import (
 )
 from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, TOKENS
 from gateway.dialects.http import Handler, route_handler
-from gateway.dialects.ws import ws_route_handler
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
+from gateway.session.handler import ws_route_handler
+from gateway.session.lifecycle import LIVE, Lifecycle, ready, track_inflight
 from gateway.upstream.gradium import GradiumClient
 
 log = structlog.get_logger("gateway")
@@ -70,13 +71,13 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    ready = GRADIUM in request.app
+    up = GRADIUM in request.app and ready(request.app)
     body = {
-        "status": "ready" if ready else "starting",
+        "status": "ready" if up else ("draining" if GRADIUM in request.app else "starting"),
         "upstream": "emulator" if request.app[SETTINGS].uses_emulator else request.app.get(UPSTREAM_URL),
         "providers": sorted(request.app[MAPPINGS]),
     }
-    return web.json_response(body, status=200 if ready else 503)
+    return web.json_response(body, status=200 if up else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -130,8 +131,9 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     """The gateway. `addons` are registered after the built-in ones (`gateway.addons.default_addons`);
     more can be added with `app[ADDONS].register(addon)`."""
     settings = settings or Settings()
-    app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[_json_errors])
+    app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[track_inflight, _json_errors])
     app[SETTINGS] = settings
+    app[LIVE] = Lifecycle()
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     tokens = TokenStore()

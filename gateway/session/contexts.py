@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.audio.leg import AudioLeg
-from gateway.dialects.common import SessionPlan
+from gateway.audio.transcode import AudioError
+from gateway.dialects.common import RequestContext, SessionPlan, plan_session
 from gateway.dialects.textbuffer import WordBuffer
 from gateway.errors import GatewayError
 
@@ -63,6 +64,37 @@ class Request:
     def owed(self) -> bool:
         """The client is waiting for this request's output and has nothing more to send for it."""
         return self.state in (ContextState.INPUT_ENDED, ContextState.DRAINING)
+
+
+def new_request(ctx: RequestContext, key: str, params: dict[str, Any], table: ContextTable,
+                message: dict[str, Any] | None) -> Request:
+    """A request's plan (Gradium setup, formats, transform), template scope, text buffer and audio leg."""
+    ws = ctx.route.ws
+    assert ws is not None
+    plan = plan_session(ctx, params, table.shared_state(key))
+    scope = ctx.scope(params)
+    scope["context_id"] = key or None
+    leg = None
+    if plan.kind == "asr":
+        assert plan.info.gradium_in is not None
+        try:
+            leg = AudioLeg(plan.info.audio_in, plan.info.gradium_in)
+        except AudioError as exc:
+            raise GatewayError("unsupported_format", str(exc)) from None
+    schedule = text_schedule(ws.text_schedule(scope)) if ws.text_schedule is not None else None
+    table.seq += 1
+    return Request(key, table.seq, plan, scope, WordBuffer(schedule), leg, message)
+
+
+def text_schedule(value: Any) -> list[int] | None:
+    """A rendered `text_schedule`: character counts, or None (whole words at once)."""
+    if value is None:
+        return None
+    ok = isinstance(value, list) and value and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in value)
+    if not ok:
+        raise GatewayError("invalid_request", "the chunk schedule must be a list of positive numbers")
+    return [int(x) for x in value]
 
 
 class ContextTable:

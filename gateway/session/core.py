@@ -19,42 +19,14 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-import orjson
-
 from gateway.auth import Authenticator, Credential, find_credential
-from gateway.dialects.common import RequestContext, error_scope, plan_session, render_event
-from gateway.dialects.textbuffer import WordBuffer
+from gateway.dialects.common import RequestContext
 from gateway.errors import GatewayError
 from gateway.mapping.params import RequestData
-from gateway.mapping.template import Messages
-from gateway.mapping.transforms import SEND_GRADIUM, Event
+from gateway.session import commands as cmd
 from gateway.session import inbound
-from gateway.session.commands import (
-    Acted,
-    CancelTimer,
-    ClientMessage,
-    Close,
-    Command,
-    ContextOver,
-    Drop,
-    Failed,
-    FlushAudio,
-    GradiumEvents,
-    Open,
-    Read,
-    RequestDone,
-    SendAudio,
-    SendClient,
-    SendGradium,
-    SessionEvent,
-    Shutdown,
-    StartTimer,
-    Tick,
-    TimerFired,
-    Turn,
-    WarmUp,
-)
-from gateway.session.contexts import ContextState, ContextTable, Request
+from gateway.session.contexts import ContextState, ContextTable, Request, new_request
+from gateway.session.render import Renderer
 from gateway.upstream import protocol as gradium
 
 FIRST_MESSAGE_TIMEOUT_S = 20.0
@@ -92,13 +64,13 @@ class SessionCore:
         self.upstream_request_id: str | None = None
         self.status = "ok"  # how the session ended: "ok" or the error kind that ended it
         self.error: GatewayError | None = None
-        self._scope: dict[str, Any] | None = None
-        self._out: list[Command] = []
-        self.idle_s = self._idle_seconds()
+        self._out: list[cmd.Command] = []
+        self.render = Renderer(ctx)
+        self.idle_s = self.render.idle_seconds(req)
 
     # -- entry points ----------------------------------------------------------------------------
 
-    def prepare(self) -> list[Command]:
+    def prepare(self) -> list[cmd.Command]:
         """Before the upgrade, on routes that refuse with an HTTP status: what can be judged now.
         Raises the GatewayError to refuse with."""
         self._out = []
@@ -109,12 +81,12 @@ class SessionCore:
             self.key = self.auth.upstream_key(self.cred, scope=self.route.name)
         return self._out
 
-    def start(self, t: float) -> list[Command]:
+    def start(self, t: float) -> list[cmd.Command]:
         """The upgrade is done."""
         self.since = t
         return self._run(self._start)
 
-    def handle(self, ev: SessionEvent) -> list[Command]:
+    def handle(self, ev: cmd.SessionEvent) -> list[cmd.Command]:
         if self.state is SessionState.CLOSED:
             return []
         return self._run(self._dispatch, ev)
@@ -131,7 +103,7 @@ class SessionCore:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def _run(self, fn: Any, *args: Any) -> list[Command]:
+    def _run(self, fn: Any, *args: Any) -> list[cmd.Command]:
         self._out = out = []
         try:
             fn(*args)
@@ -142,57 +114,35 @@ class SessionCore:
                 self._fail(err)
         return out
 
-    def _dispatch(self, ev: SessionEvent) -> None:
-        if isinstance(ev, GradiumEvents):
-            self._emit(ev.req, ev.events)
-        elif isinstance(ev, ClientMessage):
+    def _dispatch(self, ev: cmd.SessionEvent) -> None:
+        if isinstance(ev, cmd.GradiumEvents):
+            self._events(ev.req, ev.events)
+        elif isinstance(ev, cmd.ClientMessage):
             self.handling = None
             if self.state is SessionState.OPENING:
                 self._first(ev)
             else:
                 self._message(inbound.decode(self.ws, ev.kind, ev.data), ev.t)
-        elif isinstance(ev, RequestDone):
+        elif isinstance(ev, cmd.RequestDone):
             self._done(ev)
-        elif isinstance(ev, TimerFired):
+        elif isinstance(ev, cmd.TimerFired):
             ev.req.timer = False
             if ev.req.accepting and ev.req.state is not ContextState.CLEARED:
                 self._flush(ev.req)
-        elif isinstance(ev, Failed):
+        elif isinstance(ev, cmd.Failed):
             if ev.req is not None and self.spec.context_errors == "report":
                 if ev.req.state is not ContextState.CLEARED:
                     self._context_error(ev.req.key, ev.err, failed=True)
             else:
                 self._fail(ev.err)
-        elif isinstance(ev, Tick):
+        elif isinstance(ev, cmd.Tick):
             self._tick(ev.t)
-        elif isinstance(ev, Shutdown):
+        elif isinstance(ev, cmd.Shutdown):
             self.going_away = True
             self._close_gracefully()
 
-    def _client(self, rendered: Any) -> None:
-        if isinstance(rendered, Messages):  # one event rendered as several messages (`$messages`)
-            for item in rendered:
-                self._out.append(SendClient(orjson.dumps(item)))
-        else:
-            self._out.append(SendClient(orjson.dumps(rendered)))
-
     def _session_scope(self) -> dict[str, Any]:
-        """Scope for socket-level templates (greeting, inbound fields, cleared): handshake params only."""
-        if self._scope is None:
-            try:
-                params = self.route.read_params(RequestData(self.req.path, self.req.query, self.req.header))
-            except GatewayError:
-                params = {}
-            self._scope = self.ctx.scope(params)
-        scope = self._scope.copy()
-        scope["sequence_id"] = self.sequence
-        return scope
-
-    def _idle_seconds(self) -> float | None:
-        if self.ws.idle_seconds is None:
-            return None
-        value = self.ws.idle_seconds(self._session_scope())
-        return float(value) if value else None
+        return self.render.session_scope(self.req, self.sequence)
 
     # -- session lifecycle -----------------------------------------------------------------------
 
@@ -203,7 +153,7 @@ class SessionCore:
             self._open("", None)
         self._begin()
 
-    def _first(self, ev: ClientMessage) -> None:
+    def _first(self, ev: cmd.ClientMessage) -> None:
         first = inbound.decode(self.ws, ev.kind, ev.data)
         self._open("", first if isinstance(first, dict) else None)
         self._begin()
@@ -216,17 +166,17 @@ class SessionCore:
             self.key = self.auth.upstream_key(self.cred, scope=self.route.name)
         self.state = SessionState.OPEN
         if self.spec.multiplex and self.key is not None:
-            self._out.append(WarmUp())
+            self._out.append(cmd.WarmUp())
         if self.ws.greeting is not None:
-            self._client(self.ws.greeting(self._session_scope()))
+            self.render.client(self.ws.greeting(self._session_scope()), self._out)
         for r in self.table.requests():
-            self._out.append(Read(r))
+            self._out.append(cmd.Read(r))
             if r.head:
-                self._out.append(Turn(r))
+                self._out.append(cmd.Turn(r))
 
     def _close(self, code: int, reason: bytes = b"") -> None:
         self.state = SessionState.CLOSED
-        self._out.append(Close(code, reason))
+        self._out.append(cmd.Close(code, reason))
 
     def _drained(self) -> None:
         """Nothing more is owed: close if the session was waiting for that."""
@@ -236,19 +186,8 @@ class SessionCore:
     def _fail(self, err: GatewayError) -> None:
         spec = self.ctx.mapping.errors.kinds[err.kind]
         self.status, self.error = err.kind, err
-        tpl = self.ws.error_message or self.ctx.mapping.errors.ws_message
-        if tpl is not None:
-            self._client(tpl(self._error_scope(err)))
+        self.render.error(err, None, self._out)
         self._close(spec.close, (spec.reason or "").encode()[:120])
-
-    def _error_scope(self, err: GatewayError, key: str | None = None) -> dict[str, Any]:
-        scope = error_scope(self.ctx, err)
-        if key is not None:
-            scope["context_id"] = key or None
-        code = self.spec.error_codes.get(err.kind)
-        if code is not None:
-            scope["error"]["code"] = code
-        return scope
 
     def _tick(self, t: float) -> None:
         deadline = self.deadline()
@@ -278,7 +217,7 @@ class SessionCore:
         key = "" if fields.get("context") is None else str(fields["context"])
         if "context" in fields:
             self.handling = key
-        self._out.append(Acted(action, key or None))
+        self._out.append(cmd.Acted(action, key or None))
         if action == "error":
             raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
         if action == "keepalive" or not self.accepting:
@@ -292,14 +231,12 @@ class SessionCore:
         if action == "reply":
             scope = self._session_scope()
             scope["message"] = data
-            rendered = render_event(self.route, scope, rule.event or "", fields)
-            if rendered is not None:
-                self._client(rendered)
+            self.render.event(scope, rule.event or "", fields, self._out)
             return
         r = self.table.active(key)
         if action == "control":
             if r is not None:
-                self._emit(r, r.plan.transform.on_action("control", fields))
+                self._events(r, r.plan.transform.on_action("control", fields))
             return
         if r is None:
             if action == "end_of_stream":
@@ -314,10 +251,10 @@ class SessionCore:
                 raise GatewayError("invalid_message", "This socket does not take audio")
             chunk = inbound.audio_bytes(data if isinstance(data, bytes | bytearray) else fields.get("audio"))
             if chunk:
-                self._out.append(SendAudio(r, chunk))
+                self._out.append(cmd.SendAudio(r, chunk))
             fields["audio"] = chunk
             if fields.get("flush"):  # audio and a flush in one message (ElevenLabs `commit: true`)
-                self._emit(r, r.plan.transform.on_action(action, fields))
+                self._events(r, r.plan.transform.on_action(action, fields))
                 self._flush(r)
                 return
         elif action == "text":
@@ -326,11 +263,11 @@ class SessionCore:
                 raise GatewayError("invalid_message", "text must be a string")
             ready = r.words.push(text or "", bool(fields.get("trigger")))
             if ready:
-                self._out.append(SendGradium(r, gradium.text(ready)))
+                self._out.append(cmd.SendGradium(r, gradium.text(ready)))
             if fields.get("end"):
                 # text and the end of this request's input in one message (Cartesia `continue: false`, or a
                 # flush that the mapping turns into the end of a request); the transform hears it first
-                self._emit(r, r.plan.transform.on_action(action, fields))
+                self._events(r, r.plan.transform.on_action(action, fields))
                 self._end_of_input(r)
                 return
             if fields.get("flush"):
@@ -342,14 +279,12 @@ class SessionCore:
             return  # _flush tells the transform, with the flush id
         elif action == "end_of_stream":
             self._end_of_input(r)
-        self._emit(r, r.plan.transform.on_action(action, fields))
+        self._events(r, r.plan.transform.on_action(action, fields))
 
     def _text_parts(self, r: Request, key: str, fields: dict[str, Any]) -> Request:
-        """`text` fields `parts` (a list of {text, segment}) and `segment`: text that belongs to a segment (a
-        dialogue line's voice). When the segment changes, the context's current request ends (its `end`
-        event is not shown) and the next one starts under the same key, spoken after it; its params are
-        read from the context's first message with `segment` set to the new value. Every part but the
-        last is sent here; the last one goes on as the action's `text`."""
+        """`text` with `parts` ([{text, segment}]) or a `segment` (a dialogue line's voice): a new segment
+        ends the context's request (its `end` hidden) and starts the next under the same key, its params
+        read from the context's first message with `segment` set. The last part goes on as `text`."""
         parts = fields.pop("parts", None)
         if parts is None:
             parts = [{"text": fields.get("text"), "segment": fields.get("segment")}]
@@ -361,7 +296,7 @@ class SessionCore:
                 r.continued = True
                 self._end_of_input(r)
                 r = self._open(key, {**(r.message or {}), "segment": segment})
-                self._emit(r, r.plan.transform.on_action("continue", {}))
+                self._events(r, r.plan.transform.on_action("continue", {}))
             if segment is not None:
                 r.segment = segment
             text = part.get("text")
@@ -370,7 +305,7 @@ class SessionCore:
             if i == len(parts) - 1:
                 fields["text"] = text
             elif text and (ready := r.words.push(text)):
-                self._out.append(SendGradium(r, gradium.text(ready)))
+                self._out.append(cmd.SendGradium(r, gradium.text(ready)))
         return r
 
     # -- requests --------------------------------------------------------------------------------
@@ -386,39 +321,23 @@ class SessionCore:
                 self.cred = find_credential(self.ctx.mapping.credentials, req)
             self.key = self.auth.upstream_key(self.cred, scope=self.route.name)
         params = self.route.read_params(req)
-        plan = plan_session(self.ctx, params, self.table.shared_state(key))
-        scope = self.ctx.scope(params)
-        scope["context_id"] = key or None
-        leg = None
-        if plan.kind == "asr":
-            from gateway.audio.leg import AudioLeg
-            from gateway.audio.transcode import AudioError
-
-            try:
-                leg = AudioLeg(plan.info.audio_in, plan.info.gradium_in)  # type: ignore[arg-type]
-            except AudioError as exc:
-                raise GatewayError("unsupported_format", str(exc)) from None
-        schedule = None
-        if self.ws.text_schedule is not None:
-            schedule = inbound.text_schedule(self.ws.text_schedule(scope))
-        self.table.seq += 1
-        r = Request(key, self.table.seq, plan, scope, WordBuffer(schedule), leg, message)
+        r = new_request(self.ctx, key, params, self.table, message)
         self.table.add(r)
-        self._out.append(Open(r, ready))
+        self._out.append(cmd.Open(r, ready))
         if self.state is not SessionState.OPENING:
-            self._out.append(Read(r))
+            self._out.append(cmd.Read(r))
             if r.head:
-                self._out.append(Turn(r))
+                self._out.append(cmd.Turn(r))
         return r
 
     def _flush(self, r: Request) -> None:
         if r.plan.kind == "tts":
-            self._out.append(SendGradium(r, gradium.text_flush(r.words.drain())))
+            self._out.append(cmd.SendGradium(r, gradium.text_flush(r.words.drain())))
             return
-        self._out.append(FlushAudio(r))
+        self._out.append(cmd.FlushAudio(r))
         r.flush_id += 1
-        self._out.append(SendGradium(r, gradium.flush(r.flush_id)))
-        self._emit(r, r.plan.transform.on_action("flush", {"flush_id": r.flush_id}))
+        self._out.append(cmd.SendGradium(r, gradium.flush(r.flush_id)))
+        self._events(r, r.plan.transform.on_action("flush", {"flush_id": r.flush_id}))
 
     def _buffer_delay(self, r: Request, ms: Any) -> None:
         """`flush_after_ms` (Cartesia `max_buffer_delay_ms`): text that waited this long for more text is
@@ -426,26 +345,26 @@ class SessionCore:
         0 flushes with every message; None leaves the buffering to Gradium."""
         if r.timer:
             r.timer = False
-            self._out.append(CancelTimer(r))
+            self._out.append(cmd.CancelTimer(r))
         if not isinstance(ms, int | float) or isinstance(ms, bool) or ms < 0:
             return
         if ms == 0:
             self._flush(r)
             return
         r.timer = True
-        self._out.append(StartTimer(r, min(float(ms), MAX_FLUSH_DELAY_MS) / 1000))
+        self._out.append(cmd.StartTimer(r, min(float(ms), MAX_FLUSH_DELAY_MS) / 1000))
 
     def _end_of_input(self, r: Request) -> None:
         if r.plan.kind == "tts":
             rest = r.words.drain()
             if rest:
-                self._out.append(SendGradium(r, gradium.text(rest)))
+                self._out.append(cmd.SendGradium(r, gradium.text(rest)))
         else:
-            self._out.append(FlushAudio(r))
-        self._out.append(SendGradium(r, gradium.end_of_stream()))
+            self._out.append(cmd.FlushAudio(r))
+        self._out.append(cmd.SendGradium(r, gradium.end_of_stream()))
         if r.timer:
             r.timer = False
-            self._out.append(CancelTimer(r))
+            self._out.append(cmd.CancelTimer(r))
         self.table.end_input(r)
         r.scope["sequence_id"] = self.sequence  # e.g. Deepgram's Flushed counts flushes from 0
         self.sequence += 1
@@ -467,54 +386,37 @@ class SessionCore:
     def _clear(self, key: str) -> None:
         """Drop a request's pending text and audio at once (Deepgram Clear, Cartesia cancel)."""
         for r in self.table.drop(key, remember=self.spec.reject_cleared):
-            self._out.append(Drop(r))
-        self._out.append(ContextOver(key or None, "cleared"))
+            self._out.append(cmd.Drop(r))
+        self._out.append(cmd.ContextOver(key or None, "cleared"))
         scope = self._session_scope()
         scope["context_id"] = key or None
-        rendered = render_event(self.route, scope, "cleared", {})
-        if rendered is not None:
-            self._client(rendered)
+        self.render.event(scope, "cleared", {}, self._out)
 
     def _context_error(self, key: str, err: GatewayError, *, failed: bool = False) -> None:
         """`context_errors: report`: the error message carries the context id; only that context ends."""
         for r in self.table.drop(key, remember=False):
-            self._out.append(Drop(r, failed=failed))
-        self._out.append(ContextOver(key or None, "error"))
-        tpl = self.ws.error_message or self.ctx.mapping.errors.ws_message
-        if tpl is not None:
-            self._client(tpl(self._error_scope(err, key)))
+            self._out.append(cmd.Drop(r, failed=failed))
+        self._out.append(cmd.ContextOver(key or None, "error"))
+        self.render.error(err, key, self._out)
         self._drained()
 
     # -- Gradium -> client -----------------------------------------------------------------------
 
-    def _emit(self, r: Request, events: list[Event]) -> None:
-        for name, fields in events:
-            if name == SEND_GRADIUM:
-                if r.accepting:
-                    self._out.append(SendGradium(r, fields))
-                continue
-            if name == "end" and r.continued:
-                continue  # the context's next request (another `segment`) ends it
-            scope = r.scope.copy()
-            scope.setdefault("sequence_id", self.sequence)
-            rendered = render_event(self.route, scope, name, fields)
-            if rendered is not None:
-                self._client(rendered)
-            elif isinstance(audio := fields.get("audio"), bytes) and audio:
-                self._out.append(SendClient(audio, binary=True))
+    def _events(self, r: Request, events: list[Any]) -> None:
+        self.render.events(r, events, self.sequence, self._out)
 
-    def _done(self, ev: RequestDone) -> None:
+    def _done(self, ev: cmd.RequestDone) -> None:
         r = ev.req
         if r.state is ContextState.CLEARED:
             return
         if ev.upstream_request_id is not None:
             self.upstream_request_id = ev.upstream_request_id
         nxt = self.table.finish(r)
-        self._out.append(Drop(r))
+        self._out.append(cmd.Drop(r))
         if nxt is not None:
-            self._out.append(Turn(nxt))
+            self._out.append(cmd.Turn(nxt))
         if r.key not in self.table.queues:
-            self._out.append(ContextOver(r.key or None, "done", ev.upstream_request_id))
+            self._out.append(cmd.ContextOver(r.key or None, "done", ev.upstream_request_id))
         if not self.table.owed():
             self.since = ev.t  # the client's silence counts from here
         if self.spec.on_end == "close":

@@ -54,14 +54,3 @@ def audio_bytes(chunk: Any) -> bytes:
     if isinstance(chunk, bytes | bytearray):
         return bytes(chunk)
     raise GatewayError("invalid_message", "audio must be a base64 string")
-
-
-def text_schedule(value: Any) -> list[int] | None:
-    """A rendered `text_schedule`: character counts, or None (whole words at once)."""
-    if value is None:
-        return None
-    ok = isinstance(value, list) and value and all(
-        isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in value)
-    if not ok:
-        raise GatewayError("invalid_request", "the chunk schedule must be a list of positive numbers")
-    return [int(x) for x in value]

@@ -31,12 +31,13 @@ from gateway.dialects.common import AUTH, GRADIUM, MAPPINGS, METRICS, SETTINGS, 
 from gateway.dialects.fetch import FETCH_SESSION, fetch_session
 from gateway.dialects.http import Handler, route_handler
 from gateway.dialects.unrouted import unrouted_error
-from gateway.dialects.ws import ws_route_handler
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.loader import load_mappings
 from gateway.mapping.params import RequestData
 from gateway.observability import Metrics
 from gateway.parser_errors import GATEWAY_APP
+from gateway.session.handler import ws_route_handler
+from gateway.session.lifecycle import LIVE, Lifecycle, ready, track_inflight
 from gateway.state import SHARED_STATE, SharedUsedTokens, open_state
 from gateway.tokens import TokenIssuer
 from gateway.traffic import admin as shadow_admin
@@ -86,15 +87,16 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     started = GRADIUM in request.app
-    reachable = started and await request.app[GRADIUM].reachable()
-    ready = started and reachable
+    draining = started and not ready(request.app)
+    reachable = started and not draining and await request.app[GRADIUM].reachable()
+    up = started and reachable
     body = {
-        "status": "ready" if ready else "starting" if not started else "gradium_unreachable",
+        "status": "ready" if up else "starting" if not started else "draining" if draining else "gradium_unreachable",
         "upstream": "emulator" if request.app[SETTINGS].uses_emulator else request.app.get(UPSTREAM_URL),
         "providers": sorted(request.app[MAPPINGS]),
         "config_version": request.app[traffic_router.TRAFFIC].version,  # hash of `traffic` + `shadow`
     }
-    return web.json_response(body, status=200 if ready else 503)
+    return web.json_response(body, status=200 if up else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -162,10 +164,11 @@ def create_app(settings: Settings | None = None, addons: Sequence[object] = ()) 
     """The gateway. `addons` are registered after the built-in ones (`gateway.addons.default_addons`);
     more can be added with `app[ADDONS].register(addon)`."""
     settings = settings or Settings()
-    app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[_json_errors])
+    app = web.Application(client_max_size=settings.limits.max_body_bytes, middlewares=[track_inflight, _json_errors])
     app[SETTINGS] = settings
     app[GATEWAY_APP] = True
     parser_errors.install()
+    app[LIVE] = Lifecycle()
     metrics = app[METRICS] = Metrics()
     app[ADDONS] = AddonManager([*default_addons(metrics), *addons], metrics=metrics)
     mappings = load_mappings(settings.mappings_dir, settings.voices)

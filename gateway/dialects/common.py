@@ -3,12 +3,8 @@ turning a route's params into a Gradium session plan (setup, audio formats, tran
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,6 +19,7 @@ from gateway.audio.formats import (
     nearest_gradium_input,
     nearest_gradium_output,
 )
+from gateway.audio.leg import offload
 from gateway.audio.transcode import AudioError
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -162,16 +159,6 @@ def plan_session(ctx: RequestContext, params: dict[str, Any], shared: dict[str, 
     except AudioError as exc:
         raise GatewayError("unsupported_format", str(exc)) from None
     return SessionPlan(kind, setup, info, transform)
-
-
-_CODEC_POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="codec")
-
-
-async def offload(heavy: bool, fn: Callable[[T], R], arg: T) -> R:
-    """Run codec work on the codec threads when it is heavy; inline when a thread hop would cost more."""
-    if not heavy:
-        return fn(arg)
-    return await asyncio.get_running_loop().run_in_executor(_CODEC_POOL, fn, arg)
 
 
 async def transform_gradium(transform: EventTransform, msg: dict[str, Any]) -> list[Event]:

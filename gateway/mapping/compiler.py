@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.audio.formats import AudioFormat
 from gateway.errors import GatewayError
+from gateway.mapping.actions import check_args
 from gateway.mapping.params import CompiledTable, ParamReader, RequestData, compile_param
 from gateway.mapping.schema import (
     CredentialSource,
@@ -287,6 +288,8 @@ def _compile_rule(rule: InboundRule, known: set[str], loc: tuple[str | int, ...]
         match = _compile_when(rule.when)
     except (KeyError, TypeError) as exc:
         raise CompileError((*loc, "when"), f"bad condition: {exc}") from None
+    for key, problem in check_args(rule.do, rule.fields):
+        raise CompileError((*loc, "fields", key) if key in rule.fields else (*loc, "do"), problem)
     fields = _check_names(rule.fields, known, (*loc, "fields")) if rule.fields else None
     return CompiledInbound(match=match, action=rule.do, fields=fields, error=rule.error, message=rule.message,
                            event=rule.event)

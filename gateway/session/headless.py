@@ -30,10 +30,10 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
 from gateway.dialects.common import MAPPINGS, RequestContext
-from gateway.dialects.ws import run_ws
 from gateway.events import Flow, SessionEnd
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
+from gateway.session.handler import run_ws
 from gateway.session.port import CapturePort, ClientPort, Refusal
 
 

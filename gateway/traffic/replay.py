@@ -8,10 +8,10 @@ import structlog
 from aiohttp import web
 
 from gateway.dialects.common import RequestContext
-from gateway.dialects.ws import run_ws
 from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
+from gateway.session.handler import run_ws
 from gateway.session.port import TEXT, AiohttpPort, ClientPort, Inbound, Refusal
 
 

@@ -25,11 +25,11 @@ from gateway.auth import find_credential
 from gateway.config import Settings
 from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
 from gateway.dialects.http import Handler
-from gateway.dialects.ws import refusal
 from gateway.errors import GatewayError
 from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
+from gateway.session.refuse import refusal, refusal_response
 from gateway.traffic import legacy
 from gateway.traffic.identity import Caller, identify
 from gateway.traffic.metrics import TrafficMetrics
@@ -242,10 +242,7 @@ def _end_status(resp: web.StreamResponse, flow: Flow) -> tuple[str, dict[str, An
 
 
 def _refuse_upgrade(ctx: RequestContext, err: GatewayError) -> web.Response:
-    r = refusal(ctx, err)
-    headers = dict(r.headers)
-    ctype = headers.pop("Content-Type")
-    return web.Response(status=r.status, body=r.body, headers={**headers, "Content-Type": ctype})
+    return refusal_response(refusal(ctx, err))
 
 
 async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: Traffic,

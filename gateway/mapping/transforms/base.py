@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.audio.formats import AudioFormat
 
 Event = tuple[str, dict[str, Any]]
+# The event a transform emits to ask the runtime to send Gradium a message (e.g. an end-of-turn flush);
+# its fields are the message. Never rendered to the client.
+SEND_GRADIUM: Final = "@gradium"
 
 
 @dataclass(slots=True)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
+from gateway.mapping.transforms.base import SEND_GRADIUM, Event, EventTransform, Options, SessionInfo, register
+from gateway.upstream import protocol as gradium
 
 SENTENCE_END = (".", "?", "!")
 _PUNCT = ".,?!;:\"'"
@@ -190,7 +191,7 @@ class SttSegments(EventTransform):
             self.eot_count += 1
             self.eot_flush = f"eot-{self.eot_count}"
             self.eot_time = self.clock
-            events.append(("@gradium", {"type": "flush", "flush_id": self.eot_flush}))
+            events.append((SEND_GRADIUM, gradium.flush(self.eot_flush)))
         if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.o.max_segment_s:
             events.append(self._results(is_final=True))
         if (

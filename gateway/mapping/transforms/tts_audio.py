@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
-from gateway.audio.formats import is_compressed
+from gateway.audio.leg import needs_offload
 from gateway.audio.transcode import make_transcoder
 from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
 
@@ -91,9 +91,7 @@ class TtsAudio(EventTransform):
         assert info.gradium_out is not None and info.audio_out is not None
         self.opts = options
         self.transcoder = make_transcoder(info.gradium_out, info.audio_out)
-        self.heavy = not self.transcoder.passthrough and (
-            is_compressed(info.audio_out) or is_compressed(info.gradium_out)
-        )
+        self.heavy = needs_offload(self.transcoder, info.gradium_out, info.audio_out)
         self.timeline = CharTimeline()
         self.audio_clock = 0.0  # stop time of the last Gradium audio chunk handed out
         self.chunk_origin = 0.0

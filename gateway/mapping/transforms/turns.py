@@ -52,10 +52,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
+from gateway.mapping.transforms.base import SEND_GRADIUM, Event, EventTransform, Options, SessionInfo, register
 from gateway.mapping.transforms.stt_segments import SENTENCE_END, Word
+from gateway.upstream import protocol as gradium
 
-GRADIUM = "@gradium"
+GRADIUM = SEND_GRADIUM
 
 
 class TurnOptions(Options):
@@ -145,7 +146,7 @@ class Turns(EventTransform):
     def _flush(self, purpose: Literal["eager", "end"], trigger: str, at: float | None) -> Event:
         self.flushes += 1
         self.pending = _Flush(f"turn-{self.flushes}", purpose, at, trigger)
-        return (GRADIUM, {"type": "flush", "flush_id": self.pending.flush_id})
+        return (GRADIUM, gradium.flush(self.pending.flush_id))
 
     def _turn_words(self) -> list[Word]:
         if self.pending is not None and self.pending.purpose == "end" and self.pending.at is not None:

@@ -107,3 +107,12 @@ async def test_sigterm_drains_running_requests_on_every_worker(tmp_path: Path) -
         if gw is not None:
             gw.stop()
         emu.stop()
+
+
+def test_workers_flag_is_checked() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--workers", "0"], env=clean_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--workers must be between 1 and 256" in r.stderr

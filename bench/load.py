@@ -137,6 +137,11 @@ def summarize(side: Side, n: int) -> dict[str, Any]:
         "loadgen_cpu_pct": 100 * side.loadgen_cpu_s / side.wall_s,
         "machine_busy_pct": 100 * side.machine_busy,
     }
+    # CPU of everything else on the machine (other tenants), in % of one core: when it is large, the
+    # machine, not the gateway, sets the numbers.
+    ours = sum(side.cpu_s.values()) + side.loadgen_cpu_s
+    cores = len(os.sched_getaffinity(0))
+    out["others_cpu_pct"] = max(0.0, side.machine_busy * cores * 100 - 100 * ours / side.wall_s)
     if "gateway" in side.cpu_s and side.stream_s:
         out["gw_cpu_ms_per_stream_s"] = 1e3 * side.cpu_s["gateway"] / side.stream_s
         out["gw_rss_mb"] = side.rss_mb

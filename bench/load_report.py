@@ -91,7 +91,7 @@ def _n(x: float | None, digits: int = 1) -> str:
 
 HEADER = ("path", "streams", "added first p50/p99 ms", "added gap p99 ms", "underruns gw/direct",
           "failed gw/direct", "gw CPU ms/stream-s", "gw RSS MB (KB/stream)", "loadgen CPU %", "emu CPU %",
-          "machine busy %", "meets targets")
+          "machine busy % (others' CPU %)", "meets targets")
 
 
 def cells(row: dict[str, Any]) -> tuple[str, ...]:
@@ -108,7 +108,8 @@ def cells(row: dict[str, Any]) -> tuple[str, ...]:
         f"{_n(g.get('gw_rss_mb'), 0)} ({_n(g.get('gw_rss_kb_per_stream'), 0)})",
         f"{_n(g['loadgen_cpu_pct'], 0)}/{_n(d['loadgen_cpu_pct'], 0)}",
         _n(emu_pct, 0),
-        f"{_n(g['machine_busy_pct'], 0)}/{_n(d['machine_busy_pct'], 0)}",
+        f"{_n(g['machine_busy_pct'], 0)}/{_n(d['machine_busy_pct'], 0)} "
+        f"({_n(g.get('others_cpu_pct'), 0)}/{_n(d.get('others_cpu_pct'), 0)})",
         "yes" if not row["misses"] else "no: " + ", ".join(row["misses"]),
     )
 
@@ -127,7 +128,8 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         "",
         "loadgen CPU % and machine busy % are gateway side / direct side; machine busy % is the share of all "
-        f"{m['cpus']} cores used by every process on the machine (other tenants included).",
+        f"{m['cpus']} cores used by every process on the machine; others' CPU % is what processes other than the "
+        "gateway, the emulator and the load generator used (100 = one core).",
         f"load average start {m['loadavg_start'][0]:.2f}, end {m['loadavg_end'][0]:.2f}; gateway workers: "
         f"{cfg['workers'] or 'default'}; provider: first audio {cfg['first_audio_ms']:.0f} ms, {cfg['tts_speed']}x RT",
         f"LAME mp3_44100_128: {lame['lame_x_realtime_per_core']:.0f}x real time per core; REST mp3 target "

@@ -113,6 +113,9 @@ async def serve(
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        print("gradium-gateway serve: --workers must be between 1 and 256", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(args.config, host=args.host, port=args.port, tls_port=args.tls_port)
     except ConfigFileError as exc:

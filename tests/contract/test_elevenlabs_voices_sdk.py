@@ -52,9 +52,11 @@ async def test_clone_edit_use_delete(gateway: Gateway, trust_test_ca: Any) -> No
     got = await el.voices.get(vid)
     assert got.name == "Brand" and got.description == "our brand" and got.category == "cloned"
 
-    await el.voices.update(vid, name="Brand Two", description="renamed", labels={"accent": "irish"})
+    await el.voices.update(vid, name="Brand Two", description="renamed", labels={"accent": "irish"},
+                           files=[sample("new.wav", "a new sample")])  # replaces the clip in place
     got = await el.voices.get(vid)
     assert got.name == "Brand Two" and got.description == "renamed" and got.labels["accent"] == "irish"
+    assert [v["filename"] for v in await gradium_voices(gateway) if v["uid"] == uid][0] == "new.wav"
 
     # TTS with the clone: Gradium is asked for the clone's uid and the clone's tones are heard
     audio = await collect(el.text_to_speech.convert(vid, text=TEXT, output_format="pcm_24000"))

@@ -123,6 +123,20 @@ def item_by_id(items: list[dict[str, Any]], params: dict[str, Any], opts: dict[s
     return found
 
 
+def _filtered(items: list[dict[str, Any]], params: dict[str, Any], filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Option `item_filters`: {param: {value: {field: wanted}}}; an item matches when each named field
+    equals the wanted value (absent counts as false). A value not in the table selects nothing."""
+    for param, table in filters.items():
+        value = params.get(param)
+        if value is None:
+            continue
+        want = table.get(str(value))
+        if not isinstance(want, dict):
+            return []
+        items = [i for i in items if all((i.get(f) or False) == w for f, w in want.items())]
+    return items
+
+
 @builtin("account")
 async def account(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     """The caller's account and plan, from Gradium's credits (`GET /api/usages/credits`), rendered by the
@@ -150,8 +164,8 @@ async def catalogue(request: web.Request, ctx: RequestContext, req: RequestData)
     """Options: `table` (items), `defaults` (fields for table items), `gradium_voices` (also list the
     caller's Gradium voices), `include_catalog` (with Gradium's catalogue voices, default true),
     `id_param` (answer one item), `miss` (error kind for an unknown id, default not_found),
-    `search_param` (case-insensitive match on name/description), `page_size_param` and `page_token_param`
-    (paging; without a page size, everything)."""
+    `search_param` (case-insensitive match on name/description), `item_filters` (see `_filtered`),
+    `page_size_param` and `page_token_param` (paging; without a page size, everything)."""
     route = ctx.route
     opts = route.spec.builtin_options
     key = await request.app[AUTH].authorize(find_credential(ctx.mapping.credentials, req), ctx.mapping.provider,
@@ -172,6 +186,7 @@ async def catalogue(request: web.Request, ctx: RequestContext, req: RequestData)
     if found is not None:
         body = render_item(found)
     else:
+        items = _filtered(items, params, opts.get("item_filters") or {})
         search = params.get(opts.get("search_param") or "")
         if search:
             needle = str(search).casefold()

@@ -144,20 +144,22 @@ async def voice_clone(request: web.Request, ctx: RequestContext, req: RequestDat
 @builtin("voice_edit")
 async def voice_edit(request: web.Request, ctx: RequestContext, req: RequestData) -> web.StreamResponse:
     """Params: `voice_id` (required), `name`, `description`, `labels`, `gender`, `accent`, `language`.
-    Samples cannot be replaced (Gradium keeps one clip per voice; create a new voice instead): option
-    `files` names the form field whose presence is refused; `miss`: the error kind for an unknown id
+    Option `files`: the form field of new samples, which replace the voice's clip (Gradium's create with
+    the voice's own name updates it in place, `was_updated`); `miss`: the error kind for an unknown id
     (default voice_not_found). Answers with the `item` template."""
     opts = ctx.route.spec.builtin_options
     style = str(opts.get("id_style", "b64"))
     key = await caller_key(request, ctx, req)
     params = ctx.route.read_params(req)
     files = opts.get("files")
+    new_sample = None
     if files and hasattr(req.form, "getall") and req.form.getall(str(files), []):
-        raise GatewayError("invalid_request", "Replacing a voice's samples is not supported: create a new voice "
-                           "with them (Gradium clones from one clip)", str(files))
+        new_sample = best_sample(req, str(files), int(opts.get("max_file_bytes", MAX_FILE_BYTES)))
     miss = str(opts.get("miss", "voice_not_found"))
     voice = await own_voice(request, key, params.get("voice_id"), style, "voice_id", miss)
     uid = voice["uid"]
+    if new_sample is not None:
+        await _replace_sample(request, key, voice, new_sample)
     changes: dict[str, Any] = {}
     if params.get("name") and str(params["name"]).strip() != voice["item"]["name"]:
         await check_name_free(request, key, str(params["name"]), style, but=uid)
@@ -172,6 +174,22 @@ async def voice_edit(request: web.Request, ctx: RequestContext, req: RequestData
         await set_tags(request, key, uid, voice.get("tags"), tags)
     fresh = await own_voice(request, key, params.get("voice_id"), style, "voice_id")
     return reply(ctx, params, "item", {"voice": fresh["item"], "item": fresh["item"]})
+
+
+async def _replace_sample(request: web.Request, key: str, voice: dict[str, Any],
+                          sample: tuple[str, bytes, str]) -> None:
+    filename, data, input_format = sample
+    form = aiohttp.FormData()
+    form.add_field("audio_file", data, filename=filename, content_type=f"audio/{input_format}")
+    form.add_field("name", str(voice.get("name")))  # its Gradium name, tenant mark included
+    form.add_field("language", str(voice.get("language") or "en"))
+    form.add_field("input_format", input_format)
+    out = await call(request, "POST", "voices/", key, data=form)
+    got = out.get("uid") if isinstance(out, dict) else None
+    if got != voice["uid"]:
+        if got:  # Gradium made a second voice instead: undo it, the client's id must keep its voice
+            await call(request, "DELETE", f"voices/{got}", key)
+        raise GatewayError("upstream_error", "Gradium could not replace this voice's sample; create a new voice")
 
 
 @builtin("voice_delete")

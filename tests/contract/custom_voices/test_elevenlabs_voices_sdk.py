@@ -49,12 +49,19 @@ async def test_clone_edit_use_delete(gateway: Gateway, trust_test_ca: Any) -> No
     assert listed[vid].labels == {"accent": "british", "use_case": "ads"}
     found = await el.voices.search(search="brand")
     assert [v.voice_id for v in found.voices] == [vid]
+    personal = await el.voices.search(voice_type="personal", page_size=100)
+    assert vid in [v.voice_id for v in personal.voices] and {v.category for v in personal.voices} == {"cloned"}
+    assert vid not in [v.voice_id for v in (await el.voices.search(voice_type="default", page_size=100)).voices]
+    assert (await el.voices.search(category="generated")).voices == []
+    assert (await el.voices.search(voice_type="community")).voices == []
     got = await el.voices.get(vid)
     assert got.name == "Brand" and got.description == "our brand" and got.category == "cloned"
 
-    await el.voices.update(vid, name="Brand Two", description="renamed", labels={"accent": "irish"})
+    await el.voices.update(vid, name="Brand Two", description="renamed", labels={"accent": "irish"},
+                           files=[sample("new.wav", "a new sample")])  # replaces the clip in place
     got = await el.voices.get(vid)
     assert got.name == "Brand Two" and got.description == "renamed" and got.labels["accent"] == "irish"
+    assert next(v["filename"] for v in await gradium_voices(gateway) if v["uid"] == uid) == "new.wav"
 
     # TTS with the clone: Gradium is asked for the clone's uid and the clone's tones are heard
     audio = await collect(el.text_to_speech.convert(vid, text=TEXT, output_format="pcm_24000"))

@@ -18,15 +18,17 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from gateway.dialects.common import MAPPINGS
+
 log = structlog.get_logger("gateway")
 GATEWAY_APP = web.AppKey("gateway_app", bool)
 _original = RequestHandler.handle_error
 
 
-def _is_gateway(handler: RequestHandler) -> bool:
+def _gateway_app(handler: RequestHandler) -> web.Application | None:
     manager = getattr(handler, "_manager", None)
     app = getattr(getattr(manager, "request_handler", None), "__self__", None)
-    return isinstance(app, web.Application) and app.get(GATEWAY_APP, False)
+    return app if isinstance(app, web.Application) and app.get(GATEWAY_APP, False) else None
 
 
 def _summary(message: str | None) -> str:
@@ -37,7 +39,8 @@ def _summary(message: str | None) -> str:
 
 def handle_error(self: RequestHandler, request: web.BaseRequest, status: int = 500,
                  exc: BaseException | None = None, message: str | None = None) -> web.StreamResponse:
-    if not _is_gateway(self):
+    app = _gateway_app(self)
+    if app is None:
         return _original(self, request, status, exc, message)
     if request.writer.output_size > 0:
         raise ConnectionError("Response is sent already, cannot send another response with the error message")
@@ -48,8 +51,13 @@ def handle_error(self: RequestHandler, request: web.BaseRequest, status: int = 5
                 error=type(exc).__name__ if exc is not None else None)
     body: dict[str, Any] = {"error": {"status": status, "code": phrase.lower().replace(" ", "_"),
                                       "message": f"{phrase}: {reason}"}, "request_id": request_id}
-    resp = web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
-                        headers={"X-Request-Id": request_id})
+    headers = {"X-Request-Id": request_id}
+    # the path is unknown here (the request line may be what failed): the refusal headers every dialect
+    # wants on a refused request (Deepgram's `dg-error`) are all set
+    for mapping in app.get(MAPPINGS, {}).values():
+        if mapping.errors.refuse_header:
+            headers[mapping.errors.refuse_header] = f"{phrase}: {reason}"
+    resp = web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
     resp.force_close()
     return resp
 

@@ -38,7 +38,9 @@ def owner(mappings: dict[str, CompiledMapping], request: web.BaseRequest) -> Com
         scores[name] = max((_shared_prefix(segs, _segments(r.path)) + (not segs and r.path == "/")
                             for r in m.routes.values()), default=0)
     best = max(scores.values(), default=0)
-    candidates = [mappings[n] for n, s in scores.items() if s == best]
+    # a tie nothing else breaks keeps the historical ElevenLabs shape first
+    candidates = sorted((mappings[n] for n, s in scores.items() if s == best),
+                        key=lambda m: (m.provider != "elevenlabs", m.provider))
     req = RequestData(query=request.query, header=request.headers)
     for m in candidates:
         if find_credential(m.credentials, req) is not None:

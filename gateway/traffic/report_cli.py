@@ -41,6 +41,23 @@ def _load(args: argparse.Namespace) -> list[dict[str, Any]]:
     return load_rows(*_sources(args), since_ts=since_ts)
 
 
+def parse_thresholds(items: list[str]) -> dict[str, Any]:
+    """`wer=0.05/0.5` -> {"wer": Threshold(0.05, 0.5)} (absolute / relative, traffic.md §5.4)."""
+    from gateway.traffic.verdicts import DEFAULT_THRESHOLDS, Threshold
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        absolute, _, relative = value.partition("/")
+        if name not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"--threshold {item!r}: metric is one of {', '.join(DEFAULT_THRESHOLDS)}")
+        try:
+            out[name] = Threshold(float(absolute), float(relative or DEFAULT_THRESHOLDS[name].relative))
+        except ValueError:
+            raise ValueError(f"--threshold {item!r}: expected METRIC=ABSOLUTE[/RELATIVE], e.g. wer=0.05/0.5") from None
+    return out
+
+
 def _write(args: argparse.Namespace, text: str) -> None:
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -53,7 +70,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from gateway.traffic.report import build_report, parse_since, render
 
     since = parse_since(args.since) if args.since else None
-    report = build_report(_load(args), since_s=since, tenant=args.tenant, provider=args.provider, route=args.route)
+    report = build_report(_load(args), since_s=since, tenant=args.tenant, provider=args.provider, route=args.route,
+                          thresholds=parse_thresholds(args.threshold or []))
     _write(args, render(report, args.format))
     return 0
 
@@ -106,6 +124,8 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--provider", default=None)
     r.add_argument("--route", default=None)
     r.add_argument("--format", choices=FORMATS, default="table")
+    r.add_argument("--threshold", action="append", metavar="METRIC=ABS/REL",
+                   help="verdict threshold, e.g. wer=0.05/0.5 or first_output_ms=80 (repeatable)")
     r.set_defaults(func=_guard(_cmd_report))
     e = ssub.add_parser("export", help="stored pairs as JSON lines (the log sink's shape)")
     _common(e)

@@ -101,6 +101,8 @@ def test_prune_deletes_old_pairs(tmp_path: Path) -> None:
     ("gradium-gateway shadow report --since tomorrow", "--since 'tomorrow'"),
     ("gradium-gateway shadow report --db not-a-store.db", "not a shadow store"),
     ("gradium-gateway shadow prune --db missing.db --days 1", "no such store"),
+    ("gradium-gateway shadow report --threshold speed=1", "metric is one of"),
+    ("gradium-gateway shadow report --threshold wer=lots", "expected METRIC=ABSOLUTE"),
 ])
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, cmd: str, message: str) -> None:
     import sqlite3
@@ -149,3 +151,15 @@ def test_readme_admin_page_commands(workdir: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert shutil.which("curl")
+
+
+def test_thresholds_change_verdicts(workdir: Path) -> None:
+    strict = _run("gradium-gateway shadow report --format json", workdir)
+    lax = _run("gradium-gateway shadow report --format json --threshold wer=0.5/0.5", workdir)
+    assert strict.returncode == lax.returncode == 0, lax.stderr
+
+    def wer_flag(out: str) -> bool:
+        stt = next(g for g in json.loads(out)["groups"] if g["kind"] == "stt")
+        return next(v for v in stt["verdicts"] if v["metric"] == "wer")["flagged"]
+
+    assert wer_flag(strict.stdout) and not wer_flag(lax.stdout)

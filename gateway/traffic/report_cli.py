@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 DEFAULT_DB = "./gateway-shadow.db"
+FORMATS = ("table", "json", "csv", "html")  # what `report.render` draws; kept here so parsing imports nothing
 
 
 def store_options(settings: Any) -> tuple[str, float]:
@@ -114,8 +115,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    from gateway.traffic.report import FORMATS
-
     shadow = sub.add_parser("shadow", help="shadow comparison store: report, export, prune")
     ssub = shadow.add_subparsers(dest="shadow_command", required=True)
     r = ssub.add_parser("report", help="summarize stored pairs per provider, route and primary side")

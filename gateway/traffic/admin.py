@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway.addons import ADDONS
+from gateway.traffic.bridge import TraceAddon, pair_from_shadow_leg
 from gateway.traffic.page import token_ok
 from gateway.traffic.pair_metrics import PairMetrics
 from gateway.traffic.recorder import PairRecorder, Sink
@@ -106,14 +108,28 @@ def _recorder_ctx(settings: Any) -> Any:
             sinks.append(LogSink(metrics))
         recorder = PairRecorder(sinks, metrics=metrics, store_text=bool(getattr(store_cfg, "store_text", False)))
         app[SHADOW_RECORDER] = recorder.start()
+        shadow_machine = _shadow_machine(app)
+        if shadow_machine is not None:
+            traces = TraceAddon()
+            app[ADDONS].register(traces)  # after the shadow addon, which marks the primary's flow
+            shadow_machine.on_pair.append(lambda row, leg: recorder.record(pair_from_shadow_leg(row, leg, traces)))
         try:
             yield
         finally:
+            if shadow_machine is not None:
+                await shadow_machine.close()  # legs still running end now and reach the recorder first
             await asyncio.to_thread(recorder.close)
             if store is not None:
                 await asyncio.to_thread(store.close)
 
     return ctx
+
+
+def _shadow_machine(app: web.Application) -> Any:
+    from gateway.traffic.router import TRAFFIC
+
+    traffic = app.get(TRAFFIC)
+    return getattr(traffic, "shadow", None)
 
 
 def install(app: web.Application, settings: Any, registry: Any) -> None:

@@ -20,10 +20,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway.addons import ADDONS
+from gateway.traffic.bridge import TraceAddon, pair_from_shadow_leg
 from gateway.traffic.page import token_ok
 from gateway.traffic.pair_metrics import PairMetrics
 from gateway.traffic.recorder import PairRecorder, Sink
 from gateway.traffic.report_cli import store_options
+from gateway.traffic.verdicts import Threshold
 
 log = structlog.get_logger("gateway.shadow")
 
@@ -61,7 +64,7 @@ async def shadow_page(request: web.Request) -> web.Response:
         since_ts = time.time() - since if since is not None else None
         rows = load_rows([path], since_ts=since_ts) if Path(path).is_file() else []
         report = build_report(rows, since_s=since, tenant=q.get("tenant"), provider=q.get("provider"),
-                              route=q.get("route"))
+                              route=q.get("route"), thresholds=settings_thresholds(settings))
         return render_page(report)
 
     try:
@@ -71,6 +74,17 @@ async def shadow_page(request: web.Request) -> web.Response:
         return _json_error(503, "shadow store unreadable")
     return web.Response(text=html, content_type="text/html", headers={
         "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
+
+def settings_thresholds(settings: Any) -> dict[str, Threshold]:
+    """`shadow.report.thresholds: {wer: {absolute: 0.05, relative: 0.5}}` when the settings carry it."""
+    raw = getattr(getattr(getattr(settings, "shadow", None), "report", None), "thresholds", None) or {}
+    out = {}
+    for name, t in dict(raw).items():
+        get = t.get if isinstance(t, dict) else lambda k, t=t: getattr(t, k, None)
+        if get("absolute") is not None and get("relative") is not None:
+            out[name] = Threshold(float(get("absolute")), float(get("relative")))
+    return out
 
 
 def _recorder_ctx(settings: Any) -> Any:
@@ -94,14 +108,28 @@ def _recorder_ctx(settings: Any) -> Any:
             sinks.append(LogSink(metrics))
         recorder = PairRecorder(sinks, metrics=metrics, store_text=bool(getattr(store_cfg, "store_text", False)))
         app[SHADOW_RECORDER] = recorder.start()
+        shadow_machine = _shadow_machine(app)
+        if shadow_machine is not None:
+            traces = TraceAddon()
+            app[ADDONS].register(traces)  # after the shadow addon, which marks the primary's flow
+            shadow_machine.on_pair.append(lambda row, leg: recorder.record(pair_from_shadow_leg(row, leg, traces)))
         try:
             yield
         finally:
+            if shadow_machine is not None:
+                await shadow_machine.close()  # legs still running end now and reach the recorder first
             await asyncio.to_thread(recorder.close)
             if store is not None:
                 await asyncio.to_thread(store.close)
 
     return ctx
+
+
+def _shadow_machine(app: web.Application) -> Any:
+    from gateway.traffic.router import TRAFFIC
+
+    traffic = app.get(TRAFFIC)
+    return getattr(traffic, "shadow", None)
 
 
 def install(app: web.Application, settings: Any, registry: Any) -> None:

@@ -176,7 +176,7 @@ def _compare_tts(
     legs = {"p": pair.primary, "s": pair.shadow}
     ref_key = metrics["reference"]
     hyp_key = "s" if ref_key == "p" else "p"
-    contexts = list(dict.fromkeys(_contexts(pair.primary) + _contexts(pair.shadow)))
+    contexts = list(dict.fromkeys(_contexts(pair.primary) + _contexts(pair.shadow))) or [None]
     interrupted = _interrupted(pair.primary) | _interrupted(pair.shadow)
     if None in interrupted:  # a whole-socket clear interrupts every context
         interrupted = set(contexts)
@@ -196,7 +196,8 @@ def _compare_tts(
                       **am.signal_metrics(whole[k], rate), "_rate": rate}
     asked = am.format_label(pair.primary.audio_format)
     fp, fs = leg_out["p"]["format"], leg_out["s"]["format"]
-    format_match = isinstance(fp, str) and fp == fs and (asked is None or fp == asked)
+    # no audio kept on a leg: nothing to match (None), not a mismatch
+    format_match = None if fp is None or fs is None else isinstance(fp, str) and fp == fs and asked in (None, fp)
     ref_m, hyp_m = leg_out[ref_key], leg_out[hyp_key]
     row["ttfa_ms_p"], row["ttfa_ms_s"] = leg_out["p"]["ttfa_ms"], leg_out["s"]["ttfa_ms"]
     row["duration_ratio"] = _ratio(hyp_m["duration_s"], ref_m["duration_s"])

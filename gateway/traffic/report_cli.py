@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 DEFAULT_DB = "./gateway-shadow.db"
+FORMATS = ("table", "json", "csv", "html")  # what `report.render` draws; kept here so parsing imports nothing
 
 
 def store_options(settings: Any) -> tuple[str, float]:
@@ -41,6 +42,23 @@ def _load(args: argparse.Namespace) -> list[dict[str, Any]]:
     return load_rows(*_sources(args), since_ts=since_ts)
 
 
+def parse_thresholds(items: list[str]) -> dict[str, Any]:
+    """`wer=0.05/0.5` -> {"wer": Threshold(0.05, 0.5)} (absolute / relative, traffic.md §5.4)."""
+    from gateway.traffic.verdicts import DEFAULT_THRESHOLDS, Threshold
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        absolute, _, relative = value.partition("/")
+        if name not in DEFAULT_THRESHOLDS:
+            raise ValueError(f"--threshold {item!r}: metric is one of {', '.join(DEFAULT_THRESHOLDS)}")
+        try:
+            out[name] = Threshold(float(absolute), float(relative or DEFAULT_THRESHOLDS[name].relative))
+        except ValueError:
+            raise ValueError(f"--threshold {item!r}: expected METRIC=ABSOLUTE[/RELATIVE], e.g. wer=0.05/0.5") from None
+    return out
+
+
 def _write(args: argparse.Namespace, text: str) -> None:
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -53,7 +71,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from gateway.traffic.report import build_report, parse_since, render
 
     since = parse_since(args.since) if args.since else None
-    report = build_report(_load(args), since_s=since, tenant=args.tenant, provider=args.provider, route=args.route)
+    report = build_report(_load(args), since_s=since, tenant=args.tenant, provider=args.provider, route=args.route,
+                          thresholds=parse_thresholds(args.threshold or []))
     _write(args, render(report, args.format))
     return 0
 
@@ -96,8 +115,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    from gateway.traffic.report import FORMATS
-
     shadow = sub.add_parser("shadow", help="shadow comparison store: report, export, prune")
     ssub = shadow.add_subparsers(dest="shadow_command", required=True)
     r = ssub.add_parser("report", help="summarize stored pairs per provider, route and primary side")
@@ -106,6 +123,8 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--provider", default=None)
     r.add_argument("--route", default=None)
     r.add_argument("--format", choices=FORMATS, default="table")
+    r.add_argument("--threshold", action="append", metavar="METRIC=ABS/REL",
+                   help="verdict threshold, e.g. wer=0.05/0.5 or first_output_ms=80 (repeatable)")
     r.set_defaults(func=_guard(_cmd_report))
     e = ssub.add_parser("export", help="stored pairs as JSON lines (the log sink's shape)")
     _common(e)

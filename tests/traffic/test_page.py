@@ -178,3 +178,15 @@ async def test_chromium_renders_charts_drawn_from_the_stored_rows(store_dir: Pat
             assert s["w"] == pytest.approx(s["count"] / total_n * total_w, abs=1.0)
         assert marks["points"].count(route) == exp["days"]
         assert marks["worst"].count(route) == 10
+
+
+def test_thresholds_from_settings() -> None:
+    from types import SimpleNamespace
+
+    from gateway.traffic.admin import settings_thresholds
+    from gateway.traffic.verdicts import Threshold
+
+    s = SimpleNamespace(shadow=SimpleNamespace(report=SimpleNamespace(thresholds={
+        "wer": {"absolute": 0.1, "relative": 0.2}, "lufs": SimpleNamespace(absolute=2, relative=1)})))
+    assert settings_thresholds(s) == {"wer": Threshold(0.1, 0.2), "lufs": Threshold(2.0, 1.0)}
+    assert settings_thresholds(Settings()) == {}

@@ -57,6 +57,18 @@ def _run(cmd: str, cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
                           **kw)  # type: ignore[call-overload]
 
 
+def _main(argv: list[str], cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+          ) -> tuple[int, str, str]:
+    """The CLI in-process (subprocesses cost seconds each on a loaded machine; the README test uses them)."""
+    from gateway.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
 def test_readme_report_commands(workdir: Path) -> None:
     commands = _readme_block("<!-- shadow-report-commands")
     assert len(commands) == 8
@@ -79,20 +91,25 @@ def test_readme_report_commands(workdir: Path) -> None:
     assert "deleted 0 pairs" in out[commands[7]]
 
 
-def test_export_reads_back_as_a_log(workdir: Path) -> None:
-    r = _run("gradium-gateway shadow export --db gateway-shadow.db > again.jsonl && "
-             "gradium-gateway shadow report --jsonl again.jsonl --format json", workdir)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["pairs"] == 84
+def test_export_reads_back_as_a_log(workdir: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    rc, _, err = _main(["shadow", "export", "--db", "gateway-shadow.db", "--out", "again.jsonl"], workdir, capsys,
+                       monkeypatch)
+    assert rc == 0, err
+    rc, out, err = _main(["shadow", "report", "--jsonl", "again.jsonl", "--format", "json"], workdir, capsys,
+                         monkeypatch)
+    assert rc == 0, err
+    assert json.loads(out)["pairs"] == 84
 
 
-def test_prune_deletes_old_pairs(tmp_path: Path) -> None:
+def test_prune_deletes_old_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     rows = make_rows(now=time.time() - 20 * 86400, days=1) + make_rows(now=time.time(), days=1)
     conn = connect(tmp_path / "old.db")  # written directly: the store's own writer would prune on its own
     write_rows(conn, [r for r, _ in rows], [u for _, us in rows for u in us])
     conn.close()
-    r = _run("gradium-gateway shadow prune --db old.db --days 14", tmp_path)
-    assert r.returncode == 0 and "old.db: deleted 21 pairs older than 14 days" in r.stdout
+    rc, out, _ = _main(["shadow", "prune", "--db", "old.db", "--days", "14"], tmp_path, capsys, monkeypatch)
+    assert rc == 0 and "old.db: deleted 21 pairs older than 14 days" in out
     assert len(load_rows([str(tmp_path / "old.db")])) == 21
 
 
@@ -101,14 +118,18 @@ def test_prune_deletes_old_pairs(tmp_path: Path) -> None:
     ("gradium-gateway shadow report --since tomorrow", "--since 'tomorrow'"),
     ("gradium-gateway shadow report --db not-a-store.db", "not a shadow store"),
     ("gradium-gateway shadow prune --db missing.db --days 1", "no such store"),
+    ("gradium-gateway shadow report --threshold speed=1", "metric is one of"),
+    ("gradium-gateway shadow report --threshold wer=lots", "expected METRIC=ABSOLUTE"),
 ])
-def test_errors_are_one_line_and_exit_2(tmp_path: Path, cmd: str, message: str) -> None:
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, cmd: str, message: str, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
     import sqlite3
 
     sqlite3.connect(tmp_path / "not-a-store.db").execute("CREATE TABLE t (x)")
     fill_store(tmp_path / "gateway-shadow.db", [])
-    r = _run(cmd, tmp_path)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    rc, _, err = _main(shlex.split(cmd)[1:], tmp_path, capsys, monkeypatch)
+    assert rc == 2 and message in err and "Traceback" not in err, err
 
 
 def _free_port() -> int:
@@ -149,3 +170,14 @@ def test_readme_admin_page_commands(workdir: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert shutil.which("curl")
+
+
+def test_thresholds_change_verdicts(workdir: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def wer_flag(*extra: str) -> bool:
+        rc, out, err = _main(["shadow", "report", "--format", "json", *extra], workdir, capsys, monkeypatch)
+        assert rc == 0, err
+        stt = next(g for g in json.loads(out)["groups"] if g["kind"] == "stt")
+        return next(v for v in stt["verdicts"] if v["metric"] == "wer")["flagged"]
+
+    assert wer_flag() and not wer_flag("--threshold", "wer=0.5/0.5")

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 HOST = "127.0.0.1"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 120.0  # worker start-up on a loaded machine
 STOP_TIMEOUT_S = 5.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

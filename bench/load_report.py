@@ -139,5 +139,5 @@ def render(report: dict[str, Any]) -> str:
     ]
     for path in dict.fromkeys(r["path"] for r in report["rows"]):
         ok = [r["streams"] for r in report["rows"] if r["path"] == path and not r["misses"]]
-        lines.append(f"  {path}: {max(ok) if ok else 'none of the steps run'}")
+        lines.append(f"  {path}: {max(ok) if ok else 'none (no step met the targets)'}")
     return "\n".join(lines)

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType
+import orjson
+from aiohttp import WSMsgType, web
 
+from gateway.mapping.compiler import CompiledMapping
 from gateway.session.port import CapturePort, Frame
 from gateway.traffic.settings import ShadowQueue
 
@@ -171,3 +173,53 @@ class GradiumSession:
 def _frame_data(f: Frame) -> str | bytes:
     data = f.data
     return data.decode("utf-8", "replace") if isinstance(data, bytes) and f.is_text else data
+
+
+def text_chars(item: str | bytes) -> int:
+    if not isinstance(item, str):
+        return 0
+    with contextlib.suppress(Exception):
+        msg = orjson.loads(item)
+        if isinstance(msg, dict):
+            return sum(len(v) for k, v in msg.items() if k in ("text", "transcript") and isinstance(v, str))
+    return 0
+
+
+def parse_query(raw: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(raw, keep_blank_values=True)
+
+
+def strip_message_credentials(mapping: CompiledMapping, item: str) -> str:
+    fields = [s.source.partition(".")[2] for s in mapping.credentials if s.source.startswith("message.")]
+    if not fields or not any(f in item for f in fields):
+        return item
+    with contextlib.suppress(Exception):
+        msg = orjson.loads(item)
+        if isinstance(msg, dict):
+            for f in fields:
+                msg.pop(f, None)
+            return orjson.dumps(msg).decode()
+    return item
+
+
+class ShadowApp(dict):  # type: ignore[type-arg]
+    """The app as a Gradium shadow leg sees it: the same state, but credentials are forwarded as they are
+    (the leg presents the tenant's shadow key, never its production key)."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__()
+        from gateway.auth import Authenticator
+        from gateway.config import AuthSettings
+        from gateway.dialects.common import AUTH
+
+        real = app[AUTH]
+        self._app = app
+        self[AUTH] = Authenticator(AuthSettings(mode="forward"), None, real.issuer)
+
+    def __missing__(self, key: Any) -> Any:
+        return self._app[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self or key in self._app else default

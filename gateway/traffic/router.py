@@ -168,6 +168,12 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         if traffic.shadow is not None and cls == "speech":
             keys = shadow_keys(traffic.settings, caller, cred, mapping.provider)
             plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys)
+            if plan is not None and not route.is_ws:
+                plan.body = await _shadow_body(request, traffic)
+                if plan.body is None:
+                    traffic.shadow.release(plan)
+                    traffic.shadow.count(plan, plan.side, "dropped_overflow")
+                    plan = None
         token = PLAN.set(plan) if plan is not None else None
         try:
             if first is not None:
@@ -283,6 +289,15 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
         if isinstance(ids, list) and ids:
             return traffic.stitching.side_of(ids)
     return None
+
+
+async def _shadow_body(request: web.Request, traffic: Traffic) -> bytes | None:
+    """The JSON body a REST shadow repeats (aiohttp keeps it for the handler), within `max_body_bytes`."""
+    limit = traffic.settings.shadow.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.read()
+    return body if len(body) <= limit else None
 
 
 def shadow_keys(settings: Settings, caller: Caller, cred: Any, provider: str) -> dict[str, str]:

@@ -171,3 +171,34 @@ async def test_rate_zero_by_default(standin: StandIn, front: Front) -> None:
     async with front(auth=auth_with_shadow_keys(), shadow={"enabled": True}) as gw:
         await live(gw)
         assert not gw.front[TRAFFIC].shadow.finished  # type: ignore[attr-defined]
+
+
+async def test_rest_tts_shadow_to_the_vendor(standin: StandIn, gradium_primary: Gateway) -> None:
+    gw = gradium_primary
+    body = orjson.dumps({"text": "Hello there. How are you?", "model_id": "eleven_flash_v2_5"})
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{gw.http}/v1/text-to-speech/{RACHEL}/stream?output_format=pcm_16000", data=body,
+            headers={"xi-api-key": GW_KEY, "Content-Type": "application/json"}) as r:
+        audio = await r.read()
+        assert r.status == 200 and r.headers["x-gateway-target"] == "gradium" and audio
+        assert "x-gateway-pair-id" not in r.headers
+        primary_rid = r.headers["request-id"]
+    [row] = await finished(gw)
+    assert row["outcome"] == "completed" and row["shadow_leg"]["bytes_out"] > 0
+    assert row["shadow_leg"]["close_code"] == 200  # the vendor's status, kept on the leg only
+    seen = standin.last("/text-to-speech/")
+    assert seen.header("xi-api-key") == SHADOW_KEYS["elevenlabs"] and seen.header("X-Gateway-Pair-Id") == row["pair_id"]
+    assert seen.body_len == len(body) and seen.query == "output_format=pcm_16000"
+    assert row["primary_request_id"] and primary_rid  # the client saw its own request id, not the vendor's
+
+
+async def test_rest_upload_is_not_shadowed(standin: StandIn, gradium_primary: Gateway) -> None:
+    gw = gradium_primary
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{gw.http}/v1/listen?encoding=linear16&sample_rate=16000", data=speech("one two", 16000),
+            headers={"Authorization": f"Token {GW_KEY}", "Content-Type": "audio/l16"}) as r:
+        assert r.status == 200
+    reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+    assert reg.get_sample_value("gateway_shadow_legs_total", {
+        "provider": "deepgram", "route": "listen_prerecorded", "shadow_target": "legacy", "pair_kind": "candidate",
+        "outcome": "skipped_unsupported"}) == 1

@@ -167,7 +167,8 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         plan = None
         if traffic.shadow is not None and cls == "speech":
             keys = shadow_keys(traffic.settings, caller, cred, mapping.provider)
-            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys)
+            forced = caller.allow_overrides and request.headers.get("X-Gateway-Shadow", "").strip() == "1"
+            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys, forced)
             if plan is not None and not route.is_ws:
                 plan.body = await _shadow_body(request, traffic)
                 if plan.body is None:

@@ -40,7 +40,7 @@ from gateway.traffic.legs import (
     text_chars,
 )
 from gateway.traffic.metrics import TrafficMetrics
-from gateway.traffic.policy import Unit
+from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
 from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context, strip_query
 
@@ -105,14 +105,27 @@ class Shadow:
             leg.drop("shadow_error")
         await asyncio.gather(*(leg.task for leg in list(self.legs)), return_exceptions=True)
 
+    def sampled(self, rule: ShadowRule | None, unit: Unit, forced: bool) -> bool:
+        if forced:
+            return True
+        if rule is None or rule.rate <= 0:
+            return False
+        if rule.sample_by == "conversation":
+            key = next((unit.keys[k] for k in ("header", "native", "credential") if unit.keys.get(k)), None)
+            if key is not None:  # every unit of a sampled conversation, on every replica
+                return bucket("shadow", unit.tenant, key) < round(rule.rate * BUCKETS)
+        return self.rng.random() < rule.rate
+
     def plan(self, unit: Unit, primary: str, mapping: CompiledMapping, route: CompiledRoute,
-             request: web.Request, keys: dict[str, str]) -> ShadowPlan | None:
-        """A leg for this unit, or None (counted with the reason when the unit was sampled)."""
+             request: web.Request, keys: dict[str, str], forced: bool = False) -> ShadowPlan | None:
+        """A leg for this unit, or None (counted with the reason when the unit was sampled). `forced`:
+        `X-Gateway-Shadow: 1` from a key with `allow_overrides` (still budgeted)."""
         if not self.settings.enabled or mapping.legacy is None:
             return None
         rule = self.rule_for(unit)
-        if rule is None or rule.rate <= 0 or self.rng.random() >= rule.rate:
+        if not self.sampled(rule, unit, forced):
             return None
+        rule = rule or ShadowRule(rate=0)
         side = ("legacy" if primary == "gradium" else "gradium") if self.settings.shadow_target == "other" \
             else self.settings.shadow_target
         if side == primary:

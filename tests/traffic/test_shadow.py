@@ -202,3 +202,19 @@ async def test_rest_upload_is_not_shadowed(standin: StandIn, gradium_primary: Ga
     assert reg.get_sample_value("gateway_shadow_legs_total", {
         "provider": "deepgram", "route": "listen_prerecorded", "shadow_target": "legacy", "pair_kind": "candidate",
         "outcome": "skipped_unsupported"}) == 1
+
+
+def test_conversation_sampling_is_sticky_and_near_the_rate() -> None:
+    from gateway.traffic.policy import Unit
+    from gateway.traffic.settings import ShadowRule, ShadowSettings
+    from gateway.traffic.shadow import Shadow
+
+    shadow = Shadow.__new__(Shadow)
+    shadow.rng = __import__("random").Random(1)
+    rule = ShadowRule(rate=0.2, sample_by="conversation")
+    units = [Unit("deepgram", "listen_live", "stt", "ws", "acme", keys={"header": f"c{i}"}) for i in range(5000)]
+    first = [shadow.sampled(rule, u, False) for u in units]
+    assert first == [shadow.sampled(rule, u, False) for u in units]  # the same conversations every time
+    assert abs(sum(first) / len(first) - 0.2) < 0.02
+    assert shadow.sampled(ShadowRule(rate=0), units[0], True)  # X-Gateway-Shadow from a QA key
+    assert ShadowSettings().rules == [] and ShadowRule().rate == 0  # nothing shadowed by default

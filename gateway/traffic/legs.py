@@ -42,9 +42,21 @@ class LegStats:
     close_code: int | None = None
     upstream_request_id: str | None = None
     max_texts: int = 512
-    max_text_frame: int = 4096  # larger text frames carry audio (base64): counted, not kept
+    max_text_frame: int = 4096  # larger text frames carry audio (base64): counted, not kept in `texts`
+    # for the comparator: frames sent (text as is, binary as its size) and received, with their times
+    ins: list[tuple[float, str | int]] = field(default_factory=list)
+    outs: list[tuple[float, str | bytes]] = field(default_factory=list)
+    kept_bytes: int = 0
+    max_frames: int = 8192
+    max_kept_bytes: int = 16 * 1024 * 1024
 
-    def sent(self) -> None:
+    def record_in(self, t: float, data: str | bytes) -> None:
+        if len(self.ins) < self.max_frames:
+            self.ins.append((t, len(data) if isinstance(data, bytes) else data))
+
+    def sent(self, data: str | bytes | None = None) -> None:
+        if data is not None:
+            self.record_in(time.monotonic(), data)
         self.frames_in += 1
         if self.sent_first is None:
             self.sent_first = time.monotonic()
@@ -53,6 +65,9 @@ class LegStats:
         now = time.monotonic()
         if self.first_output is None:
             self.first_output = now
+        if len(self.outs) < self.max_frames and self.kept_bytes + len(data) <= self.max_kept_bytes:
+            self.outs.append((now, data))
+            self.kept_bytes += len(data)
         self.frames_out += 1
         self.bytes_out += len(data)
         if isinstance(data, bytes):
@@ -114,10 +129,7 @@ class LegacySocket:
             if msg.type == WSMsgType.TEXT:
                 data = msg.data
                 # audio-sized text frames are only counted: decoding them would cost the event loop for nothing
-                if len(data) <= self.stats.max_text_frame:
-                    self.stats.out(data.decode("utf-8", "replace"))
-                else:
-                    self.stats.counted(len(data))
+                self.stats.out(data.decode("utf-8", "replace"))
             elif msg.type == WSMsgType.BINARY:
                 self.stats.out(msg.data)
             else:

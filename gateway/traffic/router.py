@@ -36,7 +36,8 @@ from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
 from gateway.traffic.replay import replay_first
 from gateway.traffic.settings import Target
-from gateway.traffic.shadow import PLAN, Shadow, ShadowAddon
+from gateway.traffic.shadow import PLAN, Shadow
+from gateway.traffic.shadow_addon import ShadowAddon
 from gateway.upstream.passthrough import PassthroughError
 
 log = structlog.get_logger("gateway")
@@ -118,6 +119,7 @@ def install(app: web.Application, settings: Settings) -> None:
     traffic = app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
     if settings.shadow.enabled:
         traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session)
+        traffic.shadow.version = traffic.version
         app[ADDONS].register(ShadowAddon(traffic.shadow))
     app.cleanup_ctx.append(_session_ctx)
     app.on_response_prepare.append(_mark_answer)

@@ -24,9 +24,9 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
-from gateway.events import ClientFrame, SessionEnd, SessionStart
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.session.headless import HeadlessSession
+from gateway.traffic.admin import SHADOW_RECORDER
 from gateway.traffic.budget import MemoryBudget, VendorCooldown
 from gateway.traffic.legs import (
     END,
@@ -40,6 +40,7 @@ from gateway.traffic.legs import (
     text_chars,
 )
 from gateway.traffic.metrics import TrafficMetrics
+from gateway.traffic.pairs import pair_trace
 from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
 from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context, strip_query
@@ -83,7 +84,8 @@ class Shadow:
         self.rng = random.Random()
         self.legs: set[ShadowLeg] = set()
         self.finished: list[dict[str, Any]] = []  # the last outcomes, for tests and the log sink
-        self.on_pair: list[Any] = []  # callbacks(row) once a pair is complete (comparison store)
+        self.on_pair: list[Any] = []  # callbacks(row, leg) once a pair is complete
+        self.version: str | None = None  # the traffic configuration's version, on every stored pair
 
     def rule_for(self, unit: Unit) -> ShadowRule | None:
         from gateway.traffic.policy import _matches
@@ -174,6 +176,7 @@ class ShadowLeg:
         self.outcome: str | None = None
         self.started = time.monotonic()
         self.lags: list[float] = []
+        self.cost: dict[str, float] = {"tts_chars": 0, "stt_seconds": 0.0}
         self.primary_done = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
@@ -310,7 +313,7 @@ class ShadowLeg:
             first = False
             self._spend(item)
             await conn.send(item)
-            self.stats.sent()
+            self.stats.sent(item)
             lag = time.monotonic() - t
             self.lags.append(lag)
             self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider).observe(lag)
@@ -326,6 +329,7 @@ class ShadowLeg:
         if not self.shadow.budget.spend(plan.tenant, plan.side, unit, amount, plan.rule.budget):
             raise BudgetRefused
         self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
+        self.cost[unit] += amount
 
     def _finish(self) -> None:
         plan, shadow = self.plan, self.shadow
@@ -356,6 +360,17 @@ class ShadowLeg:
         for cb in shadow.on_pair:
             with contextlib.suppress(Exception):
                 cb(row, self)
+        recorder = shadow.app.get(SHADOW_RECORDER)
+        if recorder is not None:
+            try:  # the comparison runs on the recorder's thread, never here
+                pair = pair_trace(plan, outcome, [self.primary, self.stats])
+                pair.lag_p95_ms = row["lag_p95_ms"]
+                pair.config_version = shadow.version
+                pair.cost_tts_chars = int(self.cost["tts_chars"])
+                pair.cost_stt_seconds = round(self.cost["stt_seconds"], 3)
+                recorder.record(pair)
+            except Exception:
+                log.exception("shadow.record_error", pair_id=plan.pair_id)
 
 
 class BudgetRefused(Exception):
@@ -365,42 +380,3 @@ class BudgetRefused(Exception):
 def _summary(s: LegStats) -> dict[str, Any]:
     return {"first_output_ms": s.first_output_ms(), "frames_in": s.frames_in, "frames_out": s.frames_out,
             "bytes_out": s.bytes_out, "audio_bytes": s.audio_bytes, "close_code": s.close_code}
-
-
-class ShadowAddon:
-    """Attaches the planned leg to its primary session and feeds it; registered only when shadowing is on."""
-
-    def __init__(self, shadow: Shadow) -> None:
-        self.shadow = shadow
-
-    def session_start(self, ev: SessionStart) -> None:
-        flow = ev.flow
-        if flow.headless:
-            return
-        plan = PLAN.get()
-        if plan is None or plan.unit.route != flow.route or plan.unit.provider != flow.provider:
-            return
-        PLAN.set(None)
-        plan.primary_request_id = flow.request_id
-        leg = ShadowLeg(self.shadow, plan)
-        self.shadow.legs.add(leg)
-        flow.data["shadow_pair"] = leg
-
-    def client_frame(self, ev: ClientFrame) -> None:
-        leg = ev.flow.data.get("shadow_pair")
-        if leg is not None:
-            if leg.primary.sent_first is None:
-                leg.primary.sent_first = ev.t
-            leg.primary.frames_in += 1
-            leg.offer(ev.data)
-
-    def client_output(self, ev: Any) -> None:
-        leg = ev.flow.data.get("shadow_pair")
-        if leg is not None:
-            leg.primary.out(ev.data)
-
-    def session_end(self, ev: SessionEnd) -> None:
-        leg = ev.flow.data.pop("shadow_pair", None)
-        if leg is not None:
-            leg.primary.close_code = ev.close_code
-            leg.end_input()

@@ -60,10 +60,26 @@ def shadow_finals(texts: list[str]) -> list[str]:
 
 
 @pytest.fixture
-async def gradium_primary(standin: StandIn, front: Front) -> AsyncIterator[Gateway]:
-    async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}},
-                     shadow=shadow_cfg()) as gw:
+async def gradium_primary(standin: StandIn, front: Front, tmp_path: Any) -> AsyncIterator[Gateway]:
+    cfg = {**shadow_cfg(), "store": {"path": str(tmp_path / "shadow.db")}}
+    async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}}, shadow=cfg) as gw:
+        gw.db = tmp_path / "shadow.db"  # type: ignore[attr-defined]
         yield gw
+
+
+def stored_rows(gw: Gateway) -> list[dict[str, Any]]:
+    """The comparison store's rows, once the recorder and the store wrote what they had."""
+    import sqlite3
+
+    from gateway.traffic.admin import SHADOW_RECORDER
+
+    assert gw.front[SHADOW_RECORDER].flush(10)  # type: ignore[attr-defined]
+    for sink in gw.front[SHADOW_RECORDER].sinks:  # type: ignore[attr-defined]
+        if hasattr(sink, "flush"):
+            sink.flush(10)
+    with sqlite3.connect(gw.db) as db:  # type: ignore[attr-defined]
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM shadow_pairs")]
 
 
 async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: StandIn,
@@ -82,6 +98,12 @@ async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: S
     assert seen.header("X-Gateway-Pair-Id") == row["pair_id"]
     assert "callback" not in seen.query and "tag=gradium-gateway-shadow" in seen.query and "customer-tag" not in \
         seen.query
+    # one pair row per unit in the comparison store, WER 0 on the emulator's tones
+    [stored] = await asyncio.to_thread(stored_rows, gw)
+    assert stored["pair_id"] == row["pair_id"] and stored["outcome"] == "completed"
+    assert stored["wer"] == 0 and stored["ref_words"] == len(TEXT.split())
+    assert stored["first_final_ms_p"] > 0 and stored["first_final_ms_s"] > 0 and stored["cost_stt_seconds"] > 0
+    assert stored["config_version"] == gw.front[TRAFFIC].version  # type: ignore[attr-defined]
     reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
     assert reg.get_sample_value("gateway_shadow_legs_total", {
         "provider": "deepgram", "route": "listen_live", "shadow_target": "legacy", "pair_kind": "candidate",

@@ -26,7 +26,6 @@ from multidict import CIMultiDict, MultiDict
 
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.session.headless import HeadlessSession
-from gateway.traffic.admin import SHADOW_RECORDER
 from gateway.traffic.budget import MemoryBudget, VendorCooldown
 from gateway.traffic.legs import (
     END,
@@ -40,7 +39,6 @@ from gateway.traffic.legs import (
     text_chars,
 )
 from gateway.traffic.metrics import TrafficMetrics
-from gateway.traffic.pairs import pair_trace
 from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
 from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context, strip_query
@@ -360,17 +358,6 @@ class ShadowLeg:
         for cb in shadow.on_pair:
             with contextlib.suppress(Exception):
                 cb(row, self)
-        recorder = shadow.app.get(SHADOW_RECORDER)
-        if recorder is not None:
-            try:  # the comparison runs on the recorder's thread, never here
-                pair = pair_trace(plan, outcome, [self.primary, self.stats])
-                pair.lag_p95_ms = row["lag_p95_ms"]
-                pair.config_version = shadow.version
-                pair.cost_tts_chars = int(self.cost["tts_chars"])
-                pair.cost_stt_seconds = round(self.cost["stt_seconds"], 3)
-                recorder.record(pair)
-            except Exception:
-                log.exception("shadow.record_error", pair_id=plan.pair_id)
 
 
 class BudgetRefused(Exception):

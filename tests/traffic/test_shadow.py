@@ -102,8 +102,7 @@ async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: S
     [stored] = await asyncio.to_thread(stored_rows, gw)
     assert stored["pair_id"] == row["pair_id"] and stored["outcome"] == "completed"
     assert stored["wer"] == 0 and stored["ref_words"] == len(TEXT.split())
-    assert stored["first_final_ms_p"] > 0 and stored["first_final_ms_s"] > 0 and stored["cost_stt_seconds"] > 0
-    assert stored["config_version"] == gw.front[TRAFFIC].version  # type: ignore[attr-defined]
+    assert stored["first_final_ms_p"] > 0 and stored["first_final_ms_s"] > 0
     reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
     assert reg.get_sample_value("gateway_shadow_legs_total", {
         "provider": "deepgram", "route": "listen_live", "shadow_target": "legacy", "pair_kind": "candidate",

@@ -33,24 +33,7 @@ async def gateway(request: pytest.FixtureRequest, emulator: Emulator, tls_files:
 TIMING_DEPENDENT = {"test_resampled_rate[legacy]"}
 
 
-# Voices cloned or designed and pronunciation dictionaries made through the gateway live on Gradium (the
-# gateway serves those routes itself): the vendor behind a `legacy` target has never heard of them, as the
-# real vendor would not. Those tests run on the gradium target only.
-GATEWAY_RESOURCES = {"test_cartesia_voices_sdk", "test_cloned_voice_agents", "test_elevenlabs_pronunciation_sdk",
-                     "test_elevenlabs_voice_design_sdk", "test_elevenlabs_voices_sdk"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    keep, dropped = [], []
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        module = getattr(item, "module", None)
-        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
-        if name in GATEWAY_RESOURCES and item.name.endswith("[legacy]"):
-            dropped.append(item)
-            continue
         if item.name in TIMING_DEPENDENT:
             item.add_marker(pytest.mark.xfail(reason="translated STT is arrival-timing dependent", strict=False))
-        keep.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep

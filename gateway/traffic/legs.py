@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType
+import orjson
+from aiohttp import WSMsgType, web
 
+from gateway.mapping.compiler import CompiledMapping
 from gateway.session.port import CapturePort, Frame
 from gateway.traffic.settings import ShadowQueue
 
@@ -40,9 +42,21 @@ class LegStats:
     close_code: int | None = None
     upstream_request_id: str | None = None
     max_texts: int = 512
-    max_text_frame: int = 4096  # larger text frames carry audio (base64): counted, not kept
+    max_text_frame: int = 4096  # larger text frames carry audio (base64): counted, not kept in `texts`
+    # for the comparator: frames sent (text as is, binary as its size) and received, with their times
+    ins: list[tuple[float, str | int]] = field(default_factory=list)
+    outs: list[tuple[float, str | bytes]] = field(default_factory=list)
+    kept_bytes: int = 0
+    max_frames: int = 8192
+    max_kept_bytes: int = 16 * 1024 * 1024
 
-    def sent(self) -> None:
+    def record_in(self, t: float, data: str | bytes) -> None:
+        if len(self.ins) < self.max_frames:
+            self.ins.append((t, len(data) if isinstance(data, bytes) else data))
+
+    def sent(self, data: str | bytes | None = None) -> None:
+        if data is not None:
+            self.record_in(time.monotonic(), data)
         self.frames_in += 1
         if self.sent_first is None:
             self.sent_first = time.monotonic()
@@ -51,6 +65,9 @@ class LegStats:
         now = time.monotonic()
         if self.first_output is None:
             self.first_output = now
+        if len(self.outs) < self.max_frames and self.kept_bytes + len(data) <= self.max_kept_bytes:
+            self.outs.append((now, data))
+            self.kept_bytes += len(data)
         self.frames_out += 1
         self.bytes_out += len(data)
         if isinstance(data, bytes):
@@ -112,10 +129,7 @@ class LegacySocket:
             if msg.type == WSMsgType.TEXT:
                 data = msg.data
                 # audio-sized text frames are only counted: decoding them would cost the event loop for nothing
-                if len(data) <= self.stats.max_text_frame:
-                    self.stats.out(data.decode("utf-8", "replace"))
-                else:
-                    self.stats.counted(len(data))
+                self.stats.out(data.decode("utf-8", "replace"))
             elif msg.type == WSMsgType.BINARY:
                 self.stats.out(msg.data)
             else:
@@ -171,3 +185,53 @@ class GradiumSession:
 def _frame_data(f: Frame) -> str | bytes:
     data = f.data
     return data.decode("utf-8", "replace") if isinstance(data, bytes) and f.is_text else data
+
+
+def text_chars(item: str | bytes) -> int:
+    if not isinstance(item, str):
+        return 0
+    with contextlib.suppress(Exception):
+        msg = orjson.loads(item)
+        if isinstance(msg, dict):
+            return sum(len(v) for k, v in msg.items() if k in ("text", "transcript") and isinstance(v, str))
+    return 0
+
+
+def parse_query(raw: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(raw, keep_blank_values=True)
+
+
+def strip_message_credentials(mapping: CompiledMapping, item: str) -> str:
+    fields = [s.source.partition(".")[2] for s in mapping.credentials if s.source.startswith("message.")]
+    if not fields or not any(f in item for f in fields):
+        return item
+    with contextlib.suppress(Exception):
+        msg = orjson.loads(item)
+        if isinstance(msg, dict):
+            for f in fields:
+                msg.pop(f, None)
+            return orjson.dumps(msg).decode()
+    return item
+
+
+class ShadowApp(dict):  # type: ignore[type-arg]
+    """The app as a Gradium shadow leg sees it: the same state, but credentials are forwarded as they are
+    (the leg presents the tenant's shadow key, never its production key)."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__()
+        from gateway.auth import Authenticator
+        from gateway.config import AuthSettings
+        from gateway.dialects.common import AUTH
+
+        real = app[AUTH]
+        self._app = app
+        self[AUTH] = Authenticator(AuthSettings(mode="forward"), None, real.issuer)
+
+    def __missing__(self, key: Any) -> Any:
+        return self._app[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self or key in self._app else default

@@ -36,7 +36,8 @@ from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
 from gateway.traffic.replay import replay_first
 from gateway.traffic.settings import Target
-from gateway.traffic.shadow import PLAN, Shadow, ShadowAddon
+from gateway.traffic.shadow import PLAN, Shadow
+from gateway.traffic.shadow_addon import ShadowAddon
 from gateway.upstream.passthrough import PassthroughError
 
 log = structlog.get_logger("gateway")
@@ -118,6 +119,7 @@ def install(app: web.Application, settings: Settings) -> None:
     traffic = app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
     if settings.shadow.enabled:
         traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session)
+        traffic.shadow.version = traffic.version
         app[ADDONS].register(ShadowAddon(traffic.shadow))
     app.cleanup_ctx.append(_session_ctx)
     app.on_response_prepare.append(_mark_answer)
@@ -167,7 +169,14 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         plan = None
         if traffic.shadow is not None and cls == "speech":
             keys = shadow_keys(traffic.settings, caller, cred, mapping.provider)
-            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys)
+            forced = caller.allow_overrides and request.headers.get("X-Gateway-Shadow", "").strip() == "1"
+            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys, forced)
+            if plan is not None and not route.is_ws:
+                plan.body = await _shadow_body(request, traffic)
+                if plan.body is None:
+                    traffic.shadow.release(plan)
+                    traffic.shadow.count(plan, plan.side, "dropped_overflow")
+                    plan = None
         token = PLAN.set(plan) if plan is not None else None
         try:
             if first is not None:
@@ -283,6 +292,15 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
         if isinstance(ids, list) and ids:
             return traffic.stitching.side_of(ids)
     return None
+
+
+async def _shadow_body(request: web.Request, traffic: Traffic) -> bytes | None:
+    """The JSON body a REST shadow repeats (aiohttp keeps it for the handler), within `max_body_bytes`."""
+    limit = traffic.settings.shadow.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.read()
+    return body if len(body) <= limit else None
 
 
 def shadow_keys(settings: Settings, caller: Caller, cred: Any, provider: str) -> dict[str, str]:

@@ -20,18 +20,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
-from gateway.events import ClientFrame, SessionEnd, SessionStart
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.session.headless import HeadlessSession
 from gateway.traffic.budget import MemoryBudget, VendorCooldown
-from gateway.traffic.legs import END, FrameQueue, GradiumSession, LegacySocket, LegStats
+from gateway.traffic.legs import (
+    END,
+    FrameQueue,
+    GradiumSession,
+    LegacySocket,
+    LegStats,
+    ShadowApp,
+    parse_query,
+    strip_message_credentials,
+    text_chars,
+)
 from gateway.traffic.metrics import TrafficMetrics
-from gateway.traffic.policy import Unit
+from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
 from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context, strip_query
 
@@ -55,6 +63,8 @@ class ShadowPlan:
     headers: CIMultiDict[str]
     pair_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     primary_request_id: str | None = None
+    method: str = "GET"
+    body: bytes | None = None  # REST: the primary's request body, read once it was complete
 
 
 class Shadow:
@@ -72,7 +82,8 @@ class Shadow:
         self.rng = random.Random()
         self.legs: set[ShadowLeg] = set()
         self.finished: list[dict[str, Any]] = []  # the last outcomes, for tests and the log sink
-        self.on_pair: list[Any] = []  # callbacks(row) once a pair is complete (comparison store)
+        self.on_pair: list[Any] = []  # callbacks(row, leg) once a pair is complete
+        self.version: str | None = None  # the traffic configuration's version, on every stored pair
 
     def rule_for(self, unit: Unit) -> ShadowRule | None:
         from gateway.traffic.policy import _matches
@@ -94,18 +105,37 @@ class Shadow:
             leg.drop("shadow_error")
         await asyncio.gather(*(leg.task for leg in list(self.legs)), return_exceptions=True)
 
+    def sampled(self, rule: ShadowRule | None, unit: Unit, forced: bool) -> bool:
+        if forced:
+            return True
+        if rule is None or rule.rate <= 0:
+            return False
+        if rule.sample_by == "conversation":
+            key = next((unit.keys[k] for k in ("header", "native", "credential") if unit.keys.get(k)), None)
+            if key is not None:  # every unit of a sampled conversation, on every replica
+                return bucket("shadow", unit.tenant, key) < round(rule.rate * BUCKETS)
+        return self.rng.random() < rule.rate
+
     def plan(self, unit: Unit, primary: str, mapping: CompiledMapping, route: CompiledRoute,
-             request: web.Request, keys: dict[str, str]) -> ShadowPlan | None:
-        """A leg for this unit, or None (counted with the reason when the unit was sampled)."""
-        if not self.settings.enabled or not route.is_ws or mapping.legacy is None:
+             request: web.Request, keys: dict[str, str], forced: bool = False) -> ShadowPlan | None:
+        """A leg for this unit, or None (counted with the reason when the unit was sampled). `forced`:
+        `X-Gateway-Shadow: 1` from a key with `allow_overrides` (still budgeted)."""
+        if not self.settings.enabled or mapping.legacy is None:
             return None
         rule = self.rule_for(unit)
-        if rule is None or rule.rate <= 0 or self.rng.random() >= rule.rate:
+        if not self.sampled(rule, unit, forced):
             return None
+        rule = rule or ShadowRule(rate=0)
         side = ("legacy" if primary == "gradium" else "gradium") if self.settings.shadow_target == "other" \
             else self.settings.shadow_target
         if side == primary:
             return None  # noise copies (same side) are not built yet
+        if not route.is_ws and (side == "gradium" or request.content_type != "application/json"
+                                or "callback" in request.query):
+            # REST: JSON requests shadowed to the vendor only (no headless HTTP session for Gradium yet;
+            # uploads are not teed; a `callback` answer is never seen)
+            self.count(unit, side, "skipped_unsupported")
+            return None
         if self.settings.respect_privacy_flags and _private(mapping, request):
             self.count(unit, side, "skipped_privacy")
             return None
@@ -121,7 +151,7 @@ class Shadow:
             self.count(unit, side, "dropped_concurrency")
             return None
         return ShadowPlan(unit, mapping, route, rule, primary, side, tenant, key, dict(request.match_info),
-                          request.rel_url.raw_query_string, CIMultiDict(request.headers))
+                          request.rel_url.raw_query_string, CIMultiDict(request.headers), method=request.method)
 
 
 def _private(mapping: CompiledMapping, request: web.Request) -> bool:
@@ -144,6 +174,8 @@ class ShadowLeg:
         self.outcome: str | None = None
         self.started = time.monotonic()
         self.lags: list[float] = []
+        self.cost: dict[str, float] = {"tts_chars": 0, "stt_seconds": 0.0}
+        self.primary_done = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
         log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
@@ -157,6 +189,9 @@ class ShadowLeg:
             self.drop("dropped_overflow")
 
     def end_input(self) -> None:
+        self.primary_done.set()
+        if self.plan.body is not None:
+            return  # REST: the leg has its whole input already
         if self.outcome is None:
             self.queue.offer(END, 0) or self.drop("dropped_overflow")
 
@@ -169,6 +204,9 @@ class ShadowLeg:
     async def _run(self) -> None:
         conn: LegacySocket | GradiumSession | None = None
         try:
+            if self.plan.body is not None:
+                await self._rest()
+                return
             conn = await self._open()
             async with asyncio.timeout(self.plan.rule.max_unit_s):
                 await self._feed(conn)
@@ -198,10 +236,33 @@ class ShadowLeg:
                     await asyncio.shield(conn.close())
             self._finish()
 
-    async def _open(self) -> LegacySocket | GradiumSession:
+    async def _rest(self) -> None:
+        """One request to the vendor with the primary's body; then the primary's end, briefly."""
         plan = self.plan
-        if plan.side == "gradium":
-            return self._gradium()
+        assert plan.body is not None
+        self._spend(plan.body.decode("utf-8", "replace"))
+        url, headers = self._vendor_target(ws=False)
+        headers["Content-Type"] = "application/json"
+        vendor = self.shadow.legacy[plan.unit.provider]
+        timeout = aiohttp.ClientTimeout(total=plan.rule.max_unit_s, connect=vendor.connect_timeout_s)
+        self.stats.sent()
+        async with self.shadow.session_of().request(plan.method, url, data=plan.body, headers=headers,
+                                                    ssl=ssl_context(vendor.ca_file), timeout=timeout) as r:
+            self.stats.upstream_request_id = r.headers.get("request-id") or r.headers.get("dg-request-id")
+            async for chunk in r.content.iter_any():
+                self.stats.out(chunk)
+            self.stats.close_code = r.status
+        if r.status == 429:
+            self.outcome = "vendor_throttled"
+        elif r.status >= 400:
+            self.outcome = "shadow_error"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(plan.rule.drain_timeout_s):
+                await self.primary_done.wait()
+        self.outcome = self.outcome or "completed"
+
+    def _vendor_target(self, ws: bool) -> tuple[str, CIMultiDict[str]]:
+        plan = self.plan
         vendor = self.shadow.legacy[plan.unit.provider]
         assert plan.mapping.legacy is not None
         facts = plan.mapping.legacy
@@ -211,9 +272,17 @@ class ShadowLeg:
         extra = "&".join(f"{k}={v}" for k, v in facts.shadow.replace_query.items())
         query = "&".join(q for q in (query, extra) if q)
         path = plan.route.path.format(**plan.path)
-        url = vendor.ws_url + path + ("?" + query if query else "")
+        url = (vendor.ws_url if ws else vendor.base_url) + path + ("?" + query if query else "")
         headers = CIMultiDict({"X-Gateway-Pair-Id": plan.pair_id,
                                facts.auth_header: facts.auth_value.replace("$key", plan.key)})
+        return url, headers
+
+    async def _open(self) -> LegacySocket | GradiumSession:
+        plan = self.plan
+        if plan.side == "gradium":
+            return self._gradium()
+        vendor = self.shadow.legacy[plan.unit.provider]
+        url, headers = self._vendor_target(ws=True)
         ws = await dial_ws(self.shadow.session_of(), url, headers, [], ssl_opt=ssl_context(vendor.ca_file),
                            connect_timeout_s=vendor.connect_timeout_s, max_msg_size=16 * 1024 * 1024)
         return LegacySocket(ws, self.stats)
@@ -223,10 +292,10 @@ class ShadowLeg:
         assert plan.mapping.legacy is not None
         facts = plan.mapping.legacy
         creds = {s.source.partition(".")[2].lower() for s in plan.mapping.credentials}
-        query = MultiDict((k, v) for k, v in MultiDict(_parse_query(plan.raw_query)).items()
+        query = MultiDict((k, v) for k, v in MultiDict(parse_query(plan.raw_query)).items()
                           if k.lower() not in creds and k != "gw_session")
         header = {facts.auth_header: facts.auth_value.replace("$key", plan.key), "X-Gateway-Pair-Id": plan.pair_id}
-        session = HeadlessSession(_ShadowApp(self.shadow.app), plan.unit.provider, plan.unit.route, path=plan.path,
+        session = HeadlessSession(ShadowApp(self.shadow.app), plan.unit.provider, plan.unit.route, path=plan.path,
                                   query=query, header=header, port=GradiumSession.port(self.stats))
         session.flow.data["shadow_leg"] = plan.pair_id
         return GradiumSession(session, self.stats)
@@ -238,11 +307,11 @@ class ShadowLeg:
             if item is END:
                 return
             if first and isinstance(item, str):
-                item = _strip_message_credentials(self.plan, item)
+                item = strip_message_credentials(self.plan.mapping, item)
             first = False
             self._spend(item)
             await conn.send(item)
-            self.stats.sent()
+            self.stats.sent(item)
             lag = time.monotonic() - t
             self.lags.append(lag)
             self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider).observe(lag)
@@ -250,7 +319,7 @@ class ShadowLeg:
     def _spend(self, item: str | bytes) -> None:
         plan = self.plan
         if plan.unit.kind == "tts":
-            unit, amount = "tts_chars", _text_chars(item)
+            unit, amount = "tts_chars", text_chars(item)
         else:
             unit, amount = "stt_seconds", (len(item) if isinstance(item, bytes) else len(item) * 0.75) / 32000
         if amount <= 0:
@@ -258,6 +327,7 @@ class ShadowLeg:
         if not self.shadow.budget.spend(plan.tenant, plan.side, unit, amount, plan.rule.budget):
             raise BudgetRefused
         self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
+        self.cost[unit] += amount
 
     def _finish(self) -> None:
         plan, shadow = self.plan, self.shadow
@@ -297,92 +367,3 @@ class BudgetRefused(Exception):
 def _summary(s: LegStats) -> dict[str, Any]:
     return {"first_output_ms": s.first_output_ms(), "frames_in": s.frames_in, "frames_out": s.frames_out,
             "bytes_out": s.bytes_out, "audio_bytes": s.audio_bytes, "close_code": s.close_code}
-
-
-def _text_chars(item: str | bytes) -> int:
-    if not isinstance(item, str):
-        return 0
-    with contextlib.suppress(Exception):
-        msg = orjson.loads(item)
-        if isinstance(msg, dict):
-            return sum(len(v) for k, v in msg.items() if k in ("text", "transcript") and isinstance(v, str))
-    return 0
-
-
-def _parse_query(raw: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(raw, keep_blank_values=True)
-
-
-def _strip_message_credentials(plan: ShadowPlan, item: str) -> str:
-    fields = [s.source.partition(".")[2] for s in plan.mapping.credentials if s.source.startswith("message.")]
-    if not fields or not any(f in item for f in fields):
-        return item
-    with contextlib.suppress(Exception):
-        msg = orjson.loads(item)
-        if isinstance(msg, dict):
-            for f in fields:
-                msg.pop(f, None)
-            return orjson.dumps(msg).decode()
-    return item
-
-
-class _ShadowApp(dict):  # type: ignore[type-arg]
-    """The app as a Gradium shadow leg sees it: the same state, but credentials are forwarded as they are
-    (the leg presents the tenant's shadow key, never its production key)."""
-
-    def __init__(self, app: web.Application) -> None:
-        super().__init__()
-        from gateway.auth import Authenticator
-        from gateway.config import AuthSettings
-        from gateway.dialects.common import AUTH
-
-        real = app[AUTH]
-        self._app = app
-        self[AUTH] = Authenticator(AuthSettings(mode="forward"), None, real.issuer)
-
-    def __missing__(self, key: Any) -> Any:
-        return self._app[key]
-
-    def get(self, key: Any, default: Any = None) -> Any:  # type: ignore[override]
-        return self[key] if key in self or key in self._app else default
-
-
-class ShadowAddon:
-    """Attaches the planned leg to its primary session and feeds it; registered only when shadowing is on."""
-
-    def __init__(self, shadow: Shadow) -> None:
-        self.shadow = shadow
-
-    def session_start(self, ev: SessionStart) -> None:
-        flow = ev.flow
-        if flow.headless or flow.transport != "ws":
-            return
-        plan = PLAN.get()
-        if plan is None or plan.unit.route != flow.route or plan.unit.provider != flow.provider:
-            return
-        PLAN.set(None)
-        plan.primary_request_id = flow.request_id
-        leg = ShadowLeg(self.shadow, plan)
-        self.shadow.legs.add(leg)
-        flow.data["shadow_pair"] = leg
-
-    def client_frame(self, ev: ClientFrame) -> None:
-        leg = ev.flow.data.get("shadow_pair")
-        if leg is not None:
-            if leg.primary.sent_first is None:
-                leg.primary.sent_first = ev.t
-            leg.primary.frames_in += 1
-            leg.offer(ev.data)
-
-    def client_output(self, ev: Any) -> None:
-        leg = ev.flow.data.get("shadow_pair")
-        if leg is not None:
-            leg.primary.out(ev.data)
-
-    def session_end(self, ev: SessionEnd) -> None:
-        leg = ev.flow.data.pop("shadow_pair", None)
-        if leg is not None:
-            leg.primary.close_code = ev.close_code
-            leg.end_input()

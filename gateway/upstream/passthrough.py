@@ -29,6 +29,7 @@ WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-web
                           "sec-websocket-protocol", "sec-websocket-accept"})
 FORWARDED = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
 CLOSE_TIMEOUT_S = 5.0
+SMALL_BODY = 64 * 1024  # bodies up to this size (with a Content-Length) are sent in one piece
 
 
 class PassthroughError(Exception):
@@ -113,6 +114,9 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
     sees each chunk after it was written to the client."""
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
+    if cached is None and request.body_exists and (request.content_length or SMALL_BODY + 1) <= SMALL_BODY:
+        # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
+        cached = await request.read()
     body: object = cached if cached is not None else request.content if request.body_exists else None
     skip_auto = [h for h in ("User-Agent", "Accept-Encoding", "Content-Type", "Accept") if h not in headers]
     try:

@@ -60,10 +60,26 @@ def shadow_finals(texts: list[str]) -> list[str]:
 
 
 @pytest.fixture
-async def gradium_primary(standin: StandIn, front: Front) -> AsyncIterator[Gateway]:
-    async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}},
-                     shadow=shadow_cfg()) as gw:
+async def gradium_primary(standin: StandIn, front: Front, tmp_path: Any) -> AsyncIterator[Gateway]:
+    cfg = {**shadow_cfg(), "store": {"path": str(tmp_path / "shadow.db")}}
+    async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}}, shadow=cfg) as gw:
+        gw.db = tmp_path / "shadow.db"  # type: ignore[attr-defined]
         yield gw
+
+
+def stored_rows(gw: Gateway) -> list[dict[str, Any]]:
+    """The comparison store's rows, once the recorder and the store wrote what they had."""
+    import sqlite3
+
+    from gateway.traffic.admin import SHADOW_RECORDER
+
+    assert gw.front[SHADOW_RECORDER].flush(10)  # type: ignore[attr-defined]
+    for sink in gw.front[SHADOW_RECORDER].sinks:  # type: ignore[attr-defined]
+        if hasattr(sink, "flush"):
+            sink.flush(10)
+    with sqlite3.connect(gw.db) as db:  # type: ignore[attr-defined]
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM shadow_pairs")]
 
 
 async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: StandIn,
@@ -82,6 +98,11 @@ async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: S
     assert seen.header("X-Gateway-Pair-Id") == row["pair_id"]
     assert "callback" not in seen.query and "tag=gradium-gateway-shadow" in seen.query and "customer-tag" not in \
         seen.query
+    # one pair row per unit in the comparison store, WER 0 on the emulator's tones
+    [stored] = await asyncio.to_thread(stored_rows, gw)
+    assert stored["pair_id"] == row["pair_id"] and stored["outcome"] == "completed"
+    assert stored["wer"] == 0 and stored["ref_words"] == len(TEXT.split())
+    assert stored["first_final_ms_p"] > 0 and stored["first_final_ms_s"] > 0
     reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
     assert reg.get_sample_value("gateway_shadow_legs_total", {
         "provider": "deepgram", "route": "listen_live", "shadow_target": "legacy", "pair_kind": "candidate",
@@ -171,3 +192,50 @@ async def test_rate_zero_by_default(standin: StandIn, front: Front) -> None:
     async with front(auth=auth_with_shadow_keys(), shadow={"enabled": True}) as gw:
         await live(gw)
         assert not gw.front[TRAFFIC].shadow.finished  # type: ignore[attr-defined]
+
+
+async def test_rest_tts_shadow_to_the_vendor(standin: StandIn, gradium_primary: Gateway) -> None:
+    gw = gradium_primary
+    body = orjson.dumps({"text": "Hello there. How are you?", "model_id": "eleven_flash_v2_5"})
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{gw.http}/v1/text-to-speech/{RACHEL}/stream?output_format=pcm_16000", data=body,
+            headers={"xi-api-key": GW_KEY, "Content-Type": "application/json"}) as r:
+        audio = await r.read()
+        assert r.status == 200 and r.headers["x-gateway-target"] == "gradium" and audio
+        assert "x-gateway-pair-id" not in r.headers
+        primary_rid = r.headers["request-id"]
+    [row] = await finished(gw)
+    assert row["outcome"] == "completed" and row["shadow_leg"]["bytes_out"] > 0
+    assert row["shadow_leg"]["close_code"] == 200  # the vendor's status, kept on the leg only
+    seen = standin.last("/text-to-speech/")
+    assert seen.header("xi-api-key") == SHADOW_KEYS["elevenlabs"] and seen.header("X-Gateway-Pair-Id") == row["pair_id"]
+    assert seen.body_len == len(body) and seen.query == "output_format=pcm_16000"
+    assert row["primary_request_id"] and primary_rid  # the client saw its own request id, not the vendor's
+
+
+async def test_rest_upload_is_not_shadowed(standin: StandIn, gradium_primary: Gateway) -> None:
+    gw = gradium_primary
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{gw.http}/v1/listen?encoding=linear16&sample_rate=16000", data=speech("one two", 16000),
+            headers={"Authorization": f"Token {GW_KEY}", "Content-Type": "audio/l16"}) as r:
+        assert r.status == 200
+    reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+    assert reg.get_sample_value("gateway_shadow_legs_total", {
+        "provider": "deepgram", "route": "listen_prerecorded", "shadow_target": "legacy", "pair_kind": "candidate",
+        "outcome": "skipped_unsupported"}) == 1
+
+
+def test_conversation_sampling_is_sticky_and_near_the_rate() -> None:
+    from gateway.traffic.policy import Unit
+    from gateway.traffic.settings import ShadowRule, ShadowSettings
+    from gateway.traffic.shadow import Shadow
+
+    shadow = Shadow.__new__(Shadow)
+    shadow.rng = __import__("random").Random(1)
+    rule = ShadowRule(rate=0.2, sample_by="conversation")
+    units = [Unit("deepgram", "listen_live", "stt", "ws", "acme", keys={"header": f"c{i}"}) for i in range(5000)]
+    first = [shadow.sampled(rule, u, False) for u in units]
+    assert first == [shadow.sampled(rule, u, False) for u in units]  # the same conversations every time
+    assert abs(sum(first) / len(first) - 0.2) < 0.02
+    assert shadow.sampled(ShadowRule(rate=0), units[0], True)  # X-Gateway-Shadow from a QA key
+    assert ShadowSettings().rules == [] and ShadowRule().rate == 0  # nothing shadowed by default

@@ -1,0 +1,49 @@
+"""The shadow as a session addon: attaches the planned leg to its primary and feeds it (registered only when
+shadowing is on). Every hook is cheap and never waits: frames are offered to the leg's bounded queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.events import ClientFrame, SessionEnd, SessionStart
+from gateway.traffic.shadow import PLAN, Shadow, ShadowLeg
+
+
+class ShadowAddon:
+    """Attaches the planned leg to its primary session and feeds it; registered only when shadowing is on."""
+
+    def __init__(self, shadow: Shadow) -> None:
+        self.shadow = shadow
+
+    def session_start(self, ev: SessionStart) -> None:
+        flow = ev.flow
+        if flow.headless:
+            return
+        plan = PLAN.get()
+        if plan is None or plan.unit.route != flow.route or plan.unit.provider != flow.provider:
+            return
+        PLAN.set(None)
+        plan.primary_request_id = flow.request_id
+        leg = ShadowLeg(self.shadow, plan)
+        self.shadow.legs.add(leg)
+        flow.data["shadow_pair"] = leg
+
+    def client_frame(self, ev: ClientFrame) -> None:
+        leg = ev.flow.data.get("shadow_pair")
+        if leg is not None:
+            if leg.primary.sent_first is None:
+                leg.primary.sent_first = ev.t
+            leg.primary.frames_in += 1
+            leg.primary.record_in(ev.t, ev.data)
+            leg.offer(ev.data)
+
+    def client_output(self, ev: Any) -> None:
+        leg = ev.flow.data.get("shadow_pair")
+        if leg is not None:
+            leg.primary.out(ev.data)
+
+    def session_end(self, ev: SessionEnd) -> None:
+        leg = ev.flow.data.pop("shadow_pair", None)
+        if leg is not None:
+            leg.primary.close_code = ev.close_code
+            leg.end_input()

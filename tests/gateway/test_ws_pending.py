@@ -1,6 +1,6 @@
-"""WebSocket defects of issue 8 whose fix belongs in the WebSocket runtime (gateway/dialects/ws_input.py,
-being rewritten into gateway/session/ by issue 9). Each test fails today and is marked xfail(strict):
-when the runtime is fixed, the mark must go (a strict xfail that passes fails the suite)."""
+"""WebSocket defects of issue 8 on the socket routes. Those whose fix belongs in the WebSocket runtime
+(gateway/session/) are marked xfail(strict): when the runtime is fixed, the mark must go (a strict xfail
+that passes fails the suite)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from tests.conftest import Gateway
 PENDING = pytest.mark.xfail(strict=True, reason="needs the WebSocket runtime change listed in the harden report")
 
 
-@PENDING
 @pytest.mark.parametrize("path", ["/v1/listen?encoding=linear16&sample_rate=16000",
                                   "/v2/listen?encoding=linear16&sample_rate=16000"])
 async def test_deepgram_live_ignores_text_that_is_not_json(gateway: Gateway, path: str) -> None:

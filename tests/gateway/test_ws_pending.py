@@ -45,3 +45,28 @@ async def test_elevenlabs_context_ids_are_bounded(gateway: Gateway, path: str) -
         except TimeoutError:
             pass
     assert out < 250_000  # at most one error naming the context, never an echo per message
+
+
+@pytest.mark.xfail(strict=False, reason="timing-dependent runtime bug (driver.py Turn before Open); see the harden "
+                   "report")
+async def test_deepgram_speak_turns_after_a_flush_are_not_internal_errors(gateway: Gateway) -> None:
+    """Found by the fuzzer: Flush then several Speak messages -> driver.py `_do(Turn)` touches `req.io`
+    of a request not opened yet (AttributeError) -> 1011 "Internal gateway error"."""
+    frames = ['{"type": "Flush"}', '{"type": "Speak", "text": "Hello there"}', "{}",
+              '{"type": "Speak", "text": "Hello there"}', '{"type": "Speak", "text": "Hello again"}',
+              '{"type": "Flush"}', '{"type": "Close"}']
+    for _ in range(5):  # the race needs the upstream's timing; a few rounds make it near certain
+        async with aiohttp.ClientSession() as s, s.ws_connect(gateway.ws + "/v1/speak?encoding=linear16",
+                                                              headers={"Authorization": "Token k"}) as ws:
+            for f in frames:
+                await ws.send_str(f)
+            texts = []
+            try:
+                while True:
+                    msg = await ws.receive(timeout=5)
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    texts.append(msg.data)
+            except TimeoutError:
+                pass
+            assert not any("Internal gateway error" in t for t in texts) and ws.close_code != 1011

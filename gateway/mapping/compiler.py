@@ -273,7 +273,11 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         if route.websocket.greeting is not None:
             greeting = _check_names(route.websocket.greeting, known, (*wloc, "greeting"))
         out.ws = CompiledWs(spec=route.websocket, inbound=inbound, idle_seconds=idle, greeting=greeting)
-        out.ws.plain_text = any(isinstance(rule.when, list) for rule in route.websocket.inbound)
+        # non-JSON text is a string message when rules match bare text, or when unknown messages are
+        # ignored (Deepgram: "unknown text is ignored"), so it meets those rules instead of a 1008
+        rules = route.websocket.inbound
+        out.ws.plain_text = any(isinstance(rule.when, list) for rule in rules) or \
+            any(rule.when == "any" and rule.do == "ignore" for rule in rules)
         if route.websocket.text_schedule is not None:
             out.ws.text_schedule = _check_names(route.websocket.text_schedule, known,
                                                 (*wloc, "text_schedule"))

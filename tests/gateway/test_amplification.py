@@ -43,3 +43,22 @@ async def test_echoed_query_identifiers_are_bounded(gateway: Gateway) -> None:
 def test_gateway_errors_are_bounded() -> None:
     err = GatewayError("invalid_request", "bad value: " + BIG, BIG)
     assert len(err.message) <= MAX_MESSAGE_CHARS and len(err.param or "") <= 64
+
+
+async def test_cartesia_socket_context_ids_are_bounded(gateway: Gateway) -> None:
+    """A 100 KB context_id was repeated on every chunk (11 messages, 1.1 MB out): now one error names it."""
+    out = 0
+    async with aiohttp.ClientSession() as s, s.ws_connect(gateway.ws + "/tts/websocket", headers=CA) as ws:
+        await ws.send_json({"context_id": "z" * 100_000, "model_id": "sonic-2", "transcript": "Hi there",
+                            "voice": VOICE, "output_format": FMT})
+        try:
+            while True:
+                msg = await ws.receive(timeout=3)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                out += len(msg.data)
+                if '"done":true' in msg.data:
+                    break
+        except TimeoutError:
+            pass
+    assert out < 250_000

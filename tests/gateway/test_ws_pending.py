@@ -1,6 +1,6 @@
-"""WebSocket defects of issue 8 whose fix belongs in the WebSocket runtime (gateway/dialects/ws_input.py,
-being rewritten into gateway/session/ by issue 9). Each test fails today and is marked xfail(strict):
-when the runtime is fixed, the mark must go (a strict xfail that passes fails the suite)."""
+"""WebSocket defects of issue 8 on the socket routes. Those whose fix belongs in the WebSocket runtime
+(gateway/session/) are marked xfail(strict): when the runtime is fixed, the mark must go (a strict xfail
+that passes fails the suite)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from tests.conftest import Gateway
 PENDING = pytest.mark.xfail(strict=True, reason="needs the WebSocket runtime change listed in the harden report")
 
 
-@PENDING
 @pytest.mark.parametrize("path", ["/v1/listen?encoding=linear16&sample_rate=16000",
                                   "/v2/listen?encoding=linear16&sample_rate=16000"])
 async def test_deepgram_live_ignores_text_that_is_not_json(gateway: Gateway, path: str) -> None:
@@ -46,3 +45,28 @@ async def test_elevenlabs_context_ids_are_bounded(gateway: Gateway, path: str) -
         except TimeoutError:
             pass
     assert out < 250_000  # at most one error naming the context, never an echo per message
+
+
+@pytest.mark.xfail(strict=False, reason="timing-dependent runtime bug (driver.py Turn before Open); see the harden "
+                   "report")
+async def test_deepgram_speak_turns_after_a_flush_are_not_internal_errors(gateway: Gateway) -> None:
+    """Found by the fuzzer: Flush then several Speak messages -> driver.py `_do(Turn)` touches `req.io`
+    of a request not opened yet (AttributeError) -> 1011 "Internal gateway error"."""
+    frames = ['{"type": "Flush"}', '{"type": "Speak", "text": "Hello there"}', "{}",
+              '{"type": "Speak", "text": "Hello there"}', '{"type": "Speak", "text": "Hello again"}',
+              '{"type": "Flush"}', '{"type": "Close"}']
+    for _ in range(5):  # the race needs the upstream's timing; a few rounds make it near certain
+        async with aiohttp.ClientSession() as s, s.ws_connect(gateway.ws + "/v1/speak?encoding=linear16",
+                                                              headers={"Authorization": "Token k"}) as ws:
+            for f in frames:
+                await ws.send_str(f)
+            texts = []
+            try:
+                while True:
+                    msg = await ws.receive(timeout=5)
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    texts.append(msg.data)
+            except TimeoutError:
+                pass
+            assert not any("Internal gateway error" in t for t in texts) and ws.close_code != 1011

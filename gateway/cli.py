@@ -67,6 +67,7 @@ async def serve(
 ) -> None:
     """Serve until `stop` (or a signal); `socks`: listening sockets inherited from `serve --workers`."""
     from gateway.app import create_app
+    from gateway.session.lifecycle import LIVE
 
     _warn_emulator(settings)
     for event, message in startup_warnings(settings):
@@ -104,7 +105,10 @@ async def serve(
     )
     try:
         await stop.wait()
-        log.info("gateway.draining", message="stopped accepting; waiting for running requests")
+        log.info("gateway.draining", message="stopped accepting; waiting for running requests",
+                 drain_s=settings.drain_s)
+        # /readyz turns 503 now; live sockets are told the dialect's way and finish what they owe
+        await app[LIVE].drain(settings.drain_s)
     finally:
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):

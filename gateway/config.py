@@ -215,6 +215,10 @@ class Settings(_Strict):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    drain_s: float = Field(
+        default=20.0, ge=0, le=3600,
+        description="On SIGTERM: how long running requests and sockets may take to finish (GATEWAY_DRAIN_S).",
+    )
     workers: int | None = Field(
         default=None, ge=1, le=256, description="Processes sharing the listening sockets (default: CPU cores)."
     )
@@ -263,6 +267,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "GATEWAY_TLS_KEY": ("tls_key",),
     "GATEWAY_MAPPINGS": ("mappings_dir",),
     "GATEWAY_LOG_LEVEL": ("log_level",),
+    "GATEWAY_DRAIN_S": ("drain_s",),
     "GATEWAY_AUTH_MODE": ("auth", "mode"),
     "GATEWAY_TOKEN_SECRET": ("auth", "token_secret"),
     "GATEWAY_WORKERS": ("workers",),

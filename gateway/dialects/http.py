@@ -7,7 +7,6 @@ errors still get a proper provider-shaped status), then each event is written as
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,8 +16,8 @@ import structlog
 from aiohttp import web
 
 from gateway.addons import ADDONS, Tap
-from gateway.audio.formats import is_compressed
-from gateway.audio.transcode import AudioError, make_transcoder
+from gateway.audio.leg import AudioLeg
+from gateway.audio.transcode import AudioError
 from gateway.auth import find_credential
 from gateway.dialects.common import (
     AUTH,
@@ -28,7 +27,6 @@ from gateway.dialects.common import (
     SessionPlan,
     error_scope,
     http_error,
-    offload,
     plan_session,
     render_event,
     request_id_headers,
@@ -40,6 +38,7 @@ from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
+from gateway.upstream import protocol as gradium_msg
 from gateway.upstream.gradium import GradiumStream, UpstreamClosed
 from gateway.upstream.sequence import SequenceStream
 
@@ -197,8 +196,8 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         upstream = await gradium.post(spec.kind, key, json={**plan.setup, "text": text, "only_audio": False})
     else:
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
-        await upstream.send({"type": "text", "text": text})
-        await upstream.send({"type": "end_of_stream"})
+        await upstream.send(gradium_msg.text(text))
+        await upstream.send(gradium_msg.end_of_stream())
     return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
 
 
@@ -260,17 +259,16 @@ async def _feed_audio(request: web.Request, req: RequestData, source: str, plan:
 async def _feed(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
                 upstream: GradiumStream) -> None:
     try:
-        transcoder = make_transcoder(plan.info.audio_in, plan.info.gradium_in)
+        assert plan.info.gradium_in is not None
+        leg = AudioLeg(plan.info.audio_in, plan.info.gradium_in)
     except AudioError as exc:
         raise GatewayError("unsupported_format", str(exc)) from None
 
-    heavy = not transcoder.passthrough and (is_compressed(plan.info.audio_in) or is_compressed(plan.info.gradium_in))
-
     async def send(chunk: bytes) -> None:
         plan.transform.on_action("audio", {"audio": chunk})
-        out = await offload(heavy, transcoder.feed, chunk)
-        if out:
-            await upstream.send({"type": "audio", "audio": base64.b64encode(out).decode()})
+        msg = await leg.feed(chunk)
+        if msg is not None:
+            await upstream.send(msg)
 
     total = 0
     if source == "body" and req.body is not None:
@@ -296,10 +294,10 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
             await send(data[i : i + AUDIO_CHUNK])
     if total == 0:
         raise GatewayError("invalid_audio", "No audio in the request")
-    tail = transcoder.flush()
-    if tail:
-        await upstream.send({"type": "audio", "audio": base64.b64encode(tail).decode()})
-    await upstream.send({"type": "end_of_stream"})
+    tail = leg.flush(final=True)
+    if tail is not None:
+        await upstream.send(tail)
+    await upstream.send(gradium_msg.end_of_stream())
 
 
 def _frame(kind: str, name: str, item: Any, sse_event: str | None) -> bytes:

@@ -227,7 +227,6 @@ class WsSpec(_Model):
         default="close",
         description="close: the socket closes when its request ends; keep: the next input starts a new request",
     )
-    close_on_end: int = Field(default=1000, description="close code after the session ends normally")
     max_contexts: int | None = Field(default=None, ge=1, description="concurrent requests per socket")
     multiplex: bool = Field(
         default=False, description="carry this socket's requests over one Gradium socket (client_req_id)"

@@ -420,6 +420,6 @@ class SessionCore:
         if not self.table.owed():
             self.since = ev.t  # the client's silence counts from here
         if self.spec.on_end == "close":
-            self._close(1000)
+            self._close(GOING_AWAY if self.going_away else 1000)
             return
         self._drained()

@@ -60,7 +60,7 @@ async def track_inflight(request: web.Request,
     life = request.app[LIVE]
     if life.draining and request.path not in ("/healthz", "/readyz", "/metrics"):
         return web.json_response({"detail": {"status": "shutting_down", "message": "The gateway is shutting down"}},
-                                 status=503, headers={"Retry-After": "1", "Connection": "close"})
+                                 status=503, headers={"Retry-After": "1"})
     life.inflight += 1
     life.idle.clear()
     try:

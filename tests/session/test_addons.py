@@ -169,3 +169,23 @@ async def test_log_addon_writes_one_line_for_every_request_successes_included(ga
         ("deepgram", "listen_prerecorded", 200, "gradium"), ("elevenlabs", "voices_list", 200, "gradium")]
     assert all(x["request_id"] and x["ms"] >= 0 and x["bytes"] > 0 for x in done)
     assert done[0]["upstream_request_id"] and done[0]["first_output_ms"] is not None
+
+
+async def test_readme_addon_example_runs_as_written(gateway: Gateway) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Adding an addon"):]
+    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert type(scope["app"][ADDONS].addons[-1]).__name__ == "CountClears"
+    counter = scope["CountClears"]()
+    gateway.app[ADDONS].register(counter)
+    url = f"{gateway.ws}/tts/websocket?api_key=k&cartesia_version=2025-04-16"
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        await ws.send_json({"context_id": "x", "cancel": True})
+        await ws.close()
+    for _ in range(100):
+        if counter.clears:
+            break
+        await asyncio.sleep(0.02)
+    assert counter.clears == {"cartesia": 1}

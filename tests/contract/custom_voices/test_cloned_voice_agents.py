@@ -108,11 +108,10 @@ async def test_deepgram_model_takes_a_gradium_voice_id(gateway: Gateway) -> None
     clone_spoke(np.frombuffer(audio, np.int16), 16000, "Deepgram speaks.")
 
 
+@pytest.mark.filterwarnings("ignore:`pronunciation_dictionary_locators` is deprecated:DeprecationWarning")
 async def test_dictionaries_in_pipecat_and_livekit(gateway: Gateway) -> None:
     """A dictionary made with each vendor's SDK is honoured where the voice agents send its id: Pipecat's
     ElevenLabs socket (a context's first message) and LiveKit's Cartesia bytes and socket."""
-    import warnings
-
     from elevenlabs.pronunciation_dictionaries import (
         BodyAddAPronunciationDictionaryV1PronunciationDictionariesAddFromRulesPostRulesItem_Alias as Alias,
     )
@@ -120,12 +119,10 @@ async def test_dictionaries_in_pipecat_and_livekit(gateway: Gateway) -> None:
 
     el = await AsyncElevenLabs(api_key=KEY, base_url=gateway.http).pronunciation_dictionaries.create_from_rules(
         name="agents", rules=[Alias(string_to_replace="Acme", alias="ack me")])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pc = ElevenLabsTTSService(api_key=KEY, url=gateway.ws, sample_rate=16000,
-                                  settings=ElevenLabsTTSService.Settings(voice="21m00Tcm4TlvDq8ikWAM"),
-                                  pronunciation_dictionary_locators=[PronunciationDictionaryLocator(
-                                      pronunciation_dictionary_id=el.id, version_id=el.version_id)])
+    pc = ElevenLabsTTSService(api_key=KEY, url=gateway.ws, sample_rate=16000,
+                              settings=ElevenLabsTTSService.Settings(voice="21m00Tcm4TlvDq8ikWAM"),
+                              pronunciation_dictionary_locators=[PronunciationDictionaryLocator(
+                                  pronunciation_dictionary_id=el.id, version_id=el.version_id)])
     assert words(await pipecat_pcm(pc, "Acme calling."), 16000) == ["ack", "me", "calling."]
 
     # one Gradium account behind both dialects, so dictionary names are shared: another name here

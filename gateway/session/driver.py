@@ -89,6 +89,7 @@ class Driver:
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.close_code: int | None = None
+        self.close_reason = b""
         self.exc: BaseException | None = None
 
     # -- commands --------------------------------------------------------------------------------
@@ -175,10 +176,10 @@ class Driver:
                 with contextlib.suppress(Exception):
                     await mux.close()
         elif isinstance(cmd, Close):
-            self.close_code = cmd.code
-            if self.port is not None and not self.port.closed:
-                with contextlib.suppress(Exception):
-                    await self.port.close(cmd.code, cmd.reason)
+            # the close itself happens in `run`, once the client reader is stopped: a close sent from
+            # here could race the reader for the client's answer and be cut off
+            if self.close_code is None:
+                self.close_code, self.close_reason = cmd.code, cmd.reason
             if not self.done.done():
                 self.done.set_result(cmd.code)
         elif isinstance(cmd, Acted):
@@ -375,6 +376,9 @@ class Driver:
         finally:
             for t in tasks:
                 t.cancel()
+            if self.close_code is not None and not port.closed:
+                with contextlib.suppress(Exception):
+                    await port.close(self.close_code, self.close_reason)
             await self.close_all()
 
     async def _fail(self, err: GatewayError) -> None:

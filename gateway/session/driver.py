@@ -157,7 +157,8 @@ class Driver:
             io = cmd.req.io
             io.reader = asyncio.create_task(self._read(cmd.req), name=f"context:{cmd.req.key}")
         elif isinstance(cmd, Turn):
-            cmd.req.io.turn.set()
+            if cmd.req.io is not None:  # else its Open is still running: it sees `req.head` when done
+                cmd.req.io.turn.set()
         elif isinstance(cmd, StartTimer):
             io = cmd.req.io
             if io.timer is not None:
@@ -209,6 +210,8 @@ class Driver:
         else:
             upstream = await self.gradium.open_ws(spec.kind, setup, self.core.key)
         r.io = io = RequestIO(upstream)
+        if r.head:  # its turn came while it was opening
+            io.turn.set()
         if ready:
             io.ready = await self._first_reply(upstream)
 

@@ -47,8 +47,6 @@ async def test_elevenlabs_context_ids_are_bounded(gateway: Gateway, path: str) -
     assert out < 250_000  # at most one error naming the context, never an echo per message
 
 
-@pytest.mark.xfail(strict=False, reason="timing-dependent runtime bug (driver.py Turn before Open); see the harden "
-                   "report")
 async def test_deepgram_speak_turns_after_a_flush_are_not_internal_errors(gateway: Gateway) -> None:
     """Found by the fuzzer: Flush then several Speak messages -> driver.py `_do(Turn)` touches `req.io`
     of a request not opened yet (AttributeError) -> 1011 "Internal gateway error"."""

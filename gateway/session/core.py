@@ -33,6 +33,7 @@ FIRST_MESSAGE_TIMEOUT_S = 20.0
 DRAIN_TIMEOUT_S = 120.0  # a request whose input ended must finish within this (Gradium stuck)
 MAX_FLUSH_DELAY_MS = 60_000.0
 GOING_AWAY = 1001
+MAX_CONTEXT_ID = 256
 
 
 class SessionState(enum.Enum):
@@ -54,6 +55,7 @@ class SessionCore:
         self.auth = auth
         self.cred = cred
         self.key: str | None = None  # the Gradium key, once judged
+        self.preauth: str | GatewayError | None = None  # set by the driver before `prepare`/`start`
         self.state = SessionState.OPENING
         self.table = ContextTable()
         self.sequence = 0
@@ -78,7 +80,7 @@ class SessionCore:
             self._open("", None, ready=True)
         elif self.spec.open == "on_demand":
             # contexts start later, from their messages: only the credentials can be judged now
-            self.key = self.auth.upstream_key(self.cred, scope=self.route.name)
+            self.key = self._upstream_key()
         return self._out
 
     def start(self, t: float) -> list[cmd.Command]:
@@ -90,6 +92,16 @@ class SessionCore:
         if self.state is SessionState.CLOSED:
             return []
         return self._run(self._dispatch, ev)
+
+    def _upstream_key(self) -> str:
+        """The Gradium key for the caller: the one the driver resolved asynchronously at the handshake
+        (`preauth`: single-use tokens are claimed there, in Redis when the fleet shares state), else the
+        synchronous check (a credential that came in the first message)."""
+        if self.preauth is not None:
+            if isinstance(self.preauth, GatewayError):
+                raise self.preauth
+            return self.preauth
+        return self.auth.upstream_key(self.cred, scope=f"{self.ctx.mapping.provider}:{self.route.name}")
 
     def deadline(self) -> float | None:
         """When the watchdog should next `Tick` (monotonic seconds), or None: nothing to watch."""
@@ -163,7 +175,7 @@ class SessionCore:
         if self.spec.open == "on_demand" and self.key is None and self.cred is not None:
             # the handshake carried a credential (header, query token): judge it now, and let the
             # shared Gradium socket open before the first context needs it
-            self.key = self.auth.upstream_key(self.cred, scope=self.route.name)
+            self.key = self._upstream_key()
         self.state = SessionState.OPEN
         if self.spec.multiplex and self.key is not None:
             self._out.append(cmd.WarmUp())
@@ -215,6 +227,9 @@ class SessionCore:
             scope["message"] = data
             fields = rule.fields(scope) or {}
         key = "" if fields.get("context") is None else str(fields["context"])
+        if len(key) > MAX_CONTEXT_ID:
+            # refused before it becomes `handling`: a context id is echoed on every message (amplification)
+            raise GatewayError("invalid_message", f"context_id is longer than {MAX_CONTEXT_ID} characters")
         if "context" in fields:
             self.handling = key
         self._out.append(cmd.Acted(action, key or None))
@@ -319,7 +334,7 @@ class SessionCore:
         if self.key is None:
             if self.cred is None and message is not None:
                 self.cred = find_credential(self.ctx.mapping.credentials, req)
-            self.key = self.auth.upstream_key(self.cred, scope=self.route.name)
+            self.key = self._upstream_key()
         params = self.route.read_params(req)
         r = new_request(self.ctx, key, params, self.table, message)
         self.table.add(r)

@@ -64,7 +64,13 @@ async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, fl
     ctx.req = req
     tap = Tap(app[ADDONS], flow)
     tap.start()
-    core = SessionCore(ctx, req, app[AUTH], find_credential(ctx.mapping.credentials, req), time.monotonic())
+    cred = find_credential(ctx.mapping.credentials, req)
+    core = SessionCore(ctx, req, app[AUTH], cred, time.monotonic())
+    if cred is not None:  # judged here because a single-use token's claim may need Redis (awaited)
+        try:
+            core.preauth = await app[AUTH].authorize(cred, ctx.mapping.provider, ctx.route.name)
+        except GatewayError as err:
+            core.preauth = err
     driver = Driver(core, app[GRADIUM], app[SETTINGS], tap)
     status, fields = "ok", {}
     live = app.get(LIVE)

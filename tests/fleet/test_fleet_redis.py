@@ -23,6 +23,24 @@ async def _mint(http: aiohttp.ClientSession, gw: Proc) -> str:
         return str(body["token"])
 
 
+async def _speak_ws(http: aiohttp.ClientSession, gw: Proc, token: str) -> tuple[int, list[Any]]:
+    """ElevenLabs stream-input with a single-use token: (close code, JSON messages)."""
+    url = (gw.url.replace("http://", "ws://") + "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/stream-input"
+           f"?output_format=pcm_16000&single_use_token={token}")
+    async with http.ws_connect(url) as ws:
+        for text in (" ", "Hello there. ", ""):
+            await ws.send_json({"text": text})
+        msgs = [m.json() async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
+        return ws.close_code or 0, msgs
+
+
+async def _mint_ws(http: aiohttp.ClientSession, gw: Proc) -> str:
+    async with http.post(f"{gw.url}/v1/single-use-token/tts_websocket", headers=XI) as r:
+        body = await r.json()
+        assert r.status == 200, body
+        return str(body["token"])
+
+
 async def _transcribe(http: aiohttp.ClientSession, gw: Proc, token: str) -> tuple[int, Any]:
     form = aiohttp.FormData()
     form.add_field("model_id", "scribe_v1")
@@ -45,6 +63,14 @@ async def test_single_use_token_works_once_across_gateways(redis_server: RedisSe
             for gw in (a, b):  # used up everywhere
                 status, body = await _transcribe(http, gw, token)
                 assert status == 401 and "already used" in str(body), body
+
+            # the WebSocket routes claim the token in Redis too (at the handshake)
+            ws_token = await _mint_ws(http, a)
+            code, msgs = await _speak_ws(http, b, ws_token)
+            assert code == 1000 and any(m.get("audio") for m in msgs) and msgs[-1].get("isFinal"), msgs
+            for gw in (a, b):
+                code, msgs = await _speak_ws(http, gw, ws_token)
+                assert code == 1008 and "already used" in str(msgs), (code, msgs)
 
             # Redis down: refused, never accepted unchecked.
             fresh = await _mint(http, b)

@@ -1,6 +1,4 @@
-"""WebSocket defects of issue 8 on the socket routes. Those whose fix belongs in the WebSocket runtime
-(gateway/session/) are marked xfail(strict): when the runtime is fixed, the mark must go (a strict xfail
-that passes fails the suite)."""
+"""WebSocket defects of issue 8 on the socket routes, fixed in the session runtime (gateway/session/)."""
 
 from __future__ import annotations
 
@@ -8,8 +6,6 @@ import aiohttp
 import pytest
 
 from tests.conftest import Gateway
-
-PENDING = pytest.mark.xfail(strict=True, reason="needs the WebSocket runtime change listed in the harden report")
 
 
 @pytest.mark.parametrize("path", ["/v1/listen?encoding=linear16&sample_rate=16000",
@@ -26,7 +22,6 @@ async def test_deepgram_live_ignores_text_that_is_not_json(gateway: Gateway, pat
         assert ws.close_code == 1000
 
 
-@PENDING
 @pytest.mark.parametrize("path", ["/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/multi-stream-input?output_format=pcm_16000",
                                   "/v1/text-to-dialogue/multi-stream-input?output_format=pcm_16000"])
 async def test_elevenlabs_context_ids_are_bounded(gateway: Gateway, path: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,20 +72,30 @@ def load_yaml(path: Path) -> YamlDoc:
     return YamlDoc(path, data, lines)
 
 
-def describe_validation_error(doc: YamlDoc, exc: ValidationError, prefix: Loc = ()) -> list[str]:
+def describe_validation_error(
+    doc: YamlDoc, exc: ValidationError, prefix: Loc = (), moved: Mapping[tuple[str, str], str] | None = None
+) -> list[str]:
+    """`file:line: dotted.path: message` per error; `moved`: (parent key, old key) -> where that key went."""
     problems = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        problems.append(f"{doc.path}:{doc.line_of(loc)}: {dotted}: {err['msg']}")
+        msg = err["msg"]
+        if moved and err["type"] == "extra_forbidden" and len(loc) >= 2:
+            new = moved.get((str(loc[-2]), str(loc[-1])))
+            if new is not None:
+                msg = f"unknown key (it is now `{new}`)"
+        problems.append(f"{doc.path}:{doc.line_of(loc)}: {dotted}: {msg}")
     return problems
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def validate_doc(doc: YamlDoc, model: type[M], **context: Any) -> M:
+def validate_doc(
+    doc: YamlDoc, model: type[M], moved: Mapping[tuple[str, str], str] | None = None, **context: Any
+) -> M:
     try:
         return model.model_validate(doc.data if doc.data is not None else {}, context=context or None)
     except ValidationError as exc:
-        raise ConfigFileError(describe_validation_error(doc, exc)) from exc
+        raise ConfigFileError(describe_validation_error(doc, exc, moved=moved)) from exc

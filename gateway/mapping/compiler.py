@@ -278,12 +278,12 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         rules = route.websocket.inbound
         out.ws.plain_text = any(isinstance(rule.when, list) for rule in rules) or \
             any(rule.when == "any" and rule.do == "ignore" for rule in rules)
-        if route.websocket.text_schedule is not None:
-            out.ws.text_schedule = _check_names(route.websocket.text_schedule, known,
-                                                (*wloc, "text_schedule"))
-        if route.websocket.error_message is not None:
-            out.ws.error_message = _check_names(route.websocket.error_message, BUILTIN_NAMES,
-                                                (*wloc, "error_message"))
+        if route.websocket.text.schedule is not None:
+            out.ws.text_schedule = _check_names(route.websocket.text.schedule, known,
+                                                (*wloc, "text", "schedule"))
+        if route.websocket.errors.message is not None:
+            out.ws.error_message = _check_names(route.websocket.errors.message, BUILTIN_NAMES,
+                                                (*wloc, "errors", "message"))
     return out
 
 

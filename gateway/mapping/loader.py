@@ -8,7 +8,7 @@ from typing import Any
 from gateway.config import VoiceSettings
 from gateway.mapping.compiler import CompiledMapping, CompileError, compile_mapping
 from gateway.mapping.params import CompiledTable
-from gateway.mapping.schema import Mapping
+from gateway.mapping.schema import MOVED_KEYS, Mapping
 from gateway.yamlfile import ConfigFileError, YamlDoc, load_yaml, validate_doc
 
 
@@ -50,7 +50,7 @@ def _load_tables(doc: YamlDoc, mapping: Mapping, root: Path, voices: VoiceSettin
 
 def load_mapping(path: Path, voices: VoiceSettings | None = None) -> CompiledMapping:
     doc = load_yaml(path)
-    mapping = validate_doc(doc, Mapping)
+    mapping = validate_doc(doc, Mapping, moved=MOVED_KEYS)
     tables = _load_tables(doc, mapping, path.parent, voices or VoiceSettings())
     try:
         return compile_mapping(mapping, tables)

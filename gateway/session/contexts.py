@@ -1,6 +1,6 @@
 """The context table: a socket's Gradium requests, keyed by the provider's context id, in creation order.
 
-A context id (`""` on single-request sockets) may have several requests in flight: with `on_end: keep`,
+A context id (`""` on single-request sockets) may have several requests in flight: with `contexts.on_end: keep`,
 input after a flush or a `close_context` starts the next request under the same id while the previous
 one still sends audio. Their output must reach the client in creation order, so each id has a queue of
 requests; only its head's output goes out (Pipecat's per-context audio queues, drained in order). The

@@ -7,7 +7,7 @@ what each event renders to, when the socket closes and with which code. The driv
 what the returned commands say and feeds back what happened.
 
 Session states:  OPENING --upgrade done (and, for `open: first_message`, that message)--> OPEN
-                 OPEN --`close` action / shutdown / `on_end: close` input ended--> DRAINING
+                 OPEN --`close` action / shutdown / `contexts.on_end: close` input ended--> DRAINING
                  (any) --Close command--> CLOSED
 The idle timer measures the client's silence only while the client is owed nothing: not while a
 request whose input ended is still being delivered, and never while draining (that wait has its own
@@ -120,7 +120,7 @@ class SessionCore:
         try:
             fn(*args)
         except GatewayError as err:
-            if self.spec.context_errors == "report" and self.handling is not None:
+            if self.spec.contexts.on_error == "report" and self.handling is not None:
                 self._context_error(self.handling, err)
             else:
                 self._fail(err)
@@ -142,7 +142,7 @@ class SessionCore:
             if ev.req.accepting and ev.req.state is not ContextState.CLEARED:
                 self._flush(ev.req)
         elif isinstance(ev, cmd.Failed):
-            if ev.req is not None and self.spec.context_errors == "report":
+            if ev.req is not None and self.spec.contexts.on_error == "report":
                 if ev.req.state is not ContextState.CLEARED:
                     self._context_error(ev.req.key, ev.err, failed=True)
             else:
@@ -177,7 +177,7 @@ class SessionCore:
             # shared Gradium socket open before the first context needs it
             self.key = self._upstream_key()
         self.state = SessionState.OPEN
-        if self.spec.multiplex and self.key is not None:
+        if self.spec.contexts.multiplex and self.key is not None:
             self._out.append(cmd.WarmUp())
         if self.ws.greeting is not None:
             self.render.client(self.ws.greeting(self._session_scope()), self._out)
@@ -288,7 +288,7 @@ class SessionCore:
             if fields.get("flush"):
                 self._flush(r)
             elif text and r.plan.kind == "tts":
-                self._buffer_delay(r, fields.get("flush_after_ms", self.spec.flush_after_ms))
+                self._buffer_delay(r, fields.get("flush_after_ms", self.spec.text.flush_after_ms))
         elif action == "flush":
             self._flush(r)
             return  # _flush tells the transform, with the flush id
@@ -326,7 +326,7 @@ class SessionCore:
     # -- requests --------------------------------------------------------------------------------
 
     def _open(self, key: str, message: dict[str, Any] | None, *, ready: bool = False) -> Request:
-        limit = self.spec.max_contexts
+        limit = self.spec.contexts.max
         if limit is not None and key not in self.table.queues and len(self.table) >= limit:
             raise GatewayError("too_many_contexts",
                                f"Maximum simultaneous contexts per WebSocket connection exceeded ({limit})")
@@ -383,7 +383,7 @@ class SessionCore:
         self.table.end_input(r)
         r.scope["sequence_id"] = self.sequence  # e.g. Deepgram's Flushed counts flushes from 0
         self.sequence += 1
-        if self.spec.on_end == "close":
+        if self.spec.contexts.on_end == "close":
             self.accepting = False  # the socket ends with this request
 
     def _close_gracefully(self) -> None:
@@ -400,7 +400,7 @@ class SessionCore:
 
     def _clear(self, key: str) -> None:
         """Drop a request's pending text and audio at once (Deepgram Clear, Cartesia cancel)."""
-        for r in self.table.drop(key, remember=self.spec.reject_cleared):
+        for r in self.table.drop(key, remember=not self.spec.contexts.reuse_cleared):
             self._out.append(cmd.Drop(r))
         self._out.append(cmd.ContextOver(key or None, "cleared"))
         scope = self._session_scope()
@@ -408,7 +408,7 @@ class SessionCore:
         self.render.event(scope, "cleared", {}, self._out)
 
     def _context_error(self, key: str, err: GatewayError, *, failed: bool = False) -> None:
-        """`context_errors: report`: the error message carries the context id; only that context ends."""
+        """`contexts.on_error: report`: the error message carries the context id; only that context ends."""
         for r in self.table.drop(key, remember=False):
             self._out.append(cmd.Drop(r, failed=failed))
         self._out.append(cmd.ContextOver(key or None, "error"))
@@ -434,7 +434,7 @@ class SessionCore:
             self._out.append(cmd.ContextOver(r.key or None, "done", ev.upstream_request_id))
         if not self.table.owed():
             self.since = ev.t  # the client's silence counts from here
-        if self.spec.on_end == "close":
+        if self.spec.contexts.on_end == "close":
             self._close(GOING_AWAY if self.going_away else 1000)
             return
         self._drained()

@@ -195,7 +195,7 @@ class Driver:
         spec = self.core.route.spec.gradium
         assert spec is not None and self.core.key is not None
         setup = r.plan.setup
-        if self.core.spec.multiplex:
+        if self.core.spec.contexts.multiplex:
             if self.warm is not None and self.warm.done() and not self.warm.cancelled():
                 err = self.warm.exception()
                 self.warm = None

@@ -1,7 +1,7 @@
 """Client frames -> messages -> the route's first matching inbound rule (pure; no socket).
 
 Text frames are JSON; on routes with bare-text rules (Cartesia's `finalize`) a text frame that is not
-JSON is that command, as a string. Binary frames are audio (or refused on text-only routes).
+JSON is that command, as a string. Binary frames are bytes (audio, or whatever the route's rules say).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ def decode(ws: CompiledWs, kind: str, data: str | bytes) -> Any:
                 return data.strip() if isinstance(data, str) else data
             raise GatewayError("invalid_message", "Could not parse message: expected JSON") from None
     if kind == BINARY:
-        if ws.spec.text_frames_only:
-            raise GatewayError("invalid_message", "Binary frames are not accepted on this socket")
         return data
     if kind == TOO_BIG:
         raise GatewayError("payload_too_large", "Message is too large")

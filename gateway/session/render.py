@@ -77,7 +77,7 @@ class Renderer:
         scope = error_scope(self.ctx, err)
         if key is not None:
             scope["context_id"] = key or None
-        code = self.ws.spec.error_codes.get(err.kind)
+        code = self.ws.spec.errors.codes.get(err.kind)
         if code is not None:
             scope["error"]["code"] = code
         self.client(tpl(scope), out)

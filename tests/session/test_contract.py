@@ -25,7 +25,7 @@ def test_a_misspelt_action_field_is_an_error_with_file_and_line(tmp_path: Path) 
     line = next(i for i, x in enumerate(f.read_text().splitlines(), 1) if "flush_afer_ms" in x)
     problems = check(root)
     assert len(problems) == 1, problems
-    assert problems[0].startswith(f"{f}:{line}: routes.tts_websocket.websocket.inbound.1.fields.flush_afer_ms: ")
+    assert problems[0].startswith(f"{f}:{line}: routes.tts_websocket.websocket.inbound.2.fields.flush_afer_ms: ")
     assert "unknown field 'flush_afer_ms' for do: text" in problems[0]
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", str(root)], capture_output=True, text=True)
     assert r.returncode == 1 and f"{f}:{line}:" in r.stdout

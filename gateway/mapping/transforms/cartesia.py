@@ -4,7 +4,7 @@ Cartesia contexts are streamed text with manual flushes: after a `flush`, the cl
 everything sent so far, then a `flush_done` with an increasing `flush_id`, and the context goes on.
 Gradium's only TTS flush is the inline `<flush>` tag, with no acknowledgement, so a flush here ends
 the Gradium request (its `end_of_stream` *is* the acknowledgement) and the context's next text opens
-a new request whose output the runtime holds until this one is done (`on_end: keep`). One transform
+a new request whose output the runtime holds until this one is done (`contexts.on_end: keep`). One transform
 runs per Gradium request; what must survive from one request of a context to the next (how many
 flushes so far, how much audio) lives in `SessionInfo.shared`, which the WebSocket runtime keeps per
 context id.

@@ -14,6 +14,7 @@ from typing import Any
 from gateway.audio.formats import AudioFormat
 from gateway.errors import GatewayError
 from gateway.mapping.actions import check_args
+from gateway.mapping.emits import route_events
 from gateway.mapping.params import CompiledTable, ParamReader, RequestData, compile_param
 from gateway.mapping.schema import (
     CredentialSource,
@@ -31,27 +32,6 @@ from gateway.mapping.transforms import TRANSFORMS, EventTransform
 BUILTIN_NAMES = frozenset(
     {"request_id", "error", "char_count", "created", "message", "item", "provider", "context_id", "sequence_id"}
 )
-# Event fields transforms put in scope when rendering their events.
-EVENT_NAMES = frozenset(
-    {
-        "audio", "audio_b64", "alignment", "start_s", "stop_s", "text", "words", "transcript",
-        "confidence", "is_final", "speech_final", "from_finalize", "start", "duration", "timestamp",
-        "last_word_end", "sha256", "channels", "flush_id", "sequence_id", "turn_index", "event",
-        "end_of_turn_confidence", "languages", "channel_index", "token", "expires_in", "expires_at",
-        "sentences", "utterances",
-        # turns (Flux, Cartesia turns) and its configure answers
-        "trigger", "audio_window_start", "audio_window_end", "thresholds", "keyterms", "language_hints",
-        "code", "description",
-        # catalogue lists; ElevenLabs speech-to-text
-        "items", "total_count", "has_more", "next_page_token", "language_code", "voice_segments", "credits",
-        # Cartesia TTS chunks
-        "step_time",
-        # the caller's voices, voice design previews, pronunciation dictionaries
-        "voice", "voice_id", "previews", "dictionary", "dictionaries", "next_cursor", "pls",
-    }
-)
-
-
 class CompileError(ValueError):
     def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
@@ -167,10 +147,20 @@ def _compile_when(when: Any) -> Matcher:
     return lambda m: isinstance(m, dict) and all(c(m) for c in conds)
 
 
-def _check_names(tpl: Any, known: frozenset[str] | set[str], loc: tuple[str | int, ...]) -> Render:
+def _where(tpl: Any, names: set[str], loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The deepest part of a template that names one of `names` (so the error points at its line)."""
+    parts = tpl.items() if isinstance(tpl, dict) else enumerate(tpl) if isinstance(tpl, list) else ()
+    for k, v in parts:
+        if references(v) & names:
+            return _where(v, names, (*loc, k))
+    return loc
+
+
+def _check_names(tpl: Any, known: frozenset[str] | set[str], loc: tuple[str | int, ...], hint: str = "") -> Render:
     unknown = references(tpl) - set(known)
     if unknown:
-        raise CompileError(loc, f"unknown name(s) {', '.join('$' + n for n in sorted(unknown))}")
+        raise CompileError(_where(tpl, unknown, loc),
+                           f"unknown name(s) {', '.join('$' + n for n in sorted(unknown))}{hint}")
     try:
         return compile_template(tpl)
     except TemplateError as exc:
@@ -197,8 +187,10 @@ def compile_mapping(
         refuse_header=errors.ws_refuse_header,
         params={pname: compile_param(pname, p, tables) for pname, p in errors.params.items()},
     )
+    error_params = frozenset(errors.params)
     routes = {
-        name: _compile_route(mapping.provider, name, route, tables) for name, route in mapping.routes.items()
+        name: _compile_route(mapping.provider, name, route, tables, error_params)
+        for name, route in mapping.routes.items()
     }
     return CompiledMapping(
         provider=mapping.provider,
@@ -211,7 +203,9 @@ def compile_mapping(
     )
 
 
-def _compile_route(provider: str, name: str, route: Route, tables: dict[str, CompiledTable]) -> CompiledRoute:
+def _compile_route(
+    provider: str, name: str, route: Route, tables: dict[str, CompiledTable], error_params: frozenset[str]
+) -> CompiledRoute:
     loc: tuple[str | int, ...] = ("routes", name)
     for pname, p in route.params.items():
         if p.table is not None and p.table not in tables:
@@ -257,8 +251,7 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
             raise CompileError((*tloc, "options"), f"unknown option(s) {sorted(extra)}; allowed: {sorted(allowed)}")
         out.transform = cls
         out.transform_options = _check_names(route.transform.options, known, (*tloc, "options"))
-    ev_known = known | EVENT_NAMES
-    out.render = {ev: _check_names(tpl, ev_known, (*loc, "render", ev)) for ev, tpl in route.render.items()}
+    out.render = _compile_render(route, out.transform, known, error_params, loc)
     if route.websocket is not None:
         wloc = (*loc, "websocket")
         inbound = []
@@ -284,6 +277,22 @@ def _compile_route(provider: str, name: str, route: Route, tables: dict[str, Com
         if route.websocket.errors.message is not None:
             out.ws.error_message = _check_names(route.websocket.errors.message, BUILTIN_NAMES,
                                                 (*wloc, "errors", "message"))
+    return out
+
+
+def _compile_render(route: Route, transform: type[EventTransform] | None, known: set[str],
+                    error_params: frozenset[str], loc: tuple[str | int, ...]) -> dict[str, Render]:
+    """Each `render` key must be an event the route can emit, and its template may name that event's
+    fields (besides the params and the names every template has)."""
+    events, who = route_events(route, transform, error_params)
+    out = {}
+    for ev, tpl in route.render.items():
+        fields = events.get(ev)
+        if fields is None:
+            raise CompileError((*loc, "render", ev),
+                               f"no event {ev!r} here: {who} emit(s) {', '.join(sorted(events)) or 'none'}")
+        hint = f" (event {ev!r} has {', '.join(sorted(fields)) or 'no fields'}; or a param)"
+        out[ev] = _check_names(tpl, known | fields, (*loc, "render", ev), hint)
     return out
 
 

@@ -156,6 +156,9 @@ async def test_websocket_contexts_flush_and_cancel(gateway: Gateway, trust_test_
     starts = [s for wt in stamps for s in wt.start]
     assert [w for wt in stamps for w in wt.words] == TEXT.split()
     assert starts == sorted(starts)  # timestamps run on across the flush
+    # timestamps carry the flush_id of their audio, as chunks do
+    assert [getattr(ev, "flush_id", None) for ev in events_a if ev.type == "timestamps"][:1] == [1]
+    assert {getattr(ev, "flush_id", None) for ev in events_a if ev.type == "timestamps"} <= {1, 2}
 
 
 async def test_v2_compatible_websocket_send(gateway: Gateway, trust_test_ca: Any) -> None:

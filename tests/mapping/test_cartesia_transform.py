@@ -32,7 +32,7 @@ def test_flush_ends_a_request_and_the_context_goes_on() -> None:
     ev1 = gradium(first, [("Hello,", 0.0, 0.4)])
     assert [n for n, _ in ev1] == ["chunk", "timestamps", "flush_done"]
     assert ev1[0][1]["flush_id"] == 1 and ev1[-1][1]["flush_id"] == 1
-    assert ev1[1][1] == {"words": ["Hello,"], "start_s": [0.0], "stop_s": [0.4]}
+    assert ev1[1][1] == {"words": ["Hello,"], "start_s": [0.0], "stop_s": [0.4], "flush_id": 1}
 
     second = request(shared)  # the context's next text, after the flush
     second.on_action("text", {"text": "world.", "end": True})  # continue: false

@@ -63,3 +63,47 @@ def test_a_misspelt_grouped_key_is_an_error_with_file_and_line(tmp_path: Path) -
     assert problem.startswith(f"{f}:{line}: routes.tts_websocket.websocket.contexts.on_eror: "), problem
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", str(root)], capture_output=True, text=True)
     assert r.returncode == 1 and f"{f}:{line}:" in r.stdout
+
+
+def test_a_render_key_no_one_emits_is_an_error_with_file_and_line(tmp_path: Path) -> None:
+    root, f, line = _edit(tmp_path, "cartesia.yaml", "      flush_done: {type: flush_done,",
+                          "      flush_don: {type: flush_done,")
+    problem = _one_problem(root)
+    where = "routes.tts_websocket.render.flush_don"
+    assert problem.startswith(f"{f}:{line}: {where}: no event 'flush_don' here: "), problem
+    assert "transform cartesia_tts" in problem and "flush_done" in problem
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", str(root)], capture_output=True, text=True)
+    assert r.returncode == 1 and f"{f}:{line}:" in r.stdout
+
+
+def test_a_field_the_event_lacks_is_an_error_with_file_and_line(tmp_path: Path) -> None:
+    # `turn_index` is a field of Flux's turn events, not of a TTS chunk
+    root, f, line = _edit(tmp_path, "cartesia.yaml", "        step_time: $step_time\n        context_id: $context_id",
+                          "        step_time: $turn_index\n        context_id: $context_id")
+    problem = _one_problem(root)
+    where = "routes.tts_sse.render.chunk.step_time"
+    assert problem.startswith(f"{f}:{line}: {where}: unknown name(s) $turn_index"), problem
+    assert "event 'chunk' has" in problem and "step_time" in problem
+
+
+def test_runtime_events_are_known_only_where_the_runtime_emits_them(tmp_path: Path) -> None:
+    # Deepgram speak answers `Clear` with `cleared` (a do: clear rule) and unknown types with a reply
+    assert "cleared" in (REPO / "mappings" / "deepgram.yaml").read_text()
+    root, f, line = _edit(tmp_path, "elevenlabs.yaml", "      end: {isFinal: true}\n",
+                          "      end: {isFinal: true}\n      cleared: {isFinal: true}\n")
+    problem = _one_problem(root)
+    assert f"{f}:{line + 1}: routes.tts_stream_input.render.cleared: no event 'cleared' here" in problem, problem
+
+
+def test_every_builtin_declares_its_events() -> None:
+    import gateway.app  # noqa: F401  (registers every builtin handler)
+    from gateway.dialects.http import BUILTINS
+    from gateway.mapping.emits import BUILTIN_EVENTS
+
+    assert set(BUILTINS) == set(BUILTIN_EVENTS)
+
+
+def test_every_transform_declares_its_events() -> None:
+    from gateway.mapping.transforms import TRANSFORMS
+
+    assert TRANSFORMS and all(cls.EVENTS for cls in TRANSFORMS.values())

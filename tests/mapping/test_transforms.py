@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.dialects.textbuffer import WordBuffer
-from gateway.mapping.transforms.base import SessionInfo
+from gateway.mapping.transforms.base import SEND_GRADIUM, SessionInfo
 from gateway.mapping.transforms.stt_segments import SegmentOptions, SttSegments
 from gateway.mapping.transforms.tts_audio import CharTimeline
 
@@ -47,7 +47,7 @@ def test_segments_interim_then_speech_final_on_vad() -> None:
     assert s.on_gradium(_step(0.9, 0.1)) == []
     # end of turn: Gradium's last words trail the VAD, so flush first and finalize on `flushed`
     (name, flush), = s.on_gradium(_step(1.0, 0.9))
-    assert name == "@gradium" and flush["type"] == "flush"
+    assert name == SEND_GRADIUM and flush["type"] == "flush"
     assert s.on_gradium(_step(1.08, 0.95)) == []  # one flush per turn
     (name, final), = s.on_gradium({"type": "flushed", "flush_id": flush["flush_id"]})
     assert name == "results" and final["is_final"] and final["speech_final"] and not final["from_finalize"]

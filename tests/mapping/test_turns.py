@@ -1,6 +1,6 @@
 """The `turns` transform (Flux / Cartesia turn-taking) driven by the emulator's STT engine, no network.
 
-The engine's messages go through the transform; an `@gradium` flush is answered the way Gradium does
+The engine's messages go through the transform; a `send_gradium` flush is answered the way Gradium does
 (held words released, then `flushed`), so these tests see the same message order as a live session.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from gateway.emulator.protocol import parse_stt_setup
 from gateway.emulator.stt import SttEngine
 from gateway.emulator.tones import synthesize
-from gateway.mapping.transforms.base import SessionInfo
+from gateway.mapping.transforms.base import SEND_GRADIUM, SessionInfo
 from gateway.mapping.transforms.turns import TurnOptions, Turns
 
 RATE = 24000
@@ -30,7 +30,7 @@ class Harness:
     def _run(self, msgs: list[dict[str, Any]]) -> None:
         for m in msgs:
             for name, fields in self.t.on_gradium(m):
-                if name == "@gradium":
+                if name == SEND_GRADIUM:
                     assert fields["type"] == "flush"
                     self._run([*self.engine.flush(), {"type": "flushed", "flush_id": fields["flush_id"]}])
                 else:
@@ -46,7 +46,7 @@ class Harness:
 
     def control(self, **fields: Any) -> None:
         for name, f in self.t.on_action("control", fields):
-            if name == "@gradium":
+            if name == SEND_GRADIUM:
                 self._run([*self.engine.flush(), {"type": "flushed", "flush_id": f["flush_id"]}])
             else:
                 self.events.append((name, f))

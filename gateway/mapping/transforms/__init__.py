@@ -11,6 +11,14 @@ from gateway.mapping.transforms import (
     tts_dialogue,  # noqa: F401  (registration)
     turns,  # noqa: F401  (registration)
 )
-from gateway.mapping.transforms.base import SEND_GRADIUM, TRANSFORMS, Event, EventTransform, SessionInfo
+from gateway.mapping.transforms.base import (
+    SEND_GRADIUM,
+    TRANSFORMS,
+    Event,
+    Events,
+    EventTransform,
+    SessionInfo,
+    send_gradium,
+)
 
-__all__ = ["SEND_GRADIUM", "TRANSFORMS", "Event", "EventTransform", "SessionInfo"]
+__all__ = ["SEND_GRADIUM", "TRANSFORMS", "Event", "EventTransform", "Events", "SessionInfo", "send_gradium"]

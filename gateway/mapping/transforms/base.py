@@ -16,9 +16,16 @@ from pydantic import BaseModel, ConfigDict
 from gateway.audio.formats import AudioFormat
 
 Event = tuple[str, dict[str, Any]]
-# The event a transform emits to ask the runtime to send Gradium a message (e.g. an end-of-turn flush);
-# its fields are the message. Never rendered to the client.
+# event name -> the fields it carries: what a route's `render` templates may name (checked at load time)
+Events = dict[str, frozenset[str]]
+# The name of the event a transform emits to ask the runtime to send Gradium a message (e.g. an
+# end-of-turn flush); its fields are the message. Never rendered; build it with `send_gradium`.
 SEND_GRADIUM: Final = "@gradium"
+
+
+def send_gradium(message: dict[str, Any]) -> Event:
+    """The event that has the runtime send `message` to Gradium (while the request's input is open)."""
+    return (SEND_GRADIUM, message)
 
 
 @dataclass(slots=True)
@@ -42,6 +49,8 @@ class Options(BaseModel):
 class EventTransform:
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = Options
+    # Every event this transform emits (`send_gradium` aside) and its fields.
+    EVENTS: ClassVar[Events] = {}
     # True when `on_gradium` for audio messages does codec work worth a worker thread (PyAV releases
     # the GIL): the event loop keeps serving other sessions meanwhile.
     heavy: bool = False

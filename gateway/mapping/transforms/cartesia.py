@@ -13,7 +13,8 @@ Events (their Cartesia shapes are the mapping's templates):
 - `chunk`: `audio_b64` (base64 audio in the client's format), `flush_id` (1 + flushes before this
   audio), `step_time` (ms since the previous chunk);
 - `timestamps` (option `timestamps`): the words heard since the last chunk, `words`, `start_s` and
-  `stop_s` as lists, in seconds from the start of the *context* (they run on across flushes);
+  `stop_s` as lists, in seconds from the start of the *context* (they run on across flushes), and the
+  `flush_id` of their chunk;
 - `flush_done` (`flush_id`): this request ended on a client flush;
 - `done`: this request ended the context (`continue: false`).
 
@@ -69,6 +70,12 @@ class CartesiaTtsOptions(Options):
 class CartesiaTts(TtsAudio):
     name = "cartesia_tts"
     Options = CartesiaTtsOptions  # type: ignore[assignment]
+    EVENTS = {
+        "chunk": frozenset({"audio_b64", "start_s", "stop_s", "flush_id", "step_time"}),
+        "timestamps": frozenset({"words", "start_s", "stop_s", "flush_id"}),
+        "flush_done": frozenset({"flush_id"}),
+        "done": frozenset(),
+    }
 
     def __init__(self, info: SessionInfo, options: CartesiaTtsOptions) -> None:  # type: ignore[override]
         super().__init__(info, TtsAudioOptions(encoding="base64"))
@@ -91,7 +98,8 @@ class CartesiaTts(TtsAudio):
     def _words_event(self) -> list[Event]:
         if not self.words:
             return []
-        event = ("timestamps", {"words": self.words, "start_s": self.starts, "stop_s": self.stops})
+        event = ("timestamps", {"words": self.words, "start_s": self.starts, "stop_s": self.stops,
+                                "flush_id": self.flush_id})
         self.words, self.starts, self.stops = [], [], []
         return [event]
 

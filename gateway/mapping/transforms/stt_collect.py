@@ -26,6 +26,10 @@ class CollectOptions(Options):
 class SttCollect(EventTransform):
     name = "stt_collect"
     Options = CollectOptions
+    EVENTS = {
+        "complete": frozenset({"transcript", "confidence", "words", "sentences", "utterances", "duration",
+                               "sha256", "languages"}),
+    }
 
     def __init__(self, info: SessionInfo, options: CollectOptions) -> None:  # type: ignore[override]
         super().__init__(info, options)

@@ -8,7 +8,7 @@ this module only decides *when*:
 - final with `speech_final`: Gradium's semantic VAD says the speaker is done (inactivity
   probability at the chosen horizon reaches the threshold), unless endpointing is off. Gradium's
   words trail the audio by `delay_in_frames`, so the turn's last words are not here yet when the
-  VAD fires: the transform asks the runtime to send Gradium a `flush` (an `@gradium` event) and
+  VAD fires: the transform asks the runtime to send Gradium a `flush` (a `send_gradium` event) and
   finalizes when that flush's `flushed` comes back with every word of the turn;
 - final with `from_finalize`: the answer to a client `Finalize` (Gradium `flush` -> `flushed`),
   sent even when empty, because clients wait for it;
@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from gateway.mapping.transforms.base import SEND_GRADIUM, Event, EventTransform, Options, SessionInfo, register
+from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register, send_gradium
 from gateway.upstream import protocol as gradium
 
 SENTENCE_END = (".", "?", "!")
@@ -63,6 +63,13 @@ class Word:
 class SttSegments(EventTransform):
     name = "stt_segments"
     Options = SegmentOptions
+    EVENTS = {
+        "results": frozenset({"transcript", "confidence", "words", "is_final", "speech_final", "from_finalize",
+                              "start", "duration", "channel_index"}),
+        "speech_started": frozenset({"timestamp", "channel_index"}),
+        "utterance_end": frozenset({"last_word_end", "channel_index"}),
+        "metadata": frozenset({"sha256", "duration", "channels"}),
+    }
 
     def __init__(self, info: SessionInfo, options: SegmentOptions) -> None:  # type: ignore[override]
         super().__init__(info, options)
@@ -191,7 +198,7 @@ class SttSegments(EventTransform):
             self.eot_count += 1
             self.eot_flush = f"eot-{self.eot_count}"
             self.eot_time = self.clock
-            events.append((SEND_GRADIUM, gradium.flush(self.eot_flush)))
+            events.append(send_gradium(gradium.flush(self.eot_flush)))
         if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.o.max_segment_s:
             events.append(self._results(is_final=True))
         if (

@@ -85,6 +85,12 @@ class CharTimeline:
 class TtsAudio(EventTransform):
     name = "tts_audio"
     Options = TtsAudioOptions
+    EVENTS = {
+        "audio": frozenset({"audio", "audio_b64", "start_s", "stop_s", "alignment"}),  # `encoding` picks one
+        "complete": frozenset({"audio", "audio_b64", "alignment"}),  # option `collect`
+        "words": frozenset({"text", "start_s", "stop_s"}),  # option `words`
+        "end": frozenset(),
+    }
 
     def __init__(self, info: SessionInfo, options: TtsAudioOptions) -> None:  # type: ignore[override]
         super().__init__(info, options)

@@ -19,6 +19,11 @@ from gateway.mapping.transforms.tts_audio import TtsAudio, TtsAudioOptions
 class TtsDialogue(TtsAudio):
     name = "tts_dialogue"
     Options = TtsAudioOptions
+    EVENTS = {
+        **TtsAudio.EVENTS,
+        "audio": TtsAudio.EVENTS["audio"] | {"voice_segments"},
+        "complete": TtsAudio.EVENTS["complete"] | {"voice_segments"},
+    }
 
     def __init__(self, info: SessionInfo, options: TtsAudioOptions) -> None:  # type: ignore[override]
         super().__init__(info, options)

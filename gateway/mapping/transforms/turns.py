@@ -42,7 +42,7 @@ Client controls (`do: control` inbound rules, fields):
 How Gradium's signals are used: `step` messages carry the semantic VAD (`inactivity_prob` per
 horizon); the horizon nearest `vad_horizon_s` is the end-of-turn confidence. Gradium's words trail
 the VAD by `delay_in_frames`, so when the VAD calls an (eager) end of turn the transform asks the
-runtime to send Gradium a `flush` (an `@gradium` event) and decides when that flush's `flushed`
+runtime to send Gradium a `flush` (a `send_gradium` event) and decides when that flush's `flushed`
 returns with every word of the turn; words that started after the call belong to the next turn.
 """
 
@@ -52,11 +52,20 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.mapping.transforms.base import SEND_GRADIUM, Event, EventTransform, Options, SessionInfo, register
+from gateway.mapping.transforms.base import (
+    SEND_GRADIUM,
+    Event,
+    EventTransform,
+    Options,
+    SessionInfo,
+    register,
+    send_gradium,
+)
 from gateway.mapping.transforms.stt_segments import SENTENCE_END, Word
 from gateway.upstream import protocol as gradium
 
-GRADIUM = SEND_GRADIUM
+_TURN_FIELDS = frozenset({"event", "transcript", "words", "confidence", "turn_index", "end_of_turn_confidence",
+                          "audio_window_start", "audio_window_end", "sequence_id"})
 
 
 class TurnOptions(Options):
@@ -91,6 +100,14 @@ class _Flush:
 class Turns(EventTransform):
     name = "turns"
     Options = TurnOptions
+    EVENTS = {
+        "connected": frozenset({"sequence_id"}),
+        **{name: _TURN_FIELDS for name in ("turn_start", "turn_update", "eager_end", "turn_resumed")},
+        "turn_end": _TURN_FIELDS | {"trigger"},
+        "configured": frozenset({"thresholds", "keyterms", "language_hints", "sequence_id"}),
+        "configure_failed": frozenset({"code", "description", "sequence_id"}),
+        "closed": frozenset({"duration", "sha256", "sequence_id"}),
+    }
 
     def __init__(self, info: SessionInfo, options: TurnOptions) -> None:  # type: ignore[override]
         super().__init__(info, options)
@@ -146,7 +163,7 @@ class Turns(EventTransform):
     def _flush(self, purpose: Literal["eager", "end"], trigger: str, at: float | None) -> Event:
         self.flushes += 1
         self.pending = _Flush(f"turn-{self.flushes}", purpose, at, trigger)
-        return (GRADIUM, gradium.flush(self.pending.flush_id))
+        return send_gradium(gradium.flush(self.pending.flush_id))
 
     def _turn_words(self) -> list[Word]:
         if self.pending is not None and self.pending.purpose == "end" and self.pending.at is not None:
@@ -238,7 +255,7 @@ class Turns(EventTransform):
                 events += self._end(self.words, [], "model", self.clock)
             elif timed_out:
                 events += self._end(self.words, [], "timeout", self.clock)
-        if not any(e[0] != GRADIUM for e in events) and self.clock >= self.next_update:
+        if not any(e[0] != SEND_GRADIUM for e in events) and self.clock >= self.next_update:
             while self.next_update <= self.clock:
                 self.next_update += self.o.update_interval_s
             if self.state != "idle" or self.o.idle_updates:

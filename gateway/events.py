@@ -48,7 +48,10 @@ class SessionStart:
 
 @dataclass(slots=True)
 class ClientFrame:
-    """A frame from the client, as received (text as str, binary as bytes), before any decoding."""
+    """A frame from the client, as received (text as str, binary as bytes), before any decoding.
+
+    On HTTP routes the request is one: its JSON body, else empty; audio streamed to Gradium (a raw body
+    or a form's file) then comes as one more frame per chunk."""
 
     hook: ClassVar[str] = "client_frame"
     flow: Flow
@@ -58,7 +61,10 @@ class ClientFrame:
 
 @dataclass(slots=True)
 class ActionTaken:
-    """A client message matched an inbound rule and its action was performed on a context."""
+    """A client message matched an inbound rule and its action was performed on a context.
+
+    On HTTP routes: `text` then `end_of_stream` (TTS), `audio` per chunk then `end_of_stream` (STT),
+    `builtin` or `static` for routes with no Gradium session; `context` is None."""
 
     hook: ClassVar[str] = "action_taken"
     flow: Flow
@@ -90,6 +96,16 @@ class ContextEnd:
     upstream_request_id: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class Degraded:
+    """Part of an answer was left out because Gradium could not give it (its voice list, the account's
+    credits); the rest of the answer went out. Carried by the `SessionEnd`."""
+
+    what: str  # e.g. "catalogue.gradium_voices"
+    kind: str  # the error kind Gradium's failure had
+    message: str | None = None
+
+
 @dataclass(slots=True)
 class SessionEnd:
     """The request was answered or the socket closed.
@@ -97,7 +113,8 @@ class SessionEnd:
     `status`: for HTTP the response status as a string ("200", "404"); for WebSocket "ok",
     "client_closed", "client_gone" or the error kind that ended it. `close_code`: the WebSocket close code
     the client got (None for HTTP, or when the client went away first). `kind`/`message`: the error, if
-    one ended it; `exc`: an unexpected exception (a bug), for its traceback."""
+    one ended it; `exc`: an unexpected exception (a bug), for its traceback; `degraded`: what the answer
+    lacks (see `Degraded`)."""
 
     hook: ClassVar[str] = "session_end"
     flow: Flow
@@ -113,6 +130,7 @@ class SessionEnd:
     upstream_request_id: str | None = None
     upstream_format: str | None = None
     exc: BaseException | None = None
+    degraded: tuple[Degraded, ...] = ()
     t: float = field(default_factory=time.monotonic)
 
     @property

@@ -117,6 +117,16 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
 
 
 log = structlog.get_logger("gateway")
+_REQUEST_KEYS = ("request_id", "provider", "route")
+
+
+def bind_request(request_id: str, provider: str, route: str) -> None:
+    """Every log line the current task writes until `unbind_request` names this request."""
+    structlog.contextvars.bind_contextvars(request_id=request_id, provider=provider, route=route)
+
+
+def unbind_request() -> None:
+    structlog.contextvars.unbind_contextvars(*_REQUEST_KEYS)
 
 
 class Metrics:
@@ -201,10 +211,13 @@ class LogAddon:
             fields["upstream_format"] = ev.upstream_format
         if ev.exc is not None:
             fields["exc_info"] = ev.exc
+        if ev.degraded:  # answered without part of it (Gradium's voice list, the credits): worth a warning
+            fields["degraded"] = [{"what": d.what, "kind": d.kind, "message": d.message} for d in ev.degraded]
         if flow.transport == "http":
             fields["status"] = ev.http_status
             fields["bytes"] = ev.bytes_out
-            log.info("request.error" if ev.kind is not None else "request.done", **fields)
+            emit = log.warning if ev.degraded else log.info
+            emit("request.error" if ev.kind is not None else "request.done", **fields)
             return
         if ev.http_status is not None:  # refused before the upgrade
             log.info("ws.refused", http_status=ev.http_status, **fields)

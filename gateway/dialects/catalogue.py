@@ -19,7 +19,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import web
 
 from gateway.auth import find_credential
@@ -28,8 +27,6 @@ from gateway.dialects.common import AUTH, GRADIUM, RequestContext, render_event,
 from gateway.dialects.gradium_library import is_mine, voice_item
 from gateway.errors import GatewayError
 from gateway.mapping.params import RequestData
-
-log = structlog.get_logger("gateway")
 
 
 def _tag(tags: Any, category: str) -> str | None:
@@ -59,7 +56,7 @@ def gradium_item(voice: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-async def _gradium_voices(request: web.Request, key: str, include_catalog: bool,
+async def _gradium_voices(request: web.Request, ctx: RequestContext, key: str, include_catalog: bool,
                           style: str = "b64") -> list[dict[str, Any]]:
     try:
         data = await request.app[GRADIUM].get_json(
@@ -67,7 +64,7 @@ async def _gradium_voices(request: web.Request, key: str, include_catalog: bool,
     except GatewayError as err:
         if err.kind in ("unauthorized", "forbidden"):
             raise
-        log.warning("catalogue.gradium_voices_unavailable", kind=err.kind, message=err.message)
+        ctx.degrade("catalogue.gradium_voices", err)
         return []
     if not isinstance(data, list):
         return []
@@ -151,7 +148,7 @@ async def account(request: web.Request, ctx: RequestContext, req: RequestData) -
     except GatewayError as err:
         if err.kind in ("unauthorized", "forbidden"):
             raise
-        log.warning("account.credits_unavailable", kind=err.kind, message=err.message)
+        ctx.degrade("account.credits", err)
         credits = {}
     body = render_event(route, ctx.scope(params), "account", {"credits": credits})
     if body is None:
@@ -175,7 +172,7 @@ async def catalogue(request: web.Request, ctx: RequestContext, req: RequestData)
     items = _table_items(ctx, opts.get("table"), dict(opts.get("defaults") or {}))
     if opts.get("gradium_voices"):
         known = {i["id"] for i in items}
-        extra = await _gradium_voices(request, key, bool(opts.get("include_catalog", True)),
+        extra = await _gradium_voices(request, ctx, key, bool(opts.get("include_catalog", True)),
                                       str(opts.get("id_style", "b64")))
         items += [i for i in extra if i["id"] not in known]
 

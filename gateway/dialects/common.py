@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-import structlog
 from aiohttp import web
 
 from gateway.audio.formats import (
@@ -24,6 +23,7 @@ from gateway.audio.transcode import AudioError
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.events import Degraded
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute, audio_format
 from gateway.mapping.params import RequestData
 from gateway.mapping.transforms import Event, EventTransform, SessionInfo
@@ -37,8 +37,6 @@ GRADIUM = web.AppKey("gradium", GradiumClient)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
-
-log = structlog.get_logger("gateway")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -52,6 +50,7 @@ class RequestContext:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
                          .replace("+00:00", "Z"))
     req: RequestData | None = None  # path/query/headers, for the mapping's `errors.params`
+    degraded: tuple[Degraded, ...] = ()  # what the answer lacks (the session end reports it)
 
     def scope(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         base = {"request_id": self.request_id, "created": self.created, "provider": self.mapping.provider}
@@ -61,6 +60,10 @@ class RequestContext:
 
     def elapsed_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 2)
+
+    def degrade(self, what: str, err: GatewayError) -> None:
+        """Part of the answer is left out because Gradium failed to give it (observers hear of it)."""
+        self.degraded = (*self.degraded, Degraded(what, err.kind, err.message))
 
 
 def _error_params(ctx: RequestContext) -> dict[str, Any]:

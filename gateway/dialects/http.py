@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import web
 
 from gateway.addons import ADDONS, Tap
@@ -38,6 +37,7 @@ from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
+from gateway.observability import bind_request, unbind_request
 from gateway.upstream import protocol as gradium_msg
 from gateway.upstream.gradium import GradiumStream, UpstreamClosed
 from gateway.upstream.sequence import SequenceStream
@@ -55,10 +55,16 @@ def _sources(route: CompiledRoute) -> set[str]:
     return out
 
 
-async def read_request(request: web.Request, route: CompiledRoute, sources: set[str]) -> RequestData:
+async def read_request(request: web.Request, route: CompiledRoute, sources: set[str],
+                       tap: Tap | None = None) -> RequestData:
+    """The request's fields; the tap hears the request as its client frame (the body when it is read
+    whole here, else empty: audio streamed to Gradium, body or form file, follows chunk by chunk)."""
     req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    raw = b""
     g = route.spec.gradium
     if g is not None and g.kind == "asr" and g.audio_from == "body" and request.content_type != "application/json":
+        if tap is not None:
+            tap.frame(raw)
         return req  # the body is audio, streamed to Gradium as it arrives
     try:
         if "body" in sources:
@@ -80,6 +86,9 @@ async def read_request(request: web.Request, route: CompiledRoute, sources: set[
         raise GatewayError("payload_too_large", "Request body is too large") from None
     except ValueError as exc:  # malformed multipart
         raise GatewayError("invalid_request", f"Malformed form body: {exc}") from None
+    finally:
+        if tap is not None:
+            tap.frame(raw)
     return req
 
 
@@ -89,9 +98,7 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = RequestContext(mapping, route)
         ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
-        structlog.contextvars.bind_contextvars(
-            request_id=ctx.request_id, provider=mapping.provider, route=route.name
-        )
+        bind_request(ctx.request_id, mapping.provider, route.name)
         tap = Tap(request.app[ADDONS], Flow(mapping.provider, route.name, "http", request_id=ctx.request_id,
                                             started=ctx.started))
         tap.start()
@@ -99,10 +106,12 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
         failure: GatewayError | None = None
         exc: BaseException | None = None
         try:
-            req = await read_request(request, route, sources)
+            req = await read_request(request, route, sources, tap)
             if route.spec.builtin is not None:
+                tap.action("builtin", None)
                 resp = await BUILTINS[route.spec.builtin](request, ctx, req)
             elif route.static is not None:
+                tap.action("static", None)
                 await request.app[AUTH].authorize(find_credential(mapping.credentials, req), mapping.provider,
                                                   route.name)
                 params = route.read_params(req)
@@ -133,10 +142,10 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             status = resp.status
             return resp
         finally:
-            tap.end(str(status), http_status=status, exc=exc,
+            tap.end(str(status), http_status=status, exc=exc, degraded=ctx.degraded,
                     kind=failure.kind if failure is not None else None,
                     message=failure.message if failure is not None else None)
-            structlog.contextvars.unbind_contextvars("request_id", "provider", "route")
+            unbind_request()
 
     return handle
 
@@ -162,7 +171,7 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
     gradium = request.app[GRADIUM]
     if spec.kind == "asr":
         upstream = await gradium.open_ws("asr", plan.setup, key)
-        feeder = asyncio.create_task(_feed_audio(request, req, spec.audio_from, plan, upstream))
+        feeder = asyncio.create_task(_feed_audio(request, req, spec.audio_from, plan, upstream, tap))
         try:
             return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
         except GatewayError:
@@ -198,6 +207,8 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
         await upstream.send(gradium_msg.text(text))
         await upstream.send(gradium_msg.end_of_stream())
+    tap.action("text", None)  # the whole text went to Gradium, and with it the end of the input
+    tap.action("end_of_stream", None)
     return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
 
 
@@ -241,10 +252,10 @@ AUDIO_CHUNK = 32 * 1024
 
 
 async def _feed_audio(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
-                      upstream: GradiumStream) -> None:
+                      upstream: GradiumStream, tap: Tap) -> None:
     """Stream the caller's audio (raw body, or a form file part) through the transcoder to Gradium."""
     try:
-        await _feed(request, req, source, plan, upstream)
+        await _feed(request, req, source, plan, upstream, tap)
     except AudioError as exc:
         await upstream.close()
         raise GatewayError("invalid_audio", str(exc)) from None
@@ -257,7 +268,7 @@ async def _feed_audio(request: web.Request, req: RequestData, source: str, plan:
 
 
 async def _feed(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
-                upstream: GradiumStream) -> None:
+                upstream: GradiumStream, tap: Tap) -> None:
     try:
         assert plan.info.gradium_in is not None
         leg = AudioLeg(plan.info.audio_in, plan.info.gradium_in)
@@ -265,6 +276,9 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
         raise GatewayError("unsupported_format", str(exc)) from None
 
     async def send(chunk: bytes) -> None:
+        if req.body is None:  # the client's own audio (not fetched from a URL), chunk by chunk like frames
+            tap.frame(chunk)
+        tap.action("audio", None)
         plan.transform.on_action("audio", {"audio": chunk})
         msg = await leg.feed(chunk)
         if msg is not None:
@@ -298,6 +312,7 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
     if tail is not None:
         await upstream.send(tail)
     await upstream.send(gradium_msg.end_of_stream())
+    tap.action("end_of_stream", None)
 
 
 def _frame(kind: str, name: str, item: Any, sse_event: str | None) -> bytes:
@@ -377,8 +392,10 @@ async def _respond(
         if kind in ("sse", "ndjson") and "error" in route.render:
             # The route has an in-stream error event (Cartesia SSE `event: error`): it ends the stream.
             rendered = render_event(route, {**base_scope, **error_scope(ctx, err)}, "error", {})
+            chunk = _frames(kind, "error", rendered, sse_event)
+            tap.output(chunk)
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await resp.write(_frames(kind, "error", rendered, sse_event))
+                await resp.write(chunk)
                 await resp.write_eof()
             raise MidStreamFailure(resp, err) from None
         # Headers are gone: cut the connection so the client sees a failed download, not a short file.

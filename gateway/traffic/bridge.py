@@ -100,7 +100,8 @@ class TraceAddon:
         ev.flow.data["pair_trace"] = (trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
 
     def client_frame(self, ev: Any) -> None:
-        if (got := ev.flow.data.get("pair_trace")) is not None:
+        # sockets only: an HTTP primary's request is in its shadow plan already
+        if ev.flow.transport == "ws" and (got := ev.flow.data.get("pair_trace")) is not None:
             got[1].client(ev.data, t=ev.t * 1000.0)
 
     def client_output(self, ev: Any) -> None:

@@ -30,7 +30,7 @@ class ShadowAddon:
 
     def client_frame(self, ev: ClientFrame) -> None:
         leg = ev.flow.data.get("shadow_pair")
-        if leg is not None:
+        if leg is not None and leg.plan.body is None:  # an HTTP leg was given the whole body up front
             if leg.primary.sent_first is None:
                 leg.primary.sent_first = ev.t
             leg.primary.frames_in += 1

@@ -122,6 +122,34 @@ async def test_http_request_events(gateway: Gateway) -> None:
     end = rec.of(SessionEnd)[0]
     assert (end.flow.transport, end.status, end.http_status, end.bytes_out) == ("http", "200", 200, len(body))
     assert rec.of(ClientOutput)[0].first and sum(o.size for o in rec.of(ClientOutput)) == len(body)
+    # like a socket: the request is the client's frame, then the actions, the outputs, the end
+    assert [json.loads(f.data) for f in rec.of(ClientFrame)] == [{"text": "hi"}] and end.frames_in == 1
+    assert [(a.action, a.context) for a in rec.of(ActionTaken)] == [("text", None), ("end_of_stream", None)]
+    kinds = [type(e).__name__ for e in rec.events]
+    assert kinds[:4] == ["SessionStart", "ClientFrame", "ActionTaken", "ActionTaken"]
+    assert kinds[-1] == "SessionEnd" and set(kinds[4:-1]) == {"ClientOutput"}
+    assert all(e.flow is end.flow for e in rec.events)
+
+
+async def test_http_streamed_audio_and_builtin_events(gateway: Gateway) -> None:
+    rec = Recorder()
+    gateway.app[ADDONS].register(rec)
+    audio = wav_bytes("hello world", 16000)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{gateway.http}/v1/listen", data=audio,
+                          headers={"Authorization": "Token k", "Content-Type": "audio/wav"}) as r:
+            assert r.status == 200 and (await r.json())["results"]
+        async with s.get(f"{gateway.http}/v1/voices", headers={"xi-api-key": "k"}) as r:
+            assert r.status == 200
+            page = await r.read()
+    stt, voices = rec.of(SessionEnd)
+    frames = [f for f in rec.of(ClientFrame) if f.flow is stt.flow]
+    assert frames[0].data == b"" and b"".join(f.data for f in frames[1:]) == audio  # type: ignore[misc]
+    actions = [a.action for a in rec.of(ActionTaken) if a.flow is stt.flow]
+    assert actions[-1] == "end_of_stream" and set(actions[:-1]) == {"audio"} and len(actions) == len(frames)
+    assert [a.action for a in rec.of(ActionTaken) if a.flow is voices.flow] == ["builtin"]
+    outs = [o for o in rec.of(ClientOutput) if o.flow is voices.flow]
+    assert [(o.first, o.data) for o in outs] == [(True, page)] and voices.status == "200"
 
 
 async def test_a_failing_addon_is_logged_and_counted_never_seen_by_the_client(gateway: Gateway) -> None:
@@ -189,3 +217,26 @@ async def test_readme_addon_example_runs_as_written(gateway: Gateway) -> None:
             break
         await asyncio.sleep(0.02)
     assert counter.clears == {"cartesia": 1}
+
+
+async def test_an_answer_without_gradium_voices_is_a_degraded_request_line(gateway: Gateway) -> None:
+    """The catalogue answers from its table when Gradium's voice list fails; the log addon says so (the
+    dialects write no log lines of their own)."""
+    from gateway.emulator.faults import FAULTS
+
+    rec = Recorder()
+    gateway.app[ADDONS].register(rec)
+    gateway.emulator.app[FAULTS].update({"http_status": 503, "match_path": "voices", "times": 1})
+    buf = io.StringIO()
+    configure_logging("info", stream=buf)
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{gateway.http}/v1/voices", headers={"xi-api-key": "k"}) as r:
+            assert r.status == 200 and (await r.json())["voices"]
+    finally:
+        configure_logging("info")
+        structlog.contextvars.clear_contextvars()
+    end = rec.of(SessionEnd)[0]
+    assert [(d.what, d.kind) for d in end.degraded] == [("catalogue.gradium_voices", "upstream_error")]
+    line = next(json.loads(x) for x in buf.getvalue().splitlines() if json.loads(x)["event"] == "request.done")
+    assert line["level"] == "warning" and line["degraded"][0]["what"] == "catalogue.gradium_voices"
+    assert line["request_id"] == end.flow.request_id

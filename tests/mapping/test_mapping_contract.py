@@ -107,3 +107,23 @@ def test_every_transform_declares_its_events() -> None:
     from gateway.mapping.transforms import TRANSFORMS
 
     assert TRANSFORMS and all(cls.EVENTS for cls in TRANSFORMS.values())
+
+
+def test_the_readme_mapping_example_is_a_valid_mapping(tmp_path: Path) -> None:
+    """The README's routes, inside a copy of the Deepgram mapping (its credentials, tables and errors),
+    pass `check`; the example keeps up with the language."""
+    import yaml
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### The mapping language in one example"):]
+    start = section.index("```yaml") + len("```yaml")
+    example = yaml.safe_load(section[start:section.index("```", start)])
+    root = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings", root)
+    f = root / "deepgram.yaml"
+    doc = yaml.safe_load(f.read_text())
+    assert set(example["routes"]) == {"listen_live", "tts_websocket"}
+    for name, route in example["routes"].items():
+        doc["routes"][f"readme_{name}"] = {**route, "ws": f"/readme{route['ws']}"}
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert check(root) == []

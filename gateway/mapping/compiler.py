@@ -16,17 +16,10 @@ from gateway.errors import GatewayError
 from gateway.mapping.actions import check_args
 from gateway.mapping.emits import route_events
 from gateway.mapping.params import CompiledTable, ParamReader, RequestData, compile_param
-from gateway.mapping.schema import (
-    CredentialSource,
-    ErrorKindSpec,
-    InboundRule,
-    LegacySpec,
-    Mapping,
-    Route,
-    WsSpec,
-)
+from gateway.mapping.schema import CredentialSource, ErrorKindSpec, LegacySpec, Mapping, Route
 from gateway.mapping.template import Render, TemplateError, compile_template, references
 from gateway.mapping.transforms import TRANSFORMS, EventTransform
+from gateway.mapping.websocket import InboundRule, WsSpec
 
 # Names every template may use besides the route's params.
 BUILTIN_NAMES = frozenset(

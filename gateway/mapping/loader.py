@@ -8,7 +8,8 @@ from typing import Any
 from gateway.config import VoiceSettings
 from gateway.mapping.compiler import CompiledMapping, CompileError, compile_mapping
 from gateway.mapping.params import CompiledTable
-from gateway.mapping.schema import MOVED_KEYS, Mapping
+from gateway.mapping.schema import Mapping
+from gateway.mapping.websocket import MOVED_KEYS
 from gateway.yamlfile import ConfigFileError, YamlDoc, load_yaml, validate_doc
 
 

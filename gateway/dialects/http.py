@@ -55,16 +55,14 @@ def _sources(route: CompiledRoute) -> set[str]:
     return out
 
 
-async def read_request(request: web.Request, route: CompiledRoute, sources: set[str],
-                       tap: Tap | None = None) -> RequestData:
+async def read_request(request: web.Request, route: CompiledRoute, sources: set[str], tap: Tap) -> RequestData:
     """The request's fields; the tap hears the request as its client frame (the body when it is read
     whole here, else empty: audio streamed to Gradium, body or form file, follows chunk by chunk)."""
     req = RequestData(path=request.match_info, query=request.query, header=request.headers)
     raw = b""
     g = route.spec.gradium
     if g is not None and g.kind == "asr" and g.audio_from == "body" and request.content_type != "application/json":
-        if tap is not None:
-            tap.frame(raw)
+        tap.frame(raw)
         return req  # the body is audio, streamed to Gradium as it arrives
     try:
         if "body" in sources:
@@ -87,8 +85,7 @@ async def read_request(request: web.Request, route: CompiledRoute, sources: set[
     except ValueError as exc:  # malformed multipart
         raise GatewayError("invalid_request", f"Malformed form body: {exc}") from None
     finally:
-        if tap is not None:
-            tap.frame(raw)
+        tap.frame(raw)
     return req
 
 

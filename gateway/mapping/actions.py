@@ -29,7 +29,7 @@ class TextArgs(ContextArgs):
     flush: Any = Field(default=None, description="true: speak what is buffered now")
     end: Any = Field(default=None, description="true: this ends the request's input (after the text)")
     trigger: Any = Field(default=None, description="release scheduled text early (ElevenLabs try_trigger_generation)")
-    flush_after_ms: Any = Field(default=None, description="buffer delay before a timed flush; overrides the route's")
+    flush_after_ms: Any = Field(default=None, description="delay before a timed flush; overrides `text.flush_after_ms`")
     parts: Any = Field(default=None, description="a list of {text, segment}: text in segments (dialogue lines)")
     segment: Any = Field(default=None, description="the segment the text belongs to (a new one starts a request)")
     continue_: Any = Field(default=None, alias="continue", description="read by the `cartesia_tts` transform")

@@ -25,6 +25,8 @@ from gateway.mapping.websocket import InboundRule, WsSpec
 BUILTIN_NAMES = frozenset(
     {"request_id", "error", "char_count", "created", "message", "item", "provider", "context_id", "sequence_id"}
 )
+
+
 class CompileError(ValueError):
     def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)

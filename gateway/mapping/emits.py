@@ -11,8 +11,6 @@ so they are declared here and a test holds the two in step), and from the runtim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from gateway.mapping.schema import Route
 from gateway.mapping.transforms.base import Events, EventTransform
 
@@ -66,7 +64,3 @@ def route_events(
         if extra:
             who.append(f"the socket's rules ({', '.join(sorted(set(extra)))})")
     return events, " and ".join(who) or "nothing"
-
-
-def unknown_events(events: Mapping[str, frozenset[str]], render: Mapping[str, object]) -> list[str]:
-    return sorted(set(render) - set(events))

@@ -87,7 +87,7 @@ def new_request(ctx: RequestContext, key: str, params: dict[str, Any], table: Co
 
 
 def text_schedule(value: Any) -> list[int] | None:
-    """A rendered `text_schedule`: character counts, or None (whole words at once)."""
+    """A rendered `websocket.text.schedule`: character counts, or None (whole words at once)."""
     if value is None:
         return None
     ok = isinstance(value, list) and value and all(

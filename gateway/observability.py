@@ -151,6 +151,10 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1, 2, 5),
             registry=self.registry,
         )
+        self.degraded = Counter(
+            "gateway_degraded_answers_total", "Answers sent without a part Gradium could not give (voices, credits)",
+            ("provider", "route", "what"), registry=self.registry,
+        )
         self.active_ws = Gauge(
             "gateway_active_websockets", "Open client WebSockets", ("provider",), registry=self.registry,
             multiprocess_mode="livesum",
@@ -187,6 +191,8 @@ class MetricsAddon:
         if flow.data.get("shadow_leg"):
             return  # shadow legs are not the client's traffic (their outcomes: gateway_shadow_legs_total)
         self.metrics.requests.labels(flow.provider, flow.route, ev.status, flow.target).inc()
+        for d in ev.degraded:
+            self.metrics.degraded.labels(flow.provider, flow.route, d.what).inc()
         self.metrics.duration.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 
 

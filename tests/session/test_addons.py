@@ -230,8 +230,12 @@ async def test_an_answer_without_gradium_voices_is_a_degraded_request_line(gatew
     buf = io.StringIO()
     configure_logging("info", stream=buf)
     try:
-        async with aiohttp.ClientSession() as s, s.get(f"{gateway.http}/v1/voices", headers={"xi-api-key": "k"}) as r:
-            assert r.status == 200 and (await r.json())["voices"]
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{gateway.http}/v1/voices", headers={"xi-api-key": "k"}) as r:
+                assert r.status == 200 and (await r.json())["voices"]
+            async with s.get(gateway.http + "/metrics") as r:
+                assert ('gateway_degraded_answers_total{provider="elevenlabs",route="voices_list",'
+                        'what="catalogue.gradium_voices"} 1.0') in await r.text()
     finally:
         configure_logging("info")
         structlog.contextvars.clear_contextvars()

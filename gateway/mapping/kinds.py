@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +30,13 @@ ErrorKind = Literal[
     "internal",
 ]
 ERROR_KINDS: tuple[str, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
+
+def known_kinds(names: Iterable[str]) -> None:
+    """Raise (for a validator) when some of `names` are not error kinds."""
+    unknown = set(names) - set(ERROR_KINDS)
+    if unknown:
+        raise ValueError(f"unknown error kinds {sorted(unknown)}; known: {', '.join(ERROR_KINDS)}")
+
 
 class StrictModel(BaseModel):
     """A YAML section: unknown keys are errors (a misspelt key never passes silently)."""

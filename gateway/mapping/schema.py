@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.mapping.kinds import ERROR_KINDS, ErrorKind
+from gateway.mapping.kinds import ERROR_KINDS, ErrorKind, known_kinds
 from gateway.mapping.kinds import StrictModel as _Model
 from gateway.mapping.websocket import WsSpec
 
@@ -140,9 +140,7 @@ class ErrorSpec(_Model):
     @field_validator("kinds")
     @classmethod
     def _all_kinds(cls, v: dict[str, ErrorKindSpec]) -> dict[str, ErrorKindSpec]:
-        unknown = set(v) - set(ERROR_KINDS)
-        if unknown:
-            raise ValueError(f"unknown error kinds {sorted(unknown)}; known: {', '.join(ERROR_KINDS)}")
+        known_kinds(v)
         missing = set(ERROR_KINDS) - set(v)
         if missing:
             raise ValueError(f"every error kind needs an entry; missing: {', '.join(sorted(missing))}")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.mapping.kinds import ERROR_KINDS, ErrorKind
+from gateway.mapping.kinds import ErrorKind, known_kinds
 from gateway.mapping.kinds import StrictModel as _Model
 
 Action = Literal[
@@ -104,9 +104,7 @@ class WsErrorsSpec(_Model):
     @field_validator("codes")
     @classmethod
     def _known_kinds(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = set(v) - set(ERROR_KINDS)
-        if unknown:
-            raise ValueError(f"unknown error kinds {sorted(unknown)}; known: {', '.join(ERROR_KINDS)}")
+        known_kinds(v)
         return v
 
 

@@ -41,6 +41,7 @@ from gateway.session.lifecycle import LIVE, Lifecycle, ready, track_inflight
 from gateway.state import SHARED_STATE, SharedUsedTokens, open_state
 from gateway.tokens import TokenIssuer
 from gateway.traffic import admin as shadow_admin
+from gateway.traffic import fallthrough
 from gateway.traffic import router as traffic_router
 from gateway.traffic.checks import check_settings
 from gateway.upstream.gradium import GradiumClient
@@ -115,6 +116,8 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except web.HTTPException as exc:
+        if exc.status in (404, 405) and (relayed := await fallthrough.serve(request)) is not None:
+            return relayed  # a tenant with `fallthrough: legacy`: the vendor serves what the gateway does not
         if exc.status >= 400 and exc.content_type != "application/json":
             return unrouted_error(request.app[MAPPINGS], request, exc)
         raise

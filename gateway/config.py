@@ -78,6 +78,10 @@ class Tenant(_Strict):
     shadow_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="side (gradium or a vendor) -> key used only by shadow legs"
     )
+    fallthrough: Literal["legacy"] | None = Field(
+        default=None,
+        description="legacy: paths under a provider prefix that no mapping serves go to the vendor (passthrough)",
+    )
 
 
 class AuthSettings(_Strict):

@@ -24,6 +24,7 @@ from aiohttp.streams import StreamReader
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.dialects.common import AUTH
 from gateway.emulator.app import create_emulator_app
 from tests.conftest import Emulator, Gateway, run_app
 
@@ -114,6 +115,30 @@ def _patch_ws_recording(monkeypatch: pytest.MonkeyPatch, app: web.Application) -
     monkeypatch.setattr(web.WebSocketResponse, "close", rec_close)
 
 
+async def _vendor_only_http(request: web.Request) -> web.Response:
+    """A route the real vendor has and the gateway does not (dubbing, cloning ...): echoes what it got."""
+    auth = request.app[AUTH].settings
+    key = request.headers.get("xi-api-key") or request.headers.get("Authorization", "").partition(" ")[2]
+    if auth.mode == "managed" and auth.tenant_for(key) is None:
+        return web.json_response({"detail": {"status": "invalid_api_key"}}, status=401)
+    body = await request.read()
+    return web.json_response({"path": request.rel_url.raw_path, "query": request.rel_url.raw_query_string,
+                              "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()},
+                             headers={"request-id": "vendor-only-1"})
+
+
+async def _vendor_only_ws(request: web.Request) -> web.WebSocketResponse:
+    """A socket only the vendor serves (agents): echoes each frame with its type."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await ws.send_str("echo:" + msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data[::-1])
+    return ws
+
+
 @contextlib.asynccontextmanager
 async def start_standin(tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                         auth: dict[str, Any] | None = None) -> AsyncIterator[StandIn]:
@@ -126,6 +151,9 @@ async def start_standin(tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPa
             **({"auth": auth} if auth else {}),
         })
         app = create_app(settings)
+        app.router.add_post("/v1/dubbing", _vendor_only_http)
+        app.router.add_get("/v1/convai/conversation", _vendor_only_ws)
+        app.router.add_get("/v1/projects/{project_id}/usage", _vendor_only_http)
         standin = StandIn(app, "", "", emulator)
         app.middlewares.append(_recorder(standin))
         _patch_ws_recording(monkeypatch, app)

@@ -57,6 +57,9 @@ def problems(settings: Any, mappings: dict[str, Any]) -> list[tuple[Loc, str]]:
                     out.append((loc, f"sends {p} traffic of tenant {t!r} to the vendor: "
                                      f"auth.tenants.{t}.legacy_keys.{p} is missing"))
 
+    for t in tenants:
+        if auth.tenants[t].fallthrough and not auth.tenants[t].legacy_keys:
+            out.append((("auth", "tenants", t, "fallthrough"), "needs at least one vendor key in legacy_keys"))
     traffic = settings.traffic
     for i, rule in enumerate(traffic.rules):
         loc: Loc = ("traffic", "rules", i)

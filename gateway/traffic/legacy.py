@@ -67,17 +67,23 @@ class CredentialPositions:
 
 
 class LegacyLeg:
-    """Everything needed to relay one route of one mapping; built once at start-up."""
+    """Everything needed to relay one route of one mapping; built once at start-up. `route` None: a path
+    under the provider's prefix that no mapping route serves (`fallthrough: legacy`), `ws` says its kind."""
 
-    def __init__(self, mapping: CompiledMapping, route: CompiledRoute, session_query: str) -> None:
+    def __init__(self, mapping: CompiledMapping, route: CompiledRoute | None, session_query: str,
+                 ws: bool = False) -> None:
         assert mapping.legacy is not None
         self.mapping = mapping
         self.route = route
+        self.name = route.name if route is not None else "fallthrough"
+        self.is_ws = route.is_ws if route is not None else ws
+        # the route whose error shapes a refusal uses (any route of the provider for a fallthrough)
+        self.error_route = route if route is not None else next(iter(mapping.routes.values()))
         self.facts = mapping.legacy
         self.positions = CredentialPositions.of(mapping)
         self.strip_query_names = [*self.positions.query, session_query]
         self.prefix = f"/{mapping.provider}"
-        ws = route.ws
+        ws = route.ws if route is not None else None
         # ElevenLabs: the key may come in the first message, read after the upgrade
         self.first_message_credentials = bool(self.positions.message) and ws is not None \
             and ws.spec.open == "first_message"
@@ -138,7 +144,7 @@ async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, 
                      vendor: LegacyVendor, cred: Credential | None, metrics: TrafficMetrics,
                      extra: dict[str, str], tap: Tap) -> web.StreamResponse:
     auth = request.app[AUTH]
-    key = await vendor_key(auth, cred, ctx.mapping.provider, leg.route.name, _configured(vendor))
+    key = await vendor_key(auth, cred, ctx.mapping.provider, leg.name, _configured(vendor))
     url = leg.target_url(request, vendor, ws=False, drop_query=[])
     headers = leg.vendor_headers(request, vendor, key, ws=False)
     begin(tap)
@@ -146,7 +152,7 @@ async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, 
                             connect_timeout_s=vendor.connect_timeout_s, read_timeout_s=vendor.read_timeout_s,
                             extra_response=extra, on_chunk=tap.output)
     tap.upstream_request_id = resp.headers.get(leg.facts.response_id_header or ctx.mapping.request_id_header or "")
-    metrics.passthrough.labels(ctx.mapping.provider, leg.route.name, str(resp.status)).inc()
+    metrics.passthrough.labels(ctx.mapping.provider, leg.name, str(resp.status)).inc()
     return resp
 
 
@@ -186,7 +192,7 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
         try:
             if accepted is None:
                 _, first, cred = await _first_message(client, leg)
-            key = await vendor_key(auth, cred, provider, leg.route.name, _configured(vendor))
+            key = await vendor_key(auth, cred, provider, leg.name, _configured(vendor))
             vendor_ws = await dial_ws(session, url, leg.vendor_headers(request, vendor, key, ws=True), to_vendor,
                                       **opts)
         except GatewayError as err:
@@ -201,13 +207,13 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
             await _in_socket_error(client, ctx, GatewayError("upstream_unavailable", exc.message))
             return client
     else:
-        key = await vendor_key(auth, cred, provider, leg.route.name, _configured(vendor))
+        key = await vendor_key(auth, cred, provider, leg.name, _configured(vendor))
         try:
             vendor_ws = await dial_ws(session, url, leg.vendor_headers(request, vendor, key, ws=True), to_vendor,
                                       **opts)
         except VendorRefusal as refusal:
             log.info("passthrough.refused", status=refusal.status)
-            metrics.passthrough.labels(provider, leg.route.name, str(refusal.status)).inc()
+            metrics.passthrough.labels(provider, leg.name, str(refusal.status)).inc()
             resp = refusal_response(refusal)
             resp.headers.update(extra)
             return resp
@@ -226,7 +232,7 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
         await vendor_ws.send_frame(first, WSMsgType.TEXT)
         on_in(WSMsgType.TEXT, first)
     ended, code = await relay_ws(client, vendor_ws, on_in, on_out)
-    metrics.passthrough.labels(provider, leg.route.name, str(code or "")).inc()
+    metrics.passthrough.labels(provider, leg.name, str(code or "")).inc()
     tap.flow.data["passthrough_close"] = (ended, code)
     return client
 

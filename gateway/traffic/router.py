@@ -182,10 +182,10 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             if first is not None:
                 if decision.target == "gradium":
                     return await replay_first(request, mapping, route, first[0], first[1])
-                return await _legacy(leg, request, traffic, cred, decision, handler, (first[0], first[2]))
+                return await serve_legacy(leg, request, traffic, cred, decision, handler, (first[0], first[2]))
             if decision.target == "gradium":
                 return await handler(request)
-            return await _legacy(leg, request, traffic, cred, decision, handler)
+            return await serve_legacy(leg, request, traffic, cred, decision, handler)
         finally:
             if plan is not None and traffic.shadow is not None:
                 assert token is not None
@@ -195,25 +195,26 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
     return handle
 
 
-async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any, decision: Decision,
-                  fallback: Handler, accepted: tuple[web.WebSocketResponse, bytes] | None = None
-                  ) -> web.StreamResponse:
-    mapping, route = leg.mapping, leg.route
-    ctx = RequestContext(mapping, route)
+async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any,
+                       decision: Decision, fallback: Handler | None,
+                       accepted: tuple[web.WebSocketResponse, bytes] | None = None) -> web.StreamResponse:
+    """One unit from the vendor; `fallback` (the Gradium handler) serves it when `decision.failover` allows."""
+    mapping = leg.mapping
+    ctx = RequestContext(mapping, leg.error_route)
     ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
     vendor = traffic.settings.legacy.get(mapping.provider)
     extra = {TARGET_HEADER: "legacy"} if traffic.settings.traffic.expose_target_header else {}
-    structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=route.name,
+    structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=leg.name,
                                            target="legacy")
     assert traffic.session is not None
-    flow = Flow(mapping.provider, route.name, "ws" if route.is_ws else "http", target="legacy",
+    flow = Flow(mapping.provider, leg.name, "ws" if leg.is_ws else "http", target="legacy",
                 request_id=ctx.request_id, started=ctx.started)
     tap = Tap(request.app[ADDONS], flow)
     status, end = "internal", {}
     try:
         if vendor is None:
             raise PassthroughError("connect", f"No legacy base URL for {mapping.provider}")
-        if route.is_ws:
+        if leg.is_ws:
             resp = await legacy.serve_ws(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
                                          tap, accepted)
         else:
@@ -223,17 +224,18 @@ async def _legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic,
         return resp
     except PassthroughError as exc:
         status = exc.kind
-        if decision.failover and accepted is None:  # nothing reached the client yet: the vendor was never reached
+        # nothing reached the client yet: the vendor was never reached
+        if decision.failover and fallback is not None and accepted is None:
             traffic.metrics.passthrough_errors.labels(mapping.provider, exc.kind).inc()
-            traffic.metrics.assignments.labels(mapping.provider, route.name, "gradium", "failover").inc()
+            traffic.metrics.assignments.labels(mapping.provider, leg.name, "gradium", "failover").inc()
             request[_UNIT] = ("gradium", request[_UNIT][1])
             log.info("traffic.failover", kind=exc.kind, to="gradium")
             return await fallback(request)
         return legacy.gateway_failure(ctx, exc, traffic.metrics)
     except GatewayError as err:  # the gateway's own verdict (credentials), in the dialect's shape
-        if route.is_ws and not mapping.errors.refuse_upgrade:
+        if leg.route is not None and leg.is_ws and not mapping.errors.refuse_upgrade:
             return await legacy.refuse_in_socket(request, ctx, err, extra)
-        resp = _refuse_upgrade(ctx, err) if route.is_ws else http_error(ctx, err)
+        resp = _refuse_upgrade(ctx, err) if leg.is_ws else http_error(ctx, err)
         resp.headers.update(extra)
         return resp
     finally:

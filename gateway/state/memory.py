@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Sequence
 
 from gateway.state.base import StateUnavailable
 
@@ -12,8 +13,9 @@ from gateway.state.base import StateUnavailable
 class MemoryState:
     def __init__(self, max_keys: int = 200_000) -> None:
         self.max_keys = max_keys
-        self._values: dict[str, tuple[int, float]] = {}  # key -> (value, expires at; inf: never)
+        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires at; inf: never)
         self._expiries: list[tuple[float, str]] = []
+        self._leases: dict[str, dict[str, float]] = {}  # set -> member -> expires at
 
     def _now(self) -> float:
         return time.monotonic()
@@ -26,11 +28,11 @@ class MemoryState:
             if entry is not None and entry[1] == at:
                 del self._values[key]
 
-    def _live(self, key: str, now: float) -> tuple[int, float] | None:
+    def _live(self, key: str, now: float) -> tuple[float, float] | None:
         entry = self._values.get(key)
         return entry if entry is not None and entry[1] > now else None
 
-    def _set(self, key: str, value: int, ttl_s: float | None, now: float, keep: float | None = None) -> None:
+    def _set(self, key: str, value: float, ttl_s: float | None, now: float, keep: float | None = None) -> None:
         if key not in self._values and len(self._values) >= self.max_keys:
             # Refusing, never forgetting: forgetting a claim would let a single-use token be replayed.
             raise StateUnavailable(f"in-memory state is full ({self.max_keys} live keys)")
@@ -47,20 +49,50 @@ class MemoryState:
         self._set(key, 1, max(ttl_s, 0.001), now)
         return True
 
-    async def add(self, key: str, amount: int, *, cap: int | None = None, ttl_s: float | None = None) -> int | None:
+    async def add(self, key: str, amount: float, *, cap: float | None = None,
+                  ttl_s: float | None = None) -> float | None:
+        values = await self.add_all([key], amount, [cap], ttl_s)
+        return None if values is None else values[0]
+
+    async def add_all(self, keys: Sequence[str], amount: float, caps: Sequence[float | None],
+                      ttl_s: float | None = None) -> list[float] | None:
         now = self._now()
         self._sweep(now)
-        entry = self._live(key, now)
-        value = (entry[0] if entry else 0) + amount
-        if cap is not None and value > cap:
+        entries = [self._live(key, now) for key in keys]
+        values = [(e[0] if e else 0) + amount for e in entries]
+        if amount > 0 and any(cap is not None and v > cap for v, cap in zip(values, caps, strict=True)):
             return None
-        self._set(key, value, ttl_s, now, keep=entry[1] if entry else None)
-        return value
+        if len(self._values) + sum(e is None for e in entries) > self.max_keys:
+            raise StateUnavailable(f"in-memory state is full ({self.max_keys} live keys)")
+        for key, value, entry in zip(keys, values, entries, strict=True):
+            self._set(key, value, ttl_s, now, keep=entry[1] if entry else None)
+        return values
 
-    async def get(self, key: str) -> int:
+    async def lease(self, keys: Sequence[str], member: str, ttl_s: float,
+                    caps: Sequence[int | None] | None = None) -> int | None:
+        now = self._now()
+        sets = []
+        for key in keys:
+            held = self._leases.setdefault(key, {})
+            for m in [m for m, until in held.items() if until <= now]:
+                del held[m]
+            sets.append(held)
+        for held, cap in zip(sets, caps or [None] * len(sets), strict=True):
+            if cap is not None and member not in held and len(held) >= cap:
+                return None
+        for held in sets:
+            held[member] = now + ttl_s
+        return len(sets[0]) if sets else 0
+
+    async def unlease(self, keys: Sequence[str], member: str) -> None:
+        for key in keys:
+            self._leases.get(key, {}).pop(member, None)
+
+    async def get(self, key: str) -> float:
         entry = self._live(key, self._now())
         return entry[0] if entry else 0
 
     async def close(self) -> None:
         self._values.clear()
         self._expiries.clear()
+        self._leases.clear()

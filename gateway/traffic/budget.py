@@ -1,80 +1,73 @@
-"""Shadow budgets and vendor cooldown, in memory (specs/traffic.md §4.3, §4.4).
+"""Shadow budgets, concurrency caps and vendor cooldown (specs/traffic.md §4.3, §4.4, §9) over `SharedState`.
 
-Counters are per tenant x shadow target x UTC day, plus global caps; concurrency is counted per tenant x
-target and globally. A Redis-backed implementation can replace `MemoryBudget` behind the same methods
-(several replicas then share the caps); without it, caps are per replica.
+With `state.redis_url` every worker and replica draws on the same counters (Redis); without it they live
+in this process's memory, so caps are per process. Keys (after `state.key_prefix`, default `gw:`):
+
+- `bud:<tenant>:<target>:<unit>:<yyyymmdd>` and `bud:*:<target>:<unit>:<yyyymmdd>`: daily spend (UTC) per
+  tenant and fleet-wide, charged together by one script that refuses past either cap; kept two days.
+- `conc:<tenant>:<target>` and `conc:*:<target>`: sorted sets of the running legs' ids, each renewed by its
+  leg every `LEASE_S / 3`; a leg of a replica that died drops out when its lease expires.
+- `cool:<target>` (TTL `pause_s`) after `throttles` refusals within `window_s` (`coolhits:<target>`).
+
+Any of these that cannot be read or written raises `StateUnavailable`: callers start no shadow leg then.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
+import uuid
 from datetime import UTC, datetime
 
+from gateway.state.base import SharedState
 from gateway.traffic.settings import Budget, Cooldown, GlobalBudget
+
+DAY_TTL_S = 2 * 86400
+LEASE_S = 60.0
+UNITS = ("tts_chars", "stt_seconds")
 
 
 def _day() -> str:
     return datetime.now(UTC).strftime("%Y%m%d")
 
 
-class MemoryBudget:
-    def __init__(self, global_budget: GlobalBudget) -> None:
+class ShadowBudget:
+    def __init__(self, state: SharedState, global_budget: GlobalBudget, cooldown: Cooldown) -> None:
+        self.state = state
         self.global_budget = global_budget
-        self._spent: dict[tuple[str, str, str, str], float] = defaultdict(float)  # (scope, target, unit, day)
-        self._running: dict[tuple[str, str], int] = defaultdict(int)  # (scope, target)
+        self.cooldown = cooldown
 
-    def acquire(self, tenant: str, target: str, budget: Budget) -> bool:
-        """One more concurrent leg, if both the tenant's and the global cap allow it."""
-        if self._running[(tenant, target)] >= budget.max_concurrent:
-            return False
-        if self._running[("*", target)] >= self.global_budget.max_concurrent:
-            return False
-        self._running[(tenant, target)] += 1
-        self._running[("*", target)] += 1
-        return True
+    @staticmethod
+    def _legs(tenant: str, target: str) -> list[str]:
+        return [f"conc:{tenant}:{target}", f"conc:*:{target}"]
 
-    def release(self, tenant: str, target: str) -> None:
-        for scope in (tenant, "*"):
-            self._running[(scope, target)] = max(0, self._running[(scope, target)] - 1)
+    async def acquire(self, tenant: str, target: str, leg_id: str, budget: Budget) -> bool:
+        """A place for one more running leg (or the renewal of this one's), within the tenant's and the
+        global `max_concurrent`."""
+        caps = [budget.max_concurrent, self.global_budget.max_concurrent]
+        return await self.state.lease(self._legs(tenant, target), leg_id, LEASE_S, caps) is not None
 
-    def running(self, target: str) -> int:
-        return self._running[("*", target)]
+    async def release(self, tenant: str, target: str, leg_id: str) -> None:
+        await self.state.unlease(self._legs(tenant, target), leg_id)
 
-    def spend(self, tenant: str, target: str, unit: str, amount: float, budget: Budget) -> bool:
-        """Reserve `amount` of `unit` (tts_chars | stt_seconds) for today; False, and nothing spent, when
-        either the tenant's or the global daily cap would be passed."""
+    @staticmethod
+    def _spend_keys(tenant: str, target: str, unit: str) -> list[str]:
         day = _day()
-        caps = ((tenant, getattr(budget, f"{unit}_per_day")), ("*", getattr(self.global_budget, f"{unit}_per_day")))
-        for scope, cap in caps:
-            if cap is not None and self._spent[(scope, target, unit, day)] + amount > cap:
-                return False
-        for scope, _ in caps:
-            self._spent[(scope, target, unit, day)] += amount
-        return True
+        return [f"bud:{tenant}:{target}:{unit}:{day}", f"bud:*:{target}:{unit}:{day}"]
 
-    def spent(self, tenant: str, target: str, unit: str) -> float:
-        return self._spent[(tenant, target, unit, _day())]
+    async def spend(self, tenant: str, target: str, unit: str, amount: float, budget: Budget) -> bool:
+        """Reserve `amount` of `unit` (tts_chars | stt_seconds) for today; False, and nothing spent, when
+        either the tenant's or the global daily cap would be passed. A negative amount gives back."""
+        caps = [getattr(budget, f"{unit}_per_day"), getattr(self.global_budget, f"{unit}_per_day")]
+        return await self.state.add_all(self._spend_keys(tenant, target, unit), amount, caps, DAY_TTL_S) is not None
 
+    async def spent(self, tenant: str, target: str, unit: str) -> float:
+        return await self.state.get(self._spend_keys(tenant, target, unit)[0])
 
-class VendorCooldown:
-    """After `throttles` refusals within `window_s`, no new shadow legs to that target for `pause_s`."""
+    async def throttled(self, target: str) -> None:
+        """A vendor refusal (429): the `throttles`-th within `window_s` pauses new legs for `pause_s`."""
+        c = self.cooldown
+        hits = await self.state.lease([f"coolhits:{target}"], uuid.uuid4().hex, c.window_s)
+        if hits is not None and hits >= c.throttles:
+            await self.state.claim(f"cool:{target}", c.pause_s)
 
-    def __init__(self, settings: Cooldown) -> None:
-        self.settings = settings
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-        self._paused_until: dict[str, float] = {}
-
-    def throttled(self, target: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        hits = self._hits[target]
-        hits.append(now)
-        while hits and hits[0] < now - self.settings.window_s:
-            hits.popleft()
-        if len(hits) >= self.settings.throttles:
-            self._paused_until[target] = now + self.settings.pause_s
-            hits.clear()
-
-    def active(self, target: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        return self._paused_until.get(target, 0.0) > now
+    async def cooling(self, target: str) -> bool:
+        return await self.state.get(f"cool:{target}") > 0

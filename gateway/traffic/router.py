@@ -30,6 +30,7 @@ from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.session.refuse import refusal, refusal_response
+from gateway.state import SHARED_STATE
 from gateway.traffic import legacy
 from gateway.traffic.identity import Caller, identify
 from gateway.traffic.metrics import TrafficMetrics
@@ -118,7 +119,8 @@ async def _mark_answer(request: web.Request, response: web.StreamResponse) -> No
 def install(app: web.Application, settings: Settings) -> None:
     traffic = app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
     if settings.shadow.enabled:
-        traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session)
+        traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session,
+                                app[SHARED_STATE])
         traffic.shadow.version = traffic.version
         app[ADDONS].register(ShadowAddon(traffic.shadow))
     app.cleanup_ctx.append(_session_ctx)
@@ -174,7 +176,6 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             if plan is not None and not route.is_ws:
                 plan.body = await _shadow_body(request, traffic)
                 if plan.body is None:
-                    traffic.shadow.release(plan)
                     traffic.shadow.count(plan, plan.side, "dropped_overflow")
                     plan = None
         token = PLAN.set(plan) if plan is not None else None
@@ -187,10 +188,8 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
                 return await handler(request)
             return await serve_legacy(leg, request, traffic, cred, decision, handler)
         finally:
-            if plan is not None and traffic.shadow is not None:
-                assert token is not None
+            if token is not None:
                 PLAN.reset(token)
-                traffic.shadow.release(plan)
 
     return handle
 

@@ -1,6 +1,6 @@
 """Shadowing WebSocket units to the other side (specs/traffic.md §4), as an addon that observes sessions.
 
-The router asks `Shadow.plan` once per unit (sampling, privacy flags, keys, cooldown, budgets); a plan is
+The router asks `Shadow.plan` once per unit (sampling, privacy flags, keys); a plan is
 handed to the session through a context variable and picked up by `ShadowAddon.session_start`. From then
 on the primary only `offer`s each client frame to the leg's bounded queue (`client_frame`) and marks the
 end of its input (`session_end`); the leg runs in its own task with its own deadlines. Nothing of the
@@ -26,7 +26,8 @@ from multidict import CIMultiDict, MultiDict
 
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.session.headless import HeadlessSession
-from gateway.traffic.budget import MemoryBudget, VendorCooldown
+from gateway.state.base import SharedState, StateUnavailable
+from gateway.traffic.budget import LEASE_S, ShadowBudget
 from gateway.traffic.legs import (
     END,
     FrameQueue,
@@ -71,14 +72,14 @@ class Shadow:
     """Per app: settings, budgets, cooldown; decides which units get a leg."""
 
     def __init__(self, app: web.Application, settings: ShadowSettings, metrics: TrafficMetrics,
-                 legacy: dict[str, Any], session_of: Any) -> None:
+                 legacy: dict[str, Any], session_of: Any, state: SharedState) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
         self.legacy = legacy
         self.session_of = session_of  # () -> the vendor ClientSession
-        self.budget = MemoryBudget(settings.global_budget)
-        self.cooldown = VendorCooldown(settings.vendor_cooldown)
+        # in Redis with `state.redis_url` (shared by every worker and replica), else in this process
+        self.budget = ShadowBudget(state, settings.global_budget, settings.vendor_cooldown)
         self.rng = random.Random()
         self.legs: set[ShadowLeg] = set()
         self.finished: list[dict[str, Any]] = []  # the last outcomes, for tests and the log sink
@@ -93,12 +94,6 @@ class Shadow:
     def count(self, plan_or_unit: ShadowPlan | Unit, side: str, outcome: str) -> None:
         unit = plan_or_unit.unit if isinstance(plan_or_unit, ShadowPlan) else plan_or_unit
         self.metrics.shadow_legs.labels(unit.provider, unit.route, side, "candidate", outcome).inc()
-
-    def release(self, plan: ShadowPlan) -> None:
-        """A plan whose primary never started a session (refused, failed before the upgrade)."""
-        if plan.primary_request_id is None:
-            plan.primary_request_id = ""
-            self.budget.release(plan.tenant, plan.side)
 
     async def close(self) -> None:
         for leg in list(self.legs):
@@ -143,13 +138,9 @@ class Shadow:
         if not key:
             self.count(unit, side, "skipped_unsupported")
             return None
-        if self.cooldown.active(side):
-            self.count(unit, side, "cooldown")
-            return None
+        # cooldown and caps are asked by the leg's own task (`ShadowLeg._admit`): shared state may be remote,
+        # and the primary never waits for it
         tenant = unit.tenant or "-"
-        if not self.budget.acquire(tenant, side, rule.budget):
-            self.count(unit, side, "dropped_concurrency")
-            return None
         return ShadowPlan(unit, mapping, route, rule, primary, side, tenant, key, dict(request.match_info),
                           request.rel_url.raw_query_string, CIMultiDict(request.headers), method=request.method)
 
@@ -175,6 +166,9 @@ class ShadowLeg:
         self.started = time.monotonic()
         self.lags: list[float] = []
         self.cost: dict[str, float] = {"tts_chars": 0, "stt_seconds": 0.0}
+        self.reserved: dict[str, float] = {"tts_chars": 0, "stt_seconds": 0.0}
+        self.leased = False
+        self.renewer: asyncio.Task[None] | None = None
         self.primary_done = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
@@ -204,6 +198,8 @@ class ShadowLeg:
     async def _run(self) -> None:
         conn: LegacySocket | GradiumSession | None = None
         try:
+            if not await self._admit():
+                return
             if self.plan.body is not None:
                 await self._rest()
                 return
@@ -223,7 +219,10 @@ class ShadowLeg:
         except VendorRefusal as r:
             self.outcome = "vendor_throttled" if r.status == 429 else "shadow_error"
         except BudgetRefused:
-            self.outcome = "truncated_budget"
+            # nothing sent yet: the whole leg was refused; else only a prefix of the unit was shadowed
+            self.outcome = "truncated_budget" if self.stats.frames_in else "dropped_budget"
+        except StateUnavailable:
+            self.outcome = "state_unavailable"  # spend cannot be accounted for: the leg stops
         except (PassthroughError, aiohttp.ClientError, OSError) as exc:
             log.info("shadow.leg_error", pair_id=self.plan.pair_id, error=type(exc).__name__)
             self.outcome = self.outcome or "shadow_error"
@@ -234,13 +233,38 @@ class ShadowLeg:
             if conn is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(conn.close())
-            self._finish()
+            await self._finish()
+
+    async def _admit(self) -> bool:
+        """Cooldown and concurrency caps, from shared state: a refusal ends the leg before it starts."""
+        plan, budget = self.plan, self.shadow.budget
+        try:
+            if await budget.cooling(plan.side):
+                self.outcome = "cooldown"
+                return False
+            self.leased = True  # from here a lease may exist (even if this call is cancelled mid-way)
+            if not await budget.acquire(plan.tenant, plan.side, plan.pair_id, plan.rule.budget):
+                self.outcome = "dropped_concurrency"
+                return False
+        except StateUnavailable:
+            self.outcome = "state_unavailable"  # Redis down: no new shadow legs
+            return False
+        self.renewer = asyncio.create_task(self._renew(), name=f"shadow-lease:{plan.pair_id}")
+        return True
+
+    async def _renew(self) -> None:
+        """The leg's heartbeat: its place among the running legs lives `LEASE_S` past each renewal."""
+        plan = self.plan
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            with contextlib.suppress(StateUnavailable):
+                await self.shadow.budget.acquire(plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
 
     async def _rest(self) -> None:
         """One request to the vendor with the primary's body; then the primary's end, briefly."""
         plan = self.plan
         assert plan.body is not None
-        self._spend(plan.body.decode("utf-8", "replace"))
+        await self._spend(plan.body.decode("utf-8", "replace"))
         url, headers = self._vendor_target(ws=False)
         headers["Content-Type"] = "application/json"
         vendor = self.shadow.legacy[plan.unit.provider]
@@ -309,14 +333,14 @@ class ShadowLeg:
             if first and isinstance(item, str):
                 item = strip_message_credentials(self.plan.mapping, item)
             first = False
-            self._spend(item)
+            await self._spend(item)
             await conn.send(item)
             self.stats.sent(item)
             lag = time.monotonic() - t
             self.lags.append(lag)
             self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider).observe(lag)
 
-    def _spend(self, item: str | bytes) -> None:
+    async def _spend(self, item: str | bytes) -> None:
         plan = self.plan
         if plan.unit.kind == "tts":
             unit, amount = "tts_chars", text_chars(item)
@@ -324,20 +348,42 @@ class ShadowLeg:
             unit, amount = "stt_seconds", (len(item) if isinstance(item, bytes) else len(item) * 0.75) / 32000
         if amount <= 0:
             return
-        if not self.shadow.budget.spend(plan.tenant, plan.side, unit, amount, plan.rule.budget):
-            raise BudgetRefused
+        need = self.cost[unit] + amount - self.reserved[unit]
+        if need > 0:  # a step at a time (one shared-state call per step, not per frame), else just what is needed
+            for step in (max(RESERVE_STEP[unit], need), need):
+                if await self.shadow.budget.spend(plan.tenant, plan.side, unit, step, plan.rule.budget):
+                    self.reserved[unit] += step
+                    break
+            else:
+                raise BudgetRefused
         self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
         self.cost[unit] += amount
 
-    def _finish(self) -> None:
+    async def _settle(self, outcome: str) -> None:
+        """Give back what was reserved and not used, free the leg's place, note a vendor refusal."""
+        plan, budget = self.plan, self.shadow.budget
+        if self.renewer is not None:
+            self.renewer.cancel()
+        with contextlib.suppress(StateUnavailable):
+            for unit in self.reserved:
+                if (unused := self.reserved[unit] - self.cost[unit]) > 0:
+                    await budget.spend(plan.tenant, plan.side, unit, -unused, plan.rule.budget)
+            if self.leased:
+                await budget.release(plan.tenant, plan.side, plan.pair_id)
+            if outcome == "vendor_throttled":
+                await budget.throttled(plan.side)
+
+    async def _finish(self) -> None:
         plan, shadow = self.plan, self.shadow
-        shadow.budget.release(plan.tenant, plan.side)
+        outcome = self.outcome or "shadow_error"
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._settle(outcome))
         shadow.legs.discard(self)
         shadow.metrics.shadow_inflight.labels(plan.side).dec()
-        outcome = self.outcome or "shadow_error"
-        if outcome == "vendor_throttled":
-            shadow.cooldown.throttled(plan.side)
         shadow.count(plan, plan.side, outcome)
+        if outcome in NOT_STARTED:
+            log.info("shadow.skipped", pair_id=plan.pair_id, outcome=outcome, shadow_target=plan.side)
+            return  # never ran: counted, no pair
         for leg, stats in (("primary", self.primary), ("shadow", self.stats)):
             ms = stats.first_output_ms()
             if ms is not None and outcome == "completed":
@@ -362,6 +408,12 @@ class ShadowLeg:
 
 class BudgetRefused(Exception):
     pass
+
+
+# reservations against the shared budget (specs/traffic.md §4.4); what is not used is given back at the end
+RESERVE_STEP = {"tts_chars": 500.0, "stt_seconds": 30.0}
+# outcomes of legs refused before they started (cooldown, caps, shared state down): counted, never stored
+NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable"})
 
 
 def _summary(s: LegStats) -> dict[str, Any]:

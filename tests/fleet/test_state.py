@@ -99,3 +99,27 @@ async def test_memory_state_refuses_rather_than_forgets() -> None:
 def test_redis_url_must_be_a_redis_url() -> None:
     with pytest.raises(ValueError, match="redis://"):
         StateSettings(redis_url="http://localhost:6379")
+
+
+async def test_a_charge_on_several_counters_is_all_or_nothing(state: SharedState) -> None:
+    keys = ["bud:acme:legacy:stt_seconds:20261206", "bud:*:legacy:stt_seconds:20261206"]
+    assert await state.add_all(keys, 2.5, [10, 3], ttl_s=60) == [2.5, 2.5]
+    assert await state.add_all(keys, 1, [10, 3], ttl_s=60) is None  # the second (global) cap: nothing added
+    assert [await state.get(k) for k in keys] == [2.5, 2.5]
+    assert await state.add_all(keys, -1.5, [10, 3]) == [1.0, 1.0]  # a refund is never refused
+    assert await state.add_all(keys, 2, [None, 3]) == [3.0, 3.0]
+
+
+async def test_leases_are_capped_renewed_and_expire(state: SharedState) -> None:
+    sets = ["conc:acme:legacy", "conc:*:legacy"]
+    assert await state.lease(sets, "leg-1", 0.4, [2, 3]) == 1
+    assert await state.lease(sets, "leg-2", 0.4, [2, 3]) == 2
+    assert await state.lease(sets, "leg-3", 0.4, [2, 3]) is None  # the tenant's cap
+    assert await state.lease(sets, "leg-1", 0.4, [2, 3]) == 2  # a holder renews within its cap
+    assert await state.lease(["conc:beta:legacy", "conc:*:legacy"], "leg-4", 10, [2, 3]) == 1
+    assert await state.lease(["conc:beta:legacy", "conc:*:legacy"], "leg-5", 10, [2, 3]) is None  # global 3
+    await state.unlease(sets, "leg-2")
+    assert await state.lease(["conc:beta:legacy", "conc:*:legacy"], "leg-5", 10, [2, 3]) == 2
+    await asyncio.sleep(0.5)  # leg-1 stopped renewing (a crashed replica): its place frees itself
+    assert await state.lease(sets, "leg-6", 10, [2, 3]) == 1
+    assert await state.lease(["hits"], "a", 10) == 1 and await state.lease(["hits"], "b", 10) == 2  # no cap

@@ -1,43 +1,66 @@
-"""Shadow budgets and the vendor cooldown, without sockets."""
+"""Shadow budgets, caps and the vendor cooldown over in-process shared state (a fake clock, no sockets);
+tests/fleet/test_shadow_fleet.py runs the same over a real Redis shared by two gateway processes."""
 
 from __future__ import annotations
 
-from gateway.traffic.budget import MemoryBudget, VendorCooldown
+from gateway.state import MemoryState
+from gateway.traffic.budget import ShadowBudget
 from gateway.traffic.settings import Budget, Cooldown, GlobalBudget
 
 
-def test_daily_caps_per_tenant_and_global() -> None:
-    b = MemoryBudget(GlobalBudget(tts_chars_per_day=150))
+class Clock(MemoryState):
+    t = 1000.0
+
+    def _now(self) -> float:
+        return self.t
+
+
+async def test_daily_caps_per_tenant_and_global() -> None:
+    b = ShadowBudget(MemoryState(), GlobalBudget(tts_chars_per_day=150), Cooldown())
     acme, beta = Budget(tts_chars_per_day=100), Budget(tts_chars_per_day=100)
-    assert b.spend("acme", "gradium", "tts_chars", 90, acme)
-    assert not b.spend("acme", "gradium", "tts_chars", 20, acme)  # the tenant's cap
-    assert b.spend("beta", "gradium", "tts_chars", 60, beta)
-    assert not b.spend("beta", "gradium", "tts_chars", 1, beta)  # the global cap (150)
-    assert b.spent("acme", "gradium", "tts_chars") == 90
-    assert b.spend("acme", "legacy", "tts_chars", 90, acme)  # per target
-    assert b.spend("acme", "gradium", "stt_seconds", 1e6, acme)  # no STT cap configured
+    assert await b.spend("acme", "gradium", "tts_chars", 90, acme)
+    assert not await b.spend("acme", "gradium", "tts_chars", 20, acme)  # the tenant's cap
+    assert await b.spend("beta", "gradium", "tts_chars", 60, beta)
+    assert not await b.spend("beta", "gradium", "tts_chars", 1, beta)  # the global cap (150)
+    assert await b.spent("acme", "gradium", "tts_chars") == 90
+    assert await b.spend("acme", "gradium", "tts_chars", -40, acme)  # an unused reservation given back
+    assert await b.spend("beta", "gradium", "tts_chars", 40, beta)
+    assert await b.spend("acme", "legacy", "tts_chars", 90, acme)  # per target
+    assert await b.spend("acme", "gradium", "stt_seconds", 1e6, acme)  # no STT cap configured
 
 
-def test_concurrency_cap_per_tenant_and_global() -> None:
-    b = MemoryBudget(GlobalBudget(max_concurrent=3))
+async def test_concurrency_cap_per_tenant_and_global_with_leases() -> None:
+    state = Clock()
+    b = ShadowBudget(state, GlobalBudget(max_concurrent=3), Cooldown())
     two = Budget(max_concurrent=2)
-    assert b.acquire("acme", "legacy", two) and b.acquire("acme", "legacy", two)
-    assert not b.acquire("acme", "legacy", two)
-    assert b.acquire("beta", "legacy", two)
-    assert not b.acquire("beta", "legacy", two)  # global 3 reached
-    b.release("acme", "legacy")
-    assert b.acquire("beta", "legacy", two) and b.running("legacy") == 3
+    assert await b.acquire("acme", "legacy", "l1", two) and await b.acquire("acme", "legacy", "l2", two)
+    assert not await b.acquire("acme", "legacy", "l3", two)
+    assert await b.acquire("beta", "legacy", "l4", two)
+    assert not await b.acquire("beta", "legacy", "l5", two)  # global 3 reached
+    await b.release("acme", "legacy", "l1")
+    assert await b.acquire("beta", "legacy", "l5", two)
+    state.t += 30
+    assert await b.acquire("acme", "legacy", "l2", two)  # l2's heartbeat; l4 and l5 go silent
+    state.t += 45  # past l4/l5's lease (60 s): a crashed replica's legs free their places
+    assert await b.acquire("beta", "legacy", "l6", two) and await b.acquire("acme", "legacy", "l7", two)
+    assert not await b.acquire("beta", "legacy", "l8", two)
 
 
-def test_cooldown_after_repeated_throttling() -> None:
-    c = VendorCooldown(Cooldown(throttles=3, window_s=60, pause_s=300))
-    c.throttled("legacy", now=0)
-    c.throttled("legacy", now=10)
-    assert not c.active("legacy", now=11)
-    c.throttled("legacy", now=20)
-    assert c.active("legacy", now=21) and c.active("legacy", now=319) and not c.active("legacy", now=321)
-    assert not c.active("gradium", now=21)
-    # throttles spread wider than the window never pause
-    for t in (1000, 1070, 1140):
-        c.throttled("gradium", now=t)
-    assert not c.active("gradium", now=1141)
+async def test_cooldown_after_repeated_throttling() -> None:
+    state = Clock()
+    b = ShadowBudget(state, GlobalBudget(), Cooldown(throttles=3, window_s=60, pause_s=300))
+    for dt in (0, 10):
+        state.t += dt
+        await b.throttled("legacy")
+    assert not await b.cooling("legacy")
+    state.t += 10
+    await b.throttled("legacy")
+    assert await b.cooling("legacy") and not await b.cooling("gradium")
+    state.t += 299
+    assert await b.cooling("legacy")
+    state.t += 2
+    assert not await b.cooling("legacy")
+    for _ in range(3):  # throttles spread wider than the window never pause
+        state.t += 70
+        await b.throttled("gradium")
+    assert not await b.cooling("gradium")

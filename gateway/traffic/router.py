@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -39,40 +37,19 @@ from gateway.traffic.replay import replay_first
 from gateway.traffic.settings import Target
 from gateway.traffic.shadow import PLAN, Shadow
 from gateway.traffic.shadow_addon import ShadowAddon
+from gateway.traffic.stitching import Stitching
 from gateway.upstream.passthrough import PassthroughError
 
 log = structlog.get_logger("gateway")
 TARGET_HEADER = "x-gateway-target"
 _UNIT = "gateway.traffic.unit"  # request key: (target, response id header) for the response hook
 TOKEN_BUILTINS = frozenset({"mint_token", "grant_token"})
-STITCH_TTL_S = 2 * 3600  # ElevenLabs request ids can be continued for two hours
 
 
 def config_version(settings: Settings) -> str:
     blob = orjson.dumps({"traffic": settings.traffic.model_dump(mode="json"),
                          "shadow": settings.shadow.model_dump(mode="json")}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()[:12]
-
-
-class StitchMemory:
-    """Which side issued a request id (bounded, per replica): continuation ids go back to that side."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._ids: OrderedDict[str, tuple[Target, float]] = OrderedDict()
-        self._size = size
-
-    def remember(self, request_id: str, target: Target) -> None:
-        self._ids[request_id] = (target, time.monotonic() + STITCH_TTL_S)
-        self._ids.move_to_end(request_id)
-        while len(self._ids) > self._size:
-            self._ids.popitem(last=False)
-
-    def side_of(self, ids: list[Any]) -> Target | None:
-        now = time.monotonic()
-        sides = {e[0] for i in ids if isinstance(i, str) and (e := self._ids.get(i)) and e[1] > now}
-        if len(sides) > 1:
-            log.info("traffic.stitching_mixed")
-        return sides.pop() if len(sides) == 1 else None
 
 
 class Traffic:
@@ -84,7 +61,7 @@ class Traffic:
         self.version = config_version(settings)
         self.active = legacy_possible(settings.traffic) or any(k.allow_overrides for k in settings.auth.keys)
         self.session: aiohttp.ClientSession | None = None
-        self.stitching = StitchMemory()
+        self.stitching = Stitching()
         self.shadow: Shadow | None = None
         self.active = self.active or settings.shadow.enabled
 
@@ -118,6 +95,8 @@ async def _mark_answer(request: web.Request, response: web.StreamResponse) -> No
 
 def install(app: web.Application, settings: Settings) -> None:
     traffic = app[TRAFFIC] = Traffic(settings, TrafficMetrics(app[METRICS].registry, config_version(settings)))
+    if settings.state.redis_url:  # continuation ids are recognized on every replica
+        traffic.stitching.shared = app[SHARED_STATE]
     if settings.shadow.enabled:
         traffic.shadow = Shadow(app, settings.shadow, traffic.metrics, settings.legacy, lambda: traffic.session,
                                 app[SHARED_STATE])
@@ -291,7 +270,7 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
         body = orjson.loads(await request.read())
         ids = body.get(field.partition(".")[2]) if isinstance(body, dict) else None
         if isinstance(ids, list) and ids:
-            return traffic.stitching.side_of(ids)
+            return await traffic.stitching.side_of(ids)
     return None
 
 

@@ -38,6 +38,7 @@ from gateway.traffic.settings import Target
 from gateway.traffic.shadow import PLAN, Shadow
 from gateway.traffic.shadow_addon import ShadowAddon
 from gateway.traffic.stitching import Stitching
+from gateway.traffic.tee import BodyTee
 from gateway.upstream.passthrough import PassthroughError
 
 log = structlog.get_logger("gateway")
@@ -153,7 +154,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             forced = caller.allow_overrides and request.headers.get("X-Gateway-Shadow", "").strip() == "1"
             plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys, forced)
             if plan is not None and not route.is_ws:
-                plan.body = await _shadow_body(request, traffic)
+                plan.body = _shadow_body(request, traffic)
                 if plan.body is None:
                     traffic.shadow.count(plan, plan.side, "dropped_overflow")
                     plan = None
@@ -169,6 +170,8 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         finally:
             if token is not None:
                 PLAN.reset(token)
+            if plan is not None and isinstance(plan.body, BodyTee):
+                await plan.body.close()
 
     return handle
 
@@ -274,13 +277,16 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
     return None
 
 
-async def _shadow_body(request: web.Request, traffic: Traffic) -> bytes | None:
-    """The JSON body a REST shadow repeats (aiohttp keeps it for the handler), within `max_body_bytes`."""
+def _shadow_body(request: web.Request, traffic: Traffic) -> bytes | BodyTee | None:
+    """The body a REST shadow repeats, within `shadow.max_body_bytes`: as read already (a JSON body the
+    split looked at), else a copy taken while the primary reads it (uploads stream on undisturbed)."""
     limit = traffic.settings.shadow.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = await request.read()
-    return body if len(body) <= limit else None
+    cached: bytes | None = getattr(request, "_read_bytes", None)
+    if cached is not None:
+        return cached if len(cached) <= limit else None
+    return BodyTee(request, limit)
 
 
 def shadow_keys(settings: Settings, caller: Caller, cred: Any, provider: str) -> dict[str, str]:

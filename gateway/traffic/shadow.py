@@ -39,10 +39,13 @@ from gateway.traffic.legs import (
     strip_message_credentials,
     text_chars,
 )
+from gateway.traffic.loopback import Loopback
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
-from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context, strip_query
+from gateway.traffic.shadow_http import leg_headers, leg_query, send
+from gateway.traffic.tee import BodyTee
+from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context
 
 log = structlog.get_logger("gateway.shadow")
 PLAN: contextvars.ContextVar[ShadowPlan | None] = contextvars.ContextVar("gateway_shadow_plan", default=None)
@@ -65,7 +68,7 @@ class ShadowPlan:
     pair_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     primary_request_id: str | None = None
     method: str = "GET"
-    body: bytes | None = None  # REST: the primary's request body, read once it was complete
+    body: bytes | BodyTee | None = None  # REST: the primary's request body (or its copy while it is read)
 
 
 class Shadow:
@@ -78,6 +81,7 @@ class Shadow:
         self.metrics = metrics
         self.legacy = legacy
         self.session_of = session_of  # () -> the vendor ClientSession
+        self.loopback = Loopback(app)  # the Gradium side of REST legs
         # in Redis with `state.redis_url` (shared by every worker and replica), else in this process
         self.budget = ShadowBudget(state, settings.global_budget, settings.vendor_cooldown)
         self.rng = random.Random()
@@ -99,6 +103,7 @@ class Shadow:
         for leg in list(self.legs):
             leg.drop("shadow_error")
         await asyncio.gather(*(leg.task for leg in list(self.legs)), return_exceptions=True)
+        await self.loopback.close()
 
     def sampled(self, rule: ShadowRule | None, unit: Unit, forced: bool) -> bool:
         if forced:
@@ -125,11 +130,8 @@ class Shadow:
             else self.settings.shadow_target
         if side == primary:
             return None  # noise copies (same side) are not built yet
-        if not route.is_ws and (side == "gradium" or request.content_type != "application/json"
-                                or "callback" in request.query):
-            # REST: JSON requests shadowed to the vendor only (no headless HTTP session for Gradium yet;
-            # uploads are not teed; a `callback` answer is never seen)
-            self.count(unit, side, "skipped_unsupported")
+        if not route.is_ws and "callback" in request.query:
+            self.count(unit, side, "skipped_unsupported")  # the primary's answer goes to the callback, unseen
             return None
         if self.settings.respect_privacy_flags and _private(mapping, request):
             self.count(unit, side, "skipped_privacy")
@@ -184,8 +186,8 @@ class ShadowLeg:
 
     def end_input(self) -> None:
         self.primary_done.set()
-        if self.plan.body is not None:
-            return  # REST: the leg has its whole input already
+        if not self.plan.route.is_ws:
+            return  # REST: the leg's input is the request body
         if self.outcome is None:
             self.queue.offer(END, 0) or self.drop("dropped_overflow")
 
@@ -200,7 +202,7 @@ class ShadowLeg:
         try:
             if not await self._admit():
                 return
-            if self.plan.body is not None:
+            if not self.plan.route.is_ws:
                 await self._rest()
                 return
             conn = await self._open()
@@ -261,40 +263,53 @@ class ShadowLeg:
                 await self.shadow.budget.acquire(plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
 
     async def _rest(self) -> None:
-        """One request to the vendor with the primary's body; then the primary's end, briefly."""
+        """One request to the other side with the primary's body, once the primary has it all; then the
+        primary's end, briefly. A Gradium leg goes to the gateway's own handlers on loopback."""
         plan = self.plan
-        assert plan.body is not None
-        await self._spend(plan.body.decode("utf-8", "replace"))
-        url, headers = self._vendor_target(ws=False)
-        headers["Content-Type"] = "application/json"
-        vendor = self.shadow.legacy[plan.unit.provider]
-        timeout = aiohttp.ClientTimeout(total=plan.rule.max_unit_s, connect=vendor.connect_timeout_s)
-        self.stats.sent()
-        async with self.shadow.session_of().request(plan.method, url, data=plan.body, headers=headers,
-                                                    ssl=ssl_context(vendor.ca_file), timeout=timeout) as r:
-            self.stats.upstream_request_id = r.headers.get("request-id") or r.headers.get("dg-request-id")
-            async for chunk in r.content.iter_any():
-                self.stats.out(chunk)
-            self.stats.close_code = r.status
-        if r.status == 429:
+        body = await self._rest_body()
+        if body is None:
+            return
+        await self._spend(body.decode("utf-8", "replace") if plan.unit.kind == "tts" else body)
+        provider = plan.unit.provider
+        if plan.side == "gradium":
+            base = await self.shadow.loopback.base_url() + f"/{provider}"
+            ssl_opt, connect_s = False, CONNECT_TIMEOUT_S
+        else:
+            vendor = self.shadow.legacy[provider]
+            base, ssl_opt, connect_s = vendor.base_url, ssl_context(vendor.ca_file), vendor.connect_timeout_s
+        query = leg_query(plan.mapping, plan.raw_query, plan.side)
+        url = base + plan.route.path.format(**plan.path) + ("?" + query if query else "")
+        headers = leg_headers(plan.mapping, plan.headers, plan.key, plan.pair_id)
+        status = await send(self.shadow.session_of(), plan.method, url, headers, body, self.stats, ssl_opt=ssl_opt,
+                            total_s=plan.rule.max_unit_s, connect_s=connect_s)
+        if status == 429:
             self.outcome = "vendor_throttled"
-        elif r.status >= 400:
+        elif status >= 400:
             self.outcome = "shadow_error"
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(plan.rule.drain_timeout_s):
                 await self.primary_done.wait()
         self.outcome = self.outcome or "completed"
 
+    async def _rest_body(self) -> bytes | None:
+        """The body as the primary received it; None (and the outcome) when there is none to send."""
+        source = self.plan.body
+        if not isinstance(source, BodyTee):
+            return source
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.plan.rule.max_unit_s):
+                await source.done.wait()
+        body = source.body()
+        if body is None:  # larger than shadow.max_body_bytes, or the primary never read it to its end
+            self.outcome = "dropped_overflow" if source.overflow else "shadow_error"
+        return body
+
     def _vendor_target(self, ws: bool) -> tuple[str, CIMultiDict[str]]:
         plan = self.plan
         vendor = self.shadow.legacy[plan.unit.provider]
         assert plan.mapping.legacy is not None
         facts = plan.mapping.legacy
-        creds = [s.source.partition(".")[2] for s in plan.mapping.credentials if s.source.startswith("query.")]
-        query = strip_query(plan.raw_query, [*creds, "gw_session", *facts.shadow.strip_query,
-                                             *facts.shadow.replace_query])
-        extra = "&".join(f"{k}={v}" for k, v in facts.shadow.replace_query.items())
-        query = "&".join(q for q in (query, extra) if q)
+        query = leg_query(plan.mapping, plan.raw_query, "legacy")
         path = plan.route.path.format(**plan.path)
         url = (vendor.ws_url if ws else vendor.base_url) + path + ("?" + query if query else "")
         headers = CIMultiDict({"X-Gateway-Pair-Id": plan.pair_id,

@@ -213,18 +213,6 @@ async def test_rest_tts_shadow_to_the_vendor(standin: StandIn, gradium_primary: 
     assert row["primary_request_id"] and primary_rid  # the client saw its own request id, not the vendor's
 
 
-async def test_rest_upload_is_not_shadowed(standin: StandIn, gradium_primary: Gateway) -> None:
-    gw = gradium_primary
-    async with aiohttp.ClientSession() as s, s.post(
-            f"{gw.http}/v1/listen?encoding=linear16&sample_rate=16000", data=speech("one two", 16000),
-            headers={"Authorization": f"Token {GW_KEY}", "Content-Type": "audio/l16"}) as r:
-        assert r.status == 200
-    reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
-    assert reg.get_sample_value("gateway_shadow_legs_total", {
-        "provider": "deepgram", "route": "listen_prerecorded", "shadow_target": "legacy", "pair_kind": "candidate",
-        "outcome": "skipped_unsupported"}) == 1
-
-
 def test_conversation_sampling_is_sticky_and_near_the_rate() -> None:
     from gateway.traffic.policy import Unit
     from gateway.traffic.settings import ShadowRule, ShadowSettings

@@ -14,10 +14,12 @@ Any of these that cannot be read or written raises `StateUnavailable`: callers s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime
 
-from gateway.state.base import SharedState
+from gateway.state.base import SharedState, StateUnavailable
 from gateway.traffic.settings import Budget, Cooldown, GlobalBudget
 
 DAY_TTL_S = 2 * 86400
@@ -71,3 +73,66 @@ class ShadowBudget:
 
     async def cooling(self, target: str) -> bool:
         return await self.state.get(f"cool:{target}") > 0
+
+
+# reservations against the shared budget (specs/traffic.md §4.4); what is not used is given back at the end
+RESERVE_STEP = {"tts_chars": 500.0, "stt_seconds": 30.0}
+
+
+class LegAccount:
+    """One shadow leg's draw on the budget: its admission (cooldown, caps), its heartbeat, its spend reserved
+    a step at a time (one shared-state call per step, not per frame) and settled when it ends."""
+
+    def __init__(self, budget: ShadowBudget, tenant: str, target: str, leg_id: str, caps: Budget) -> None:
+        self.budget = budget
+        self.tenant, self.target, self.leg_id, self.caps = tenant, target, leg_id, caps
+        self.cost: dict[str, float] = dict.fromkeys(UNITS, 0.0)
+        self.reserved: dict[str, float] = dict.fromkeys(UNITS, 0.0)
+        self.leased = False
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def admit(self) -> str | None:
+        """None when the leg may start, else why not: `cooldown`, `dropped_concurrency`, `state_unavailable`."""
+        try:
+            if await self.budget.cooling(self.target):
+                return "cooldown"
+            self.leased = True  # from here a lease may exist (even if this call is cancelled mid-way)
+            if not await self.budget.acquire(self.tenant, self.target, self.leg_id, self.caps):
+                return "dropped_concurrency"
+        except StateUnavailable:
+            return "state_unavailable"  # Redis down: no new shadow legs
+        self._renewer = asyncio.create_task(self._renew(), name=f"shadow-lease:{self.leg_id}")
+        return None
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            with contextlib.suppress(StateUnavailable):
+                await self.budget.acquire(self.tenant, self.target, self.leg_id, self.caps)
+
+    async def charge(self, unit: str, amount: float) -> bool:
+        """Count `amount` of `unit`; False (nothing counted) when the reservation it needs is refused.
+        Raises `StateUnavailable` when the shared state cannot say."""
+        need = self.cost[unit] + amount - self.reserved[unit]
+        if need > 0:
+            for step in (max(RESERVE_STEP[unit], need), need):
+                if await self.budget.spend(self.tenant, self.target, unit, step, self.caps):
+                    self.reserved[unit] += step
+                    break
+            else:
+                return False
+        self.cost[unit] += amount
+        return True
+
+    async def settle(self, throttled: bool) -> None:
+        """Give back what was reserved and not used, free the leg's place, note a vendor refusal."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+        with contextlib.suppress(StateUnavailable):
+            for unit, reserved in self.reserved.items():
+                if (unused := reserved - self.cost[unit]) > 0:
+                    await self.budget.spend(self.tenant, self.target, unit, -unused, self.caps)
+            if self.leased:
+                await self.budget.release(self.tenant, self.target, self.leg_id)
+            if throttled:
+                await self.budget.throttled(self.target)

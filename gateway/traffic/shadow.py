@@ -27,7 +27,7 @@ from multidict import CIMultiDict, MultiDict
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.session.headless import HeadlessSession
 from gateway.state.base import SharedState, StateUnavailable
-from gateway.traffic.budget import LEASE_S, ShadowBudget
+from gateway.traffic.budget import LegAccount, ShadowBudget
 from gateway.traffic.legs import (
     END,
     FrameQueue,
@@ -140,7 +140,7 @@ class Shadow:
         if not key:
             self.count(unit, side, "skipped_unsupported")
             return None
-        # cooldown and caps are asked by the leg's own task (`ShadowLeg._admit`): shared state may be remote,
+        # cooldown and caps are asked by the leg's own task (`LegAccount.admit`): shared state may be remote,
         # and the primary never waits for it
         tenant = unit.tenant or "-"
         return ShadowPlan(unit, mapping, route, rule, primary, side, tenant, key, dict(request.match_info),
@@ -167,10 +167,8 @@ class ShadowLeg:
         self.outcome: str | None = None
         self.started = time.monotonic()
         self.lags: list[float] = []
-        self.cost: dict[str, float] = {"tts_chars": 0, "stt_seconds": 0.0}
-        self.reserved: dict[str, float] = {"tts_chars": 0, "stt_seconds": 0.0}
-        self.leased = False
-        self.renewer: asyncio.Task[None] | None = None
+        self.account = LegAccount(shadow.budget, plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
+        self.cost = self.account.cost  # what the leg spent, per unit
         self.primary_done = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
@@ -200,7 +198,8 @@ class ShadowLeg:
     async def _run(self) -> None:
         conn: LegacySocket | GradiumSession | None = None
         try:
-            if not await self._admit():
+            if (refused := await self.account.admit()) is not None:
+                self.outcome = refused
                 return
             if not self.plan.route.is_ws:
                 await self._rest()
@@ -236,31 +235,6 @@ class ShadowLeg:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(conn.close())
             await self._finish()
-
-    async def _admit(self) -> bool:
-        """Cooldown and concurrency caps, from shared state: a refusal ends the leg before it starts."""
-        plan, budget = self.plan, self.shadow.budget
-        try:
-            if await budget.cooling(plan.side):
-                self.outcome = "cooldown"
-                return False
-            self.leased = True  # from here a lease may exist (even if this call is cancelled mid-way)
-            if not await budget.acquire(plan.tenant, plan.side, plan.pair_id, plan.rule.budget):
-                self.outcome = "dropped_concurrency"
-                return False
-        except StateUnavailable:
-            self.outcome = "state_unavailable"  # Redis down: no new shadow legs
-            return False
-        self.renewer = asyncio.create_task(self._renew(), name=f"shadow-lease:{plan.pair_id}")
-        return True
-
-    async def _renew(self) -> None:
-        """The leg's heartbeat: its place among the running legs lives `LEASE_S` past each renewal."""
-        plan = self.plan
-        while True:
-            await asyncio.sleep(LEASE_S / 3)
-            with contextlib.suppress(StateUnavailable):
-                await self.shadow.budget.acquire(plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
 
     async def _rest(self) -> None:
         """One request to the other side with the primary's body, once the primary has it all; then the
@@ -361,38 +335,16 @@ class ShadowLeg:
             unit, amount = "tts_chars", text_chars(item)
         else:
             unit, amount = "stt_seconds", (len(item) if isinstance(item, bytes) else len(item) * 0.75) / 32000
-        if amount <= 0:
-            return
-        need = self.cost[unit] + amount - self.reserved[unit]
-        if need > 0:  # a step at a time (one shared-state call per step, not per frame), else just what is needed
-            for step in (max(RESERVE_STEP[unit], need), need):
-                if await self.shadow.budget.spend(plan.tenant, plan.side, unit, step, plan.rule.budget):
-                    self.reserved[unit] += step
-                    break
-            else:
+        if amount > 0:
+            if not await self.account.charge(unit, amount):
                 raise BudgetRefused
-        self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
-        self.cost[unit] += amount
-
-    async def _settle(self, outcome: str) -> None:
-        """Give back what was reserved and not used, free the leg's place, note a vendor refusal."""
-        plan, budget = self.plan, self.shadow.budget
-        if self.renewer is not None:
-            self.renewer.cancel()
-        with contextlib.suppress(StateUnavailable):
-            for unit in self.reserved:
-                if (unused := self.reserved[unit] - self.cost[unit]) > 0:
-                    await budget.spend(plan.tenant, plan.side, unit, -unused, plan.rule.budget)
-            if self.leased:
-                await budget.release(plan.tenant, plan.side, plan.pair_id)
-            if outcome == "vendor_throttled":
-                await budget.throttled(plan.side)
+            self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
 
     async def _finish(self) -> None:
         plan, shadow = self.plan, self.shadow
         outcome = self.outcome or "shadow_error"
         with contextlib.suppress(Exception):
-            await asyncio.shield(self._settle(outcome))
+            await asyncio.shield(self.account.settle(outcome == "vendor_throttled"))
         shadow.legs.discard(self)
         shadow.metrics.shadow_inflight.labels(plan.side).dec()
         shadow.count(plan, plan.side, outcome)
@@ -425,8 +377,6 @@ class BudgetRefused(Exception):
     pass
 
 
-# reservations against the shared budget (specs/traffic.md §4.4); what is not used is given back at the end
-RESERVE_STEP = {"tts_chars": 500.0, "stt_seconds": 30.0}
 # outcomes of legs refused before they started (cooldown, caps, shared state down): counted, never stored
 NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable"})
 

@@ -64,3 +64,22 @@ async def test_cooldown_after_repeated_throttling() -> None:
         state.t += 70
         await b.throttled("gradium")
     assert not await b.cooling("gradium")
+
+
+async def test_a_leg_reserves_in_steps_and_gives_back_what_it_did_not_use() -> None:
+    from gateway.traffic.budget import LegAccount
+
+    state = Clock()
+    b = ShadowBudget(state, GlobalBudget(tts_chars_per_day=700), Cooldown())
+    leg = LegAccount(b, "acme", "legacy", "leg-1", Budget(tts_chars_per_day=1000, max_concurrent=1))
+    assert await leg.admit() is None
+    assert await LegAccount(b, "acme", "legacy", "leg-2", Budget(max_concurrent=1)).admit() == "dropped_concurrency"
+    for _ in range(3):
+        assert await leg.charge("tts_chars", 10)  # one reservation of 500 covers the three
+    assert leg.reserved["tts_chars"] == 500 and await b.spent("acme", "legacy", "tts_chars") == 500
+    assert await leg.charge("tts_chars", 480)  # past 500: a step of 500 would pass the global 700, 10 fits
+    assert leg.reserved["tts_chars"] == 510
+    assert not await leg.charge("tts_chars", 200)  # refused: nothing counted
+    await leg.settle(throttled=False)
+    assert await b.spent("acme", "legacy", "tts_chars") == 510 == leg.cost["tts_chars"]
+    assert await LegAccount(b, "acme", "legacy", "leg-3", Budget(max_concurrent=1)).admit() is None  # place freed

@@ -42,3 +42,16 @@ class SharedState(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class SingleAdd:
+    """`add` as the one-counter case of `add_all` (for the implementations)."""
+
+    async def add_all(self, keys: Sequence[str], amount: float, caps: Sequence[float | None],
+                      ttl_s: float | None = None) -> list[float] | None:
+        raise NotImplementedError
+
+    async def add(self, key: str, amount: float, *, cap: float | None = None,
+                  ttl_s: float | None = None) -> float | None:
+        values = await self.add_all([key], amount, [cap], ttl_s)
+        return None if values is None else values[0]

@@ -7,10 +7,10 @@ import heapq
 import time
 from collections.abc import Sequence
 
-from gateway.state.base import StateUnavailable
+from gateway.state.base import SingleAdd, StateUnavailable
 
 
-class MemoryState:
+class MemoryState(SingleAdd):
     def __init__(self, max_keys: int = 200_000) -> None:
         self.max_keys = max_keys
         self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires at; inf: never)
@@ -48,11 +48,6 @@ class MemoryState:
             return False
         self._set(key, 1, max(ttl_s, 0.001), now)
         return True
-
-    async def add(self, key: str, amount: float, *, cap: float | None = None,
-                  ttl_s: float | None = None) -> float | None:
-        values = await self.add_all([key], amount, [cap], ttl_s)
-        return None if values is None else values[0]
 
     async def add_all(self, keys: Sequence[str], amount: float, caps: Sequence[float | None],
                       ttl_s: float | None = None) -> list[float] | None:

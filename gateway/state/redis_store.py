@@ -11,7 +11,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Sequence
 
-from gateway.state.base import StateUnavailable
+from gateway.state.base import SingleAdd, StateUnavailable
 
 try:
     import redis.asyncio as aioredis
@@ -69,7 +69,7 @@ async def _failing() -> AsyncIterator[None]:
         raise StateUnavailable(f"Redis: {type(exc).__name__}") from exc
 
 
-class RedisState:
+class RedisState(SingleAdd):
     def __init__(self, url: str, *, prefix: str = "gw:", timeout_s: float = 0.5) -> None:
         if aioredis is None:
             raise RuntimeError("state.redis_url needs the redis package: pip install 'gradium-gateway[redis]'")
@@ -85,11 +85,6 @@ class RedisState:
         async with _failing():
             claimed = await self._redis.set(self.prefix + key, 1, nx=True, px=_ms(ttl_s))
         return bool(claimed)
-
-    async def add(self, key: str, amount: float, *, cap: float | None = None,
-                  ttl_s: float | None = None) -> float | None:
-        values = await self.add_all([key], amount, [cap], ttl_s)
-        return None if values is None else values[0]
 
     async def add_all(self, keys: Sequence[str], amount: float, caps: Sequence[float | None],
                       ttl_s: float | None = None) -> list[float] | None:

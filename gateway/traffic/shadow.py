@@ -39,7 +39,7 @@ from gateway.traffic.legs import (
     strip_message_credentials,
     text_chars,
 )
-from gateway.traffic.loopback import Loopback
+from gateway.traffic.loopback import SECRET_HEADER, Loopback
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
@@ -254,6 +254,8 @@ class ShadowLeg:
         query = leg_query(plan.mapping, plan.raw_query, plan.side)
         url = base + plan.route.path.format(**plan.path) + ("?" + query if query else "")
         headers = leg_headers(plan.mapping, plan.headers, plan.key, plan.pair_id)
+        if plan.side == "gradium":
+            headers[SECRET_HEADER] = self.shadow.loopback.secret
         status = await send(self.shadow.session_of(), plan.method, url, headers, body, self.stats, ssl_opt=ssl_opt,
                             total_s=plan.rule.max_unit_s, connect_s=connect_s)
         if status == 429:

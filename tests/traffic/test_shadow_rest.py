@@ -116,6 +116,11 @@ async def test_tts_rest_with_a_legacy_primary_and_a_gradium_shadow(standin: Stan
             audio = await r.read()
             assert r.status == 200 and r.headers["x-gateway-target"] == "legacy" and audio
         [(row, leg)] = await pairs(gw)
+        loopback = gw.front[TRAFFIC].shadow.loopback.url  # type: ignore[attr-defined]
+        async with aiohttp.ClientSession() as s, s.post(  # only the gateway itself may use its loopback
+                f"{loopback}/elevenlabs/v1/text-to-speech/{RACHEL}", data=body,
+                headers={"xi-api-key": "gsk_someone", "Content-Type": "application/json"}) as r:
+            assert r.status == 403
         reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
         gradium_units = reg.get_sample_value("gateway_requests_total", {
             "provider": "elevenlabs", "route": "tts_stream", "status": "200", "target": "gradium"})

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from gateway.dialects.common import METRICS
 from gateway.traffic.router import TRAFFIC
@@ -18,7 +19,7 @@ from tests.audiocheck import speech
 from tests.conftest import Gateway
 from tests.emulator.helpers import wav_bytes
 from tests.standin import StandIn
-from tests.traffic.conftest import GW_KEY, SHADOW_KEYS, Front, managed_auth
+from tests.traffic.conftest import GW_KEY, SHADOW_KEYS, VENDOR_KEYS, Front, managed_auth
 
 RACHEL = "21m00Tcm4TlvDq8ikWAM"
 DG = {"Authorization": f"Token {GW_KEY}"}
@@ -87,23 +88,25 @@ async def test_deepgram_upload_to_the_vendor_shadow_raw_body(standin: StandIn, f
     assert leg.cost["stt_seconds"] > 0
 
 
-async def test_elevenlabs_multipart_upload_shadowed_to_the_vendor(standin: StandIn, front: Front) -> None:
+@pytest.mark.parametrize("primary_side", ["gradium", "legacy"])
+async def test_elevenlabs_multipart_upload_shadowed(standin: StandIn, front: Front, primary_side: str) -> None:
     form = aiohttp.FormData()
     form.add_field("model_id", "scribe_v1")
     form.add_field("file", wav_bytes("hello world", 16000), filename="a.wav", content_type="audio/wav")
-    async with front(auth=auth(), traffic={"default": {"gradium": 100}}, shadow=shadow_cfg()) as gw:
+    weight = 100 if primary_side == "gradium" else 0
+    async with front(auth=auth(), traffic={"default": {"gradium": weight}}, shadow=shadow_cfg()) as gw:
         collecting(gw)
         async with aiohttp.ClientSession() as s, s.post(f"{gw.http}/v1/speech-to-text", data=form,
                                                         headers={"xi-api-key": GW_KEY}) as r:
             primary = await r.json()
-            assert r.status == 200, primary
+            assert r.status == 200 and r.headers["x-gateway-target"] == primary_side, primary
         [(row, leg)] = await pairs(gw)
-    assert row["outcome"] == "completed" and row["route"] == "speech_to_text"
+    assert row["outcome"] == "completed" and row["route"] == "speech_to_text" and row["primary"] == primary_side
     shadow = orjson.loads(body_of(leg.stats))
     assert shadow["text"] == primary["text"] and "hello" in primary["text"].lower()
-    seen = standin.last("/v1/speech-to-text")
-    assert seen.header("Content-Type").startswith("multipart/form-data; boundary=")
-    assert seen.header("xi-api-key") == SHADOW_KEYS["elevenlabs"] and seen.body_len > 10_000
+    [seen] = [x for x in standin.seen if x.path == "/v1/speech-to-text"]  # one leg reached the vendor
+    assert seen.header("Content-Type").startswith("multipart/form-data; boundary=") and seen.body_len > 10_000
+    assert seen.header("xi-api-key") == (SHADOW_KEYS if primary_side == "gradium" else VENDOR_KEYS)["elevenlabs"]
 
 
 async def test_tts_rest_with_a_legacy_primary_and_a_gradium_shadow(standin: StandIn, front: Front) -> None:

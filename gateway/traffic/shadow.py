@@ -44,6 +44,7 @@ from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
 from gateway.traffic.shadow_http import leg_headers, leg_query, send
+from gateway.traffic.stt_cost import upload_seconds
 from gateway.traffic.tee import BodyTee
 from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context
 
@@ -243,7 +244,11 @@ class ShadowLeg:
         body = await self._rest_body()
         if body is None:
             return
-        await self._spend(body.decode("utf-8", "replace") if plan.unit.kind == "tts" else body)
+        if plan.unit.kind == "tts":
+            await self._spend(body.decode("utf-8", "replace"))
+        else:
+            query = MultiDict(parse_query(plan.raw_query))
+            await self._charge("stt_seconds", await upload_seconds(body, plan.headers.get("Content-Type", ""), query))
         provider = plan.unit.provider
         if plan.side == "gradium":
             base = await self.shadow.loopback.base_url() + f"/{provider}"
@@ -337,10 +342,13 @@ class ShadowLeg:
             unit, amount = "tts_chars", text_chars(item)
         else:
             unit, amount = "stt_seconds", (len(item) if isinstance(item, bytes) else len(item) * 0.75) / 32000
+        await self._charge(unit, amount)
+
+    async def _charge(self, unit: str, amount: float) -> None:
         if amount > 0:
             if not await self.account.charge(unit, amount):
                 raise BudgetRefused
-            self.shadow.metrics.shadow_budget.labels(plan.tenant, plan.side, unit).inc(amount)
+            self.shadow.metrics.shadow_budget.labels(self.plan.tenant, self.plan.side, unit).inc(amount)
 
     async def _finish(self) -> None:
         plan, shadow = self.plan, self.shadow

@@ -83,3 +83,18 @@ async def test_a_leg_reserves_in_steps_and_gives_back_what_it_did_not_use() -> N
     await leg.settle(throttled=False)
     assert await b.spent("acme", "legacy", "tts_chars") == 510 == leg.cost["tts_chars"]
     assert await LegAccount(b, "acme", "legacy", "leg-3", Budget(max_concurrent=1)).admit() is None  # place freed
+
+
+async def test_upload_seconds_from_the_query_the_container_or_the_size() -> None:
+    from gateway.traffic.stt_cost import upload_seconds
+    from tests.emulator.helpers import wav_bytes
+
+    raw = bytes(16000)  # one second of 8 kHz 16-bit mono, as Deepgram's query describes it
+    assert await upload_seconds(raw, "audio/l16", {"encoding": "linear16", "sample_rate": "8000"}) == 1.0
+    assert await upload_seconds(raw, "audio/mulaw", {"encoding": "mulaw", "sample_rate": "8000",
+                                                     "channels": "2"}) == 1.0
+    wav = wav_bytes("one two three", 24000)  # the container says how long it is
+    pcm_s = (len(wav) - 44) / 48000
+    assert abs(await upload_seconds(wav, "audio/wav", {}) - pcm_s) < 0.05
+    assert await upload_seconds(raw, "multipart/form-data; boundary=x", {}) == 0.5  # 16 kHz 16-bit mono
+    assert await upload_seconds(b"not audio", "audio/mpeg", {"encoding": "opus"}) == 9 / 32000

@@ -85,7 +85,7 @@ async def test_deepgram_upload_to_the_vendor_shadow_raw_body(standin: StandIn, f
     assert seen.header("Content-Type") == "audio/l16" and seen.header("Authorization") == \
         f"Token {SHADOW_KEYS['deepgram']}"
     assert "tag=gradium-gateway-shadow" in seen.query and "mine" not in seen.query
-    assert leg.cost["stt_seconds"] > 0
+    assert leg.cost["stt_seconds"] == len(audio) / 32000  # linear16 at 16 kHz, from the query
 
 
 @pytest.mark.parametrize("primary_side", ["gradium", "legacy"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.traffic.report_cli import DEFAULT_DB
 from tests.conftest import Gateway
 from tests.standin import StandIn, front_settings, start_front, start_standin
 
@@ -45,12 +46,25 @@ Front = Callable[..., AbstractAsyncContextManager[Gateway]]
 
 
 @pytest.fixture
-def front(standin: StandIn, tls_files: dict[str, Path]) -> Front:
-    """`async with front(traffic=..., auth=...) as gw`: a managed gateway whose vendors are the stand-in."""
+def front(standin: StandIn, tls_files: dict[str, Path], tmp_path: Path) -> Front:
+    """`async with front(traffic=..., auth=...) as gw`: a managed gateway whose vendors are the stand-in; a
+    shadow section without a store path stores in the test's own directory."""
 
     def make(**extra: Any) -> AbstractAsyncContextManager[Gateway]:
         extra.setdefault("auth", managed_auth())
         extra.setdefault("traffic", {"default": {"gradium": 0}})
+        if "shadow" in extra:
+            store = {"path": str(tmp_path / "shadow.db"), **extra["shadow"].get("store", {})}
+            extra["shadow"] = {**extra["shadow"], "store": store}
         return start_front(front_settings(standin, tls_files, **extra), standin)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def no_store_in_the_working_directory() -> Iterator[None]:
+    """Traffic tests keep their shadow stores under tmp_path: never the default ./gateway-shadow.db."""
+    default = Path(DEFAULT_DB)
+    before = default.exists()
+    yield
+    assert before or not default.exists(), f"a test wrote {default.resolve()}"

@@ -69,7 +69,9 @@ async def test_step_1_front_at_100_percent_legacy(standin: StandIn, tls_files: d
     assert standin.last("/v1/listen").header("Authorization") == f"Token {VENDOR['deepgram']}"
 
 
-async def test_step_2_shadow_five_percent(standin: StandIn, tls_files: dict[str, Path], tmp_path: Path) -> None:
+async def test_step_2_shadow_five_percent(standin: StandIn, tls_files: dict[str, Path], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the step as written stores in ./gateway-shadow.db: here, the test's directory
     settings = settings_for("shadow", standin, tls_files, tmp_path)
     assert settings.shadow.enabled and settings.shadow.rules[0].rate == 0.05
     async with start_front(settings, standin) as gw:

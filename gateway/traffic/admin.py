@@ -110,9 +110,8 @@ def _recorder_ctx(settings: Any) -> Any:
         app[SHADOW_RECORDER] = recorder.start()
         shadow_machine = _shadow_machine(app)
         if shadow_machine is not None:
-            traces = TraceAddon()
-            app[ADDONS].register(traces)  # after the shadow addon, which marks the primary's flow
-            shadow_machine.on_pair.append(lambda row, leg: recorder.record(pair_from_shadow_leg(row, leg, traces)))
+            app[ADDONS].register(TraceAddon())  # after the shadow addon, which marks the primary's flow
+            shadow_machine.on_pair.append(lambda row, leg: recorder.record(pair_from_shadow_leg(row, leg)))
         try:
             yield
         finally:

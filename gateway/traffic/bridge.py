@@ -1,16 +1,15 @@
 """From the shadow machinery's finished legs to comparable pair traces.
 
-`gateway.traffic.shadow` keeps, per leg, a bounded `LegStats`: its own send and first-output times,
-counters, and the small text frames it produced (transcripts and events; audio-sized frames and binary
-audio are counted, not kept). `pair_from_shadow_leg` turns one finished `ShadowLeg` into a `PairTrace`
-by running the route's observer rules over those frames, so every shadowed unit yields a stored pair
-with its outcome, WER/CER and first-output latencies.
+`TraceAddon` observes the sessions themselves through the session events (client frames and outputs
+with their times): the primary session of every shadowed unit and a Gradium shadow leg's headless
+session, and hangs each trace on the legs it belongs to (`ShadowLeg.traces`, "p" and "s"). A vendor-socket
+shadow leg emits no session events; its `LegStats` keeps every frame it sent and received with its time,
+and `pair_from_shadow_leg` replays those through the same route observer, so a legacy leg yields the same
+full trace (emission and finalize latency, turns, TTS audio) as a Gradium one. A pair whose leg lost frames
+to the stats' bounds is flagged `events_truncated`.
 
-Better than those summaries, `TraceAddon` observes the sessions themselves through the session events
-(client frames and outputs with their times): the primary session of every shadowed unit and a Gradium
-shadow leg's headless session. Those legs get full traces (per-frame times, kept audio). A legacy shadow
-leg (a vendor socket) emits no events, so it falls back to its `LegStats`; a pair with such a leg is
-flagged `frame_times_unknown` (no emission/finalize latency, end-of-turn deltas or TTS audio metrics).
+Noise copies (traffic.md §5.4) are legs too: a copy of the primary's side is compared with the primary's
+trace, a copy of the candidate's side with the candidate leg's trace (`ShadowLeg.ref`).
 """
 
 from __future__ import annotations
@@ -20,33 +19,51 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from multidict import MultiDict
 
 from gateway.audio.formats import AudioFormat
 from gateway.mapping.compiler import audio_format
 from gateway.mapping.params import RequestData
-from gateway.traffic.observe import Observer
-from gateway.traffic.trace import LegTrace, Output, PairTrace
+from gateway.traffic.observe import Observer, observe_rest_body
+from gateway.traffic.trace import LegTrace, PairTrace
 
 
-def _fill(trace: LegTrace, stats: Any, kind: str) -> None:
-    start_ms = (stats.sent_first or stats.started) * 1000.0
-    first_ms = stats.first_output * 1000.0 if stats.first_output is not None else None
-    trace.start_ms = start_ms
-    trace.request_sent_ms = start_ms  # latencies count from the leg's own first send
+def _as_text(data: str | bytes) -> str | bytes:
+    if isinstance(data, bytes) and data[:1] == b"{":
+        with contextlib.suppress(UnicodeDecodeError):
+            return data.decode()  # rendered text frames arrive as JSON bytes
+    return data
+
+
+def replay(trace: LegTrace, stats: Any, transport: str) -> None:
+    """A leg's recorded frames (`LegStats.ins`/`outs`, monotonic seconds) through the route's observer."""
+    trace.start_ms = stats.started * 1000.0
+    observer = Observer(trace, trace.provider, trace.route, trace.audio_format)
+    if transport == "rest":
+        trace.sent_request(t=(stats.sent_first or stats.started) * 1000.0)
+        body = b"".join(d for _, d in stats.outs if isinstance(d, bytes))
+        if body[:1] in (b"{", b"["):  # a JSON answer (transcript) is one event, when it was complete
+            observe_rest_body(trace, body, "application/json", t=stats.outs[-1][0] * 1000.0)
+        else:
+            for t, d in stats.outs:
+                observe_rest_body(trace, d if isinstance(d, bytes) else d.encode(), "audio/*", t=t * 1000.0)
+    else:
+        for t, d in stats.ins:
+            if isinstance(d, int):  # binary frames are kept as their size
+                trace.sent_audio(d, observer.seconds(d), t=t * 1000.0)
+            else:
+                observer.client(d, t=t * 1000.0)
+        for t, d in stats.outs:
+            observer.upstream(_as_text(d), t=t * 1000.0)
+    if len(stats.outs) < stats.frames_out or (transport == "ws" and len(stats.ins) < stats.frames_in):
+        trace.events_truncated = True  # past the stats' bounds: what is compared is a prefix
     trace.upstream_request_id = stats.upstream_request_id
-    observer = Observer(trace, trace.provider, trace.route)
-    at = first_ms if first_ms is not None else start_ms
-    for text in stats.texts:
-        observer.upstream(text, t=at)
-    if kind == "tts" and first_ms is not None:
-        # the audio itself was not kept: one marker event keeps the time to first audio
-        trace.outputs.insert(0, Output(first_ms, "audio", 0, audio_bytes=max(stats.audio_bytes, 1)))
-    trace.first_output_ms = first_ms
-    trace.output_count = stats.frames_out
-    trace.output_bytes = stats.bytes_out
-    trace.audio_bytes_total = stats.audio_bytes
-    trace.close(code=stats.close_code, t=at)
+    end = max((t for t, _ in (*stats.ins, *stats.outs)), default=stats.started) * 1000.0
+    if transport == "rest":
+        trace.close(status=stats.close_code, t=end)  # a REST leg's "close code" is its HTTP status
+    else:
+        trace.close(code=stats.close_code, t=end)
 
 
 def client_audio_format(plan: Any) -> AudioFormat | None:
@@ -57,8 +74,9 @@ def client_audio_format(plan: Any) -> AudioFormat | None:
     if template is None:
         return None
     try:
+        body = orjson.loads(plan.body) if plan.body else None  # REST: the JSON body the legs were sent
         params = route.read_params(RequestData(path=plan.path, query=MultiDict(parse_qsl(plan.raw_query)),
-                                               header=plan.headers))
+                                               header=plan.headers, body=body))
         rendered = template({"provider": plan.unit.provider, **params})
         if not isinstance(rendered, dict) or not rendered.get("encoding"):
             return None
@@ -70,33 +88,35 @@ def client_audio_format(plan: Any) -> AudioFormat | None:
 class TraceAddon:
     """Session-event addon: records the primary and Gradium-shadow sessions of shadowed units into traces.
 
-    Register it after the shadow addon (which marks the primary's flow with its leg). Open traces are
-    bounded by `max_open`; past it, units fall back to the legs' summaries.
+    Register it after the shadow addon (which marks the primary's flow with its legs). Open traces are
+    bounded by `max_open`; past it, legs fall back to their stats' replay.
     """
 
     def __init__(self, max_open: int = 256) -> None:
         self.max_open = max_open
-        self.traces: dict[str, LegTrace] = {}
-        self.formats: dict[str, AudioFormat | None] = {}  # pair id -> client audio format, while open
+        self.open = 0
 
     @staticmethod
-    def _key(flow: Any) -> str | None:
+    def _legs(flow: Any) -> tuple[str, list[Any]]:
         leg = flow.data.get("shadow_pair")
         if leg is not None:
-            return f"{leg.plan.pair_id}:p"
-        pair_id = flow.data.get("shadow_leg")
-        return f"{pair_id}:s" if pair_id else None
+            copy = flow.data.get("shadow_noise")
+            return "p", [leg] if copy is None else [leg, copy]
+        leg = flow.data.get("shadow_leg")
+        return ("s", [leg]) if leg is not None else ("", [])
 
     def session_start(self, ev: Any) -> None:
-        key = self._key(ev.flow)
-        if key is None or len(self.traces) >= self.max_open:
+        which, legs = self._legs(ev.flow)
+        if not legs or self.open >= self.max_open:
             return
-        pair_id, _, which = key.partition(":")
-        if which == "p":
-            self.formats[pair_id] = client_audio_format(ev.flow.data["shadow_pair"].plan)
-        fmt = self.formats.get(pair_id)
-        trace = LegTrace("gradium", "primary", ev.flow.provider, ev.flow.route, "stt", "ws", audio_format=fmt)
-        self.traces[key] = trace
+        plan = legs[0].plan
+        fmt = client_audio_format(plan)
+        side, role = (plan.primary, "primary") if which == "p" else (plan.side, "shadow")
+        trace = LegTrace(side, role, ev.flow.provider, ev.flow.route, plan.unit.kind, plan.unit.transport,
+                         audio_format=fmt)
+        for leg in legs:
+            leg.traces[which] = trace
+        self.open += 1
         ev.flow.data["pair_trace"] = (trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
 
     def client_frame(self, ev: Any) -> None:
@@ -106,49 +126,51 @@ class TraceAddon:
 
     def client_output(self, ev: Any) -> None:
         if (got := ev.flow.data.get("pair_trace")) is not None:
-            data = ev.data
-            if isinstance(data, bytes) and data[:1] == b"{":
-                with contextlib.suppress(UnicodeDecodeError):
-                    data = data.decode()  # rendered text frames arrive as JSON bytes
-            got[1].upstream(data, t=ev.t * 1000.0)
+            got[1].upstream(_as_text(ev.data), t=ev.t * 1000.0)
 
     def session_end(self, ev: Any) -> None:
         if (got := ev.flow.data.pop("pair_trace", None)) is not None:
+            self.open -= 1
             trace = got[0]
             trace.upstream_request_id = ev.upstream_request_id
             trace.close(code=ev.close_code, status=ev.http_status, t=ev.t * 1000.0)
 
-    def take(self, pair_id: str, which: str) -> LegTrace | None:
-        if which == "s":
-            self.formats.pop(pair_id, None)
-        trace = self.traces.pop(f"{pair_id}:{which}", None)
-        return trace if trace is not None and trace.end_ms is not None else None
 
-
-def pair_from_shadow_leg(row: dict[str, Any], leg: Any, traces: TraceAddon | None = None) -> PairTrace:
-    """`row` and `leg` as `Shadow.on_pair` callbacks receive them; `traces` the addon, when registered."""
+def _leg_trace(leg: Any, which: str, side: str, role: str) -> LegTrace:
+    """The observed session's trace of a leg, else its stats replayed (vendor sockets, past `max_open`)."""
     plan = leg.plan
     unit = plan.unit
+    trace = leg.traces.get(which)
+    if trace is None or trace.end_ms is None:
+        trace = LegTrace(side, role, unit.provider, unit.route, unit.kind, unit.transport,  # type: ignore[arg-type]
+                         audio_format=client_audio_format(plan))
+        replay(trace, leg.primary if which == "p" else leg.stats, unit.transport)
+        leg.traces[which] = trace  # one trace (one leg id) however many pairs compare with this leg
+    return trace
+
+
+def pair_from_shadow_leg(row: dict[str, Any], leg: Any) -> PairTrace:
+    """`row` and `leg` as `Shadow.on_pair` callbacks receive them."""
+    plan = leg.plan
+    unit = plan.unit
+    ref = leg.ref  # a noise copy of the candidate's side is compared with the candidate leg
     pair = PairTrace.open(tenant=plan.tenant, provider=unit.provider, route=unit.route, kind=unit.kind,
                           transport=unit.transport, primary_side=plan.primary, shadow_side=plan.side)
     pair.pair_id = plan.pair_id
+    pair.primary_target = plan.primary
     pair.outcome = row.get("outcome") or "shadow_error"
+    if ref is not None and pair.outcome == "completed" and ref.outcome != "completed":
+        pair.outcome = ref.outcome or "shadow_error"  # half a reference compares to nothing
     pair.primary_request_id = plan.primary_request_id or None
+    pair.config_version = leg.shadow.version
+    pair.sticky_reason = plan.sticky_reason
     pair.lag_p95_ms = row.get("lag_p95_ms")
+    pair.shadow_connect_ms = leg.connect_ms
+    pair.cost_tts_chars = int(leg.cost["tts_chars"])
+    pair.cost_stt_seconds = round(leg.cost["stt_seconds"], 3)
     pair.started_at = time.time() - (time.monotonic() - leg.started)
     pair.ended_at = time.time()
-    observed = {k: traces.take(plan.pair_id, k) if traces is not None else None for k in ("p", "s")}
-    for key, side, role, stats in (("p", plan.primary, "primary", leg.primary), ("s", plan.side, "shadow", leg.stats)):
-        trace = observed[key]
-        if trace is None:
-            target = pair.primary if key == "p" else pair.shadow
-            target.audio_format = client_audio_format(plan)
-            _fill(target, stats, unit.kind)
-            pair.flags.add("frame_times_unknown")
-            continue
-        trace.side, trace.role, trace.kind, trace.transport = side, role, unit.kind, unit.transport
-        if key == "p":
-            pair.primary = trace
-        else:
-            pair.shadow = trace
+    pair.primary = _leg_trace(leg, "p", plan.primary, "primary") if ref is None else \
+        _leg_trace(ref, "s", ref.plan.side, "shadow")
+    pair.shadow = _leg_trace(leg, "s", plan.side, "shadow")
     return pair

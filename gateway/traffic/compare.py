@@ -68,7 +68,8 @@ def base_row(pair: PairTrace) -> dict[str, Any]:
     return {
         "pair_id": pair.pair_id, "started_at": pair.started_at, "ended_at": pair.ended_at,
         "tenant": pair.tenant, "provider": pair.provider, "route": pair.route, "kind": pair.kind,
-        "transport": pair.transport, "primary_target": pair.primary.side, "shadow_target": pair.shadow.side,
+        "transport": pair.transport, "primary_target": pair.primary_target or pair.primary.side,
+        "shadow_target": pair.shadow.side,
         "pair_kind": pair.pair_kind, "config_version": pair.config_version, "sticky_reason": pair.sticky_reason,
         "outcome": pair.outcome, "flags": sorted(flags),
         "primary_request_id": pair.primary_request_id or pair.primary.upstream_request_id,
@@ -80,7 +81,8 @@ def base_row(pair: PairTrace) -> dict[str, Any]:
 
 
 def _leg_info(leg: LegTrace) -> dict[str, Any]:
-    return {"side": leg.side, "role": leg.role, "leg_id": leg.leg_id, "status": leg.status,
+    return {"side": leg.side, "role": leg.role, "leg_id": leg.leg_id,
+            "upstream_request_id": leg.upstream_request_id, "status": leg.status,
             "close_code": leg.close_code, "error": leg.error_message, "outputs": leg.output_count,
             "output_bytes": leg.output_bytes}
 

@@ -227,6 +227,7 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
             await vendor_ws.close()
             raise
     begin(tap)
+    tap.upstream_request_id = ws_request_id(vendor_ws, ctx.mapping)  # a shadow pair's primary leg records it
     on_in, on_out = observers(tap)
     if first is not None:
         await vendor_ws.send_frame(first, WSMsgType.TEXT)
@@ -256,6 +257,13 @@ def _client_socket(protocols: list[str], max_msg: int, extra: dict[str, str]) ->
                                autoclose=False, decode_text=False)
     ws.headers.update(extra)
     return ws
+
+
+def ws_request_id(vendor_ws: aiohttp.ClientWebSocketResponse, mapping: CompiledMapping) -> str | None:
+    """The vendor's request id of a socket, from its 101 (Deepgram `dg-request-id`), when it sends one."""
+    resp: Any = getattr(vendor_ws, "_response", None)
+    header = (mapping.legacy.response_id_header if mapping.legacy else None) or mapping.request_id_header
+    return resp.headers.get(header) if resp is not None and header else None
 
 
 def _handshake_headers(vendor_ws: aiohttp.ClientWebSocketResponse) -> CIMultiDict[str]:

@@ -185,7 +185,7 @@ class Observer:
         self.input_format = input_format
         leg.final_joiner = self.rules.final_joiner
 
-    def _seconds(self, nbytes: int) -> float:
+    def seconds(self, nbytes: int) -> float:
         f = self.input_format
         if f is None or not f.is_raw_pcm:
             return 0.0  # compressed input: duration unknown without decoding (emission latency unavailable)
@@ -202,7 +202,7 @@ class Observer:
     def client(self, data: str | bytes, t: float | None = None) -> None:
         leg = self.leg
         if isinstance(data, bytes):
-            leg.sent_audio(len(data), self._seconds(len(data)), t=t)
+            leg.sent_audio(len(data), self.seconds(len(data)), t=t)
             return
         word = self.rules.client_words.get(data.strip())
         if word is not None:
@@ -222,7 +222,7 @@ class Observer:
                 continue  # ElevenLabs: a text message may also flush
             if rule.event == "audio_in":
                 audio = _b64(get_path(msg, rule.audio or ""))
-                leg.sent_audio(len(audio), self._seconds(len(audio)), t=t)
+                leg.sent_audio(len(audio), self.seconds(len(audio)), t=t)
                 if rule.control and msg.get(rule.control) is True:
                     leg.sent_control("finalize", t=t)
                 return

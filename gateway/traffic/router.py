@@ -152,11 +152,13 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         if traffic.shadow is not None and cls == "speech":
             keys = shadow_keys(traffic.settings, caller, cred, mapping.provider)
             forced = caller.allow_overrides and request.headers.get("X-Gateway-Shadow", "").strip() == "1"
-            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys, forced)
+            plan = traffic.shadow.plan(unit, decision.target, mapping, route, request, keys, forced,
+                                       reason=decision.reason)
             if plan is not None and not route.is_ws:
                 plan.body = _shadow_body(request, traffic)
                 if plan.body is None:
-                    traffic.shadow.count(plan, plan.side, "dropped_overflow")
+                    for each in (plan, plan.noise) if plan.noise is not None else (plan,):
+                        traffic.shadow.count(each, each.side, "dropped_overflow")
                     plan = None
         token = PLAN.set(plan) if plan is not None else None
         try:

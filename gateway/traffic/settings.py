@@ -153,6 +153,11 @@ class ShadowRule(_Strict):
     match: Match = Field(default_factory=Match)
     rate: float = Field(default=0.0, ge=0, le=1)
     sample_by: Literal["unit", "conversation"] = "unit"
+    noise_rate: float = Field(default=0.0, ge=0, le=1, description="share of shadowed units that also get a "
+                              "same-side copy (pair_kind noise): the floor verdicts are measured against")
+    noise_target: Literal["primary", "candidate"] = Field(
+        default="primary", description="the side copied: the primary's own (primary vs copy), or the candidate's"
+    )
     budget: Budget = Field(default_factory=Budget)
     queue: ShadowQueue = Field(default_factory=ShadowQueue)
     drain_timeout_s: float = Field(default=10.0, gt=0)

@@ -15,8 +15,7 @@ import contextlib
 import contextvars
 import random
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -28,6 +27,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.session.headless import HeadlessSession
 from gateway.state.base import SharedState, StateUnavailable
 from gateway.traffic.budget import LegAccount, ShadowBudget
+from gateway.traffic.legacy import ws_request_id
 from gateway.traffic.legs import (
     END,
     FrameQueue,
@@ -46,6 +46,7 @@ from gateway.traffic.settings import ShadowRule, ShadowSettings
 from gateway.traffic.shadow_http import leg_headers, leg_query, send
 from gateway.traffic.stt_cost import upload_seconds
 from gateway.traffic.tee import BodyTee
+from gateway.traffic.trace import uuid7
 from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context
 
 log = structlog.get_logger("gateway.shadow")
@@ -66,10 +67,13 @@ class ShadowPlan:
     path: dict[str, str]
     raw_query: str
     headers: CIMultiDict[str]
-    pair_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    pair_id: str = field(default_factory=uuid7)
     primary_request_id: str | None = None
     method: str = "GET"
     body: bytes | BodyTee | None = None  # REST: the primary's request body (or its copy while it is read)
+    pair_kind: str = "candidate"  # noise: a same-side copy (§5.4)
+    noise: ShadowPlan | None = None  # the unit's noise copy, when sampled by `noise_rate`
+    sticky_reason: str | None = None  # why the unit went to its primary side (header, native, force ...)
 
 
 class Shadow:
@@ -96,9 +100,10 @@ class Shadow:
 
         return next((r for r in self.settings.rules if _matches(r.match, unit)), None)
 
-    def count(self, plan_or_unit: ShadowPlan | Unit, side: str, outcome: str) -> None:
+    def count(self, plan_or_unit: ShadowPlan | Unit, side: str, outcome: str, kind: str = "candidate") -> None:
         unit = plan_or_unit.unit if isinstance(plan_or_unit, ShadowPlan) else plan_or_unit
-        self.metrics.shadow_legs.labels(unit.provider, unit.route, side, "candidate", outcome).inc()
+        kind = plan_or_unit.pair_kind if isinstance(plan_or_unit, ShadowPlan) else kind
+        self.metrics.shadow_legs.labels(unit.provider, unit.route, side, kind, outcome).inc()
 
     async def close(self) -> None:
         for leg in list(self.legs):
@@ -118,9 +123,10 @@ class Shadow:
         return self.rng.random() < rule.rate
 
     def plan(self, unit: Unit, primary: str, mapping: CompiledMapping, route: CompiledRoute,
-             request: web.Request, keys: dict[str, str], forced: bool = False) -> ShadowPlan | None:
+             request: web.Request, keys: dict[str, str], forced: bool = False,
+             reason: str | None = None) -> ShadowPlan | None:
         """A leg for this unit, or None (counted with the reason when the unit was sampled). `forced`:
-        `X-Gateway-Shadow: 1` from a key with `allow_overrides` (still budgeted)."""
+        `X-Gateway-Shadow: 1` from a key with `allow_overrides` (still budgeted); `reason`: the split's."""
         if not self.settings.enabled or mapping.legacy is None:
             return None
         rule = self.rule_for(unit)
@@ -130,7 +136,7 @@ class Shadow:
         side = ("legacy" if primary == "gradium" else "gradium") if self.settings.shadow_target == "other" \
             else self.settings.shadow_target
         if side == primary:
-            return None  # noise copies (same side) are not built yet
+            return None  # a same-side copy only comes with a candidate leg: `noise_rate` (§5.4)
         if not route.is_ws and "callback" in request.query:
             self.count(unit, side, "skipped_unsupported")  # the primary's answer goes to the callback, unseen
             return None
@@ -144,8 +150,21 @@ class Shadow:
         # cooldown and caps are asked by the leg's own task (`LegAccount.admit`): shared state may be remote,
         # and the primary never waits for it
         tenant = unit.tenant or "-"
-        return ShadowPlan(unit, mapping, route, rule, primary, side, tenant, key, dict(request.match_info),
-                          request.rel_url.raw_query_string, CIMultiDict(request.headers), method=request.method)
+        plan = ShadowPlan(unit, mapping, route, rule, primary, side, tenant, key, dict(request.match_info),
+                          request.rel_url.raw_query_string, CIMultiDict(request.headers), method=request.method,
+                          sticky_reason=reason)
+        if rule.noise_rate > 0 and self.rng.random() < rule.noise_rate:
+            plan.noise = self._noise(plan, keys)
+        return plan
+
+    def _noise(self, plan: ShadowPlan, keys: dict[str, str]) -> ShadowPlan | None:
+        """The unit's same-side copy (§5.4), of the primary's side or the candidate's: it needs that side's
+        shadow key, and its leg is admitted and charged like the candidate's (same cooldown, caps, budgets)."""
+        side = plan.primary if plan.rule.noise_target == "primary" else plan.side
+        if not keys.get(side):
+            self.count(plan.unit, side, "skipped_unsupported", "noise")
+            return None
+        return replace(plan, side=side, key=keys[side], pair_id=uuid7(), pair_kind="noise")
 
 
 def _private(mapping: CompiledMapping, request: web.Request) -> bool:
@@ -159,12 +178,21 @@ def _private(mapping: CompiledMapping, request: web.Request) -> bool:
 
 
 class ShadowLeg:
-    def __init__(self, shadow: Shadow, plan: ShadowPlan) -> None:
+    """`candidate`: for a noise copy, its unit's candidate leg: the copy asks for its place only after that
+    leg did (the candidate has the first claim on caps), shares its primary's stats, and a copy of the
+    candidate's side is compared with it (`ref`: the pair is complete only once that leg ended too)."""
+
+    def __init__(self, shadow: Shadow, plan: ShadowPlan, candidate: ShadowLeg | None = None) -> None:
         self.shadow = shadow
         self.plan = plan
+        self.candidate = candidate
+        self.ref = candidate if candidate is not None and plan.side != plan.primary else None
+        self.admitted = asyncio.Event()  # set once the leg's admission was decided, either way
         self.queue = FrameQueue(plan.rule.queue)
         self.stats = LegStats(plan.side)
-        self.primary = LegStats(plan.primary)
+        self.primary = candidate.primary if candidate is not None else LegStats(plan.primary)
+        self.traces: dict[str, Any] = {}  # "p"/"s" -> the session's trace, when a trace addon observed it
+        self.connect_ms: float | None = None
         self.outcome: str | None = None
         self.started = time.monotonic()
         self.lags: list[float] = []
@@ -174,7 +202,8 @@ class ShadowLeg:
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
         log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
-                 provider=plan.unit.provider, route=plan.unit.route, request_id=plan.primary_request_id)
+                 pair_kind=plan.pair_kind, provider=plan.unit.provider, route=plan.unit.route,
+                 request_id=plan.primary_request_id)
 
     # -- the primary's side: never blocks ---------------------------------------------------------
     def offer(self, data: str | bytes) -> None:
@@ -199,13 +228,19 @@ class ShadowLeg:
     async def _run(self) -> None:
         conn: LegacySocket | GradiumSession | None = None
         try:
-            if (refused := await self.account.admit()) is not None:
+            if self.candidate is not None:
+                await self.candidate.admitted.wait()
+            refused = await self.account.admit()
+            self.admitted.set()
+            if refused is not None:
                 self.outcome = refused
                 return
             if not self.plan.route.is_ws:
                 await self._rest()
                 return
+            t0 = time.monotonic()
             conn = await self._open()
+            self.connect_ms = round((time.monotonic() - t0) * 1000, 2)
             async with asyncio.timeout(self.plan.rule.max_unit_s):
                 await self._feed(conn)
             try:
@@ -235,6 +270,10 @@ class ShadowLeg:
             if conn is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(conn.close())
+            self.admitted.set()
+            if self.ref is not None:  # a noise copy of the candidate: its pair needs that leg's end too
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait({self.ref.task})
             await self._finish()
 
     async def _rest(self) -> None:
@@ -305,6 +344,7 @@ class ShadowLeg:
         url, headers = self._vendor_target(ws=True)
         ws = await dial_ws(self.shadow.session_of(), url, headers, [], ssl_opt=ssl_context(vendor.ca_file),
                            connect_timeout_s=vendor.connect_timeout_s, max_msg_size=16 * 1024 * 1024)
+        self.stats.upstream_request_id = ws_request_id(ws, plan.mapping)
         return LegacySocket(ws, self.stats)
 
     def _gradium(self) -> GradiumSession:
@@ -317,7 +357,7 @@ class ShadowLeg:
         header = {facts.auth_header: facts.auth_value.replace("$key", plan.key), "X-Gateway-Pair-Id": plan.pair_id}
         session = HeadlessSession(ShadowApp(self.shadow.app), plan.unit.provider, plan.unit.route, path=plan.path,
                                   query=query, header=header, port=GradiumSession.port(self.stats))
-        session.flow.data["shadow_leg"] = plan.pair_id
+        session.flow.data["shadow_leg"] = self
         return GradiumSession(session, self.stats)
 
     async def _feed(self, conn: LegacySocket | GradiumSession) -> None:
@@ -363,13 +403,14 @@ class ShadowLeg:
             return  # never ran: counted, no pair
         for leg, stats in (("primary", self.primary), ("shadow", self.stats)):
             ms = stats.first_output_ms()
-            if ms is not None and outcome == "completed":
+            if ms is not None and outcome == "completed" and plan.pair_kind == "candidate":
                 target = plan.primary if leg == "primary" else plan.side
                 shadow.metrics.shadow_first_output.labels(plan.unit.provider, plan.unit.route, leg,
                                                           target).observe(ms / 1000)
         lags = sorted(self.lags)
         row = {"pair_id": plan.pair_id, "outcome": outcome, "tenant": plan.tenant, "provider": plan.unit.provider,
                "route": plan.unit.route, "primary": plan.primary, "shadow_target": plan.side,
+               "pair_kind": plan.pair_kind,
                "primary_request_id": plan.primary_request_id,
                "lag_p95_ms": round(lags[int(0.95 * (len(lags) - 1))] * 1000, 2) if lags else None,
                "primary_leg": _summary(self.primary), "shadow_leg": _summary(self.stats)}

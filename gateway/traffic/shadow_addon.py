@@ -27,6 +27,11 @@ class ShadowAddon:
         leg = ShadowLeg(self.shadow, plan)
         self.shadow.legs.add(leg)
         flow.data["shadow_pair"] = leg
+        if (noise := plan.noise) is not None:  # a same-side copy: shares the primary's stats, own queue
+            noise.primary_request_id, noise.body = flow.request_id, plan.body
+            copy = ShadowLeg(self.shadow, noise, candidate=leg)
+            self.shadow.legs.add(copy)
+            flow.data["shadow_noise"] = copy
 
     def client_frame(self, ev: ClientFrame) -> None:
         leg = ev.flow.data.get("shadow_pair")
@@ -36,6 +41,8 @@ class ShadowAddon:
             leg.primary.frames_in += 1
             leg.primary.record_in(ev.t, ev.data)
             leg.offer(ev.data)
+            if (copy := ev.flow.data.get("shadow_noise")) is not None:
+                copy.offer(ev.data)
 
     def client_output(self, ev: Any) -> None:
         leg = ev.flow.data.get("shadow_pair")
@@ -47,3 +54,5 @@ class ShadowAddon:
         if leg is not None:
             leg.primary.close_code = ev.close_code
             leg.end_input()
+        if (copy := ev.flow.data.pop("shadow_noise", None)) is not None:
+            copy.end_input()

@@ -33,7 +33,8 @@ Contract for a producer (the shadow fork and its observers):
   client asked for, a `gateway.audio.formats.AudioFormat`; needed to decode headerless PCM), and on
   the pair `input_text` (TTS; only kept in the store with `store_text`), `language`, `flags`,
   `config_version`, `sticky_reason`, `lag_p95_ms`, `shadow_connect_ms`, `cost_tts_chars`,
-  `cost_stt_seconds`, `privacy` (privacy-flagged request: no text is ever stored).
+  `cost_stt_seconds`, `privacy` (privacy-flagged request: no text is ever stored), `primary_target`
+  (a noise copy of the candidate's side compares two candidate legs, grouped under the unit's primary).
 
 Hand the pair to the recorder (`PairRecorder.record(pair)`) once both legs are closed (or the shadow
 was given up: set `outcome` first) and do not touch it afterwards: it is read by another thread.
@@ -47,10 +48,11 @@ cheap (appends, no decoding): the comparator does the work later, off the event 
 from __future__ import annotations
 
 import bisect
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Literal
+
+import uuid6
 
 from gateway.audio.formats import AudioFormat
 
@@ -67,13 +69,8 @@ def now_ms() -> float:
 
 
 def uuid7() -> str:
-    """A UUIDv7 (time-ordered: pair ids sort by creation time in the store); stdlib has it only from 3.14."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A UUIDv7 (traffic.md §4.6): time-ordered, so pair and leg ids sort by creation time in the store."""
+    return str(uuid6.uuid7())
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +331,7 @@ class PairTrace:
     cost_stt_seconds: float = 0.0
     privacy: bool = False
     primary_request_id: str | None = None  # the client-facing request id of the primary
+    primary_target: Side | None = None  # the unit's primary side when it is not `primary.side` (candidate noise)
 
     @classmethod
     def open(

@@ -50,6 +50,16 @@ async def live(gw: Gateway, query: str = "", headers: dict[str, str] | None = No
         return [orjson.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
 
 
+async def speak(gw: Gateway, text: str = "Hello there. ", query: str = "") -> None:
+    """One ElevenLabs stream-input socket (PCM 16 kHz) speaking `text`, read to its end."""
+    async with aiohttp.ClientSession() as s, s.ws_connect(
+            f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000{query}",
+            headers={"xi-api-key": GW_KEY}) as ws:
+        for m in ({"text": " "}, {"text": text}, {"text": ""}):
+            await ws.send_str(orjson.dumps(m).decode())
+        _ = [m async for m in ws]
+
+
 def final_text(msgs: list[dict[str, Any]]) -> list[str]:
     return [m["channel"]["alternatives"][0]["transcript"] for m in msgs
             if m.get("type") == "Results" and m.get("is_final") and m["channel"]["alternatives"][0]["transcript"]]
@@ -112,15 +122,21 @@ async def test_gradium_primary_with_a_legacy_shadow_one_pair_per_unit(standin: S
         "provider": "deepgram", "route": "listen_live", "status": "ok", "target": "gradium"}) == 1
 
 
-async def test_legacy_primary_with_a_gradium_shadow(standin: StandIn, front: Front) -> None:
+async def test_legacy_primary_with_a_gradium_shadow(standin: StandIn, front: Front, tmp_path: Any) -> None:
     async with front(auth=auth_with_shadow_keys(), shadow=shadow_cfg()) as gw:
+        gw.db = tmp_path / "shadow.db"  # type: ignore[attr-defined]  # where `front` puts the store
         collected: list[Any] = []
         gw.front[TRAFFIC].shadow.on_pair.append(lambda row, leg: collected.append(leg))  # type: ignore[attr-defined]
         msgs = await live(gw)
         [row] = await finished(gw)
+        [stored] = await asyncio.to_thread(stored_rows, gw)
     assert row["outcome"] == "completed" and row["primary"] == "legacy" and row["shadow_target"] == "gradium"
     assert shadow_finals(collected[0].stats.texts) == final_text(msgs) != []
     assert len([s for s in standin.seen if "/v1/listen" in s.path]) == 1  # the vendor saw only the primary
+    # each leg records its upstream request id: the vendor's `dg-request-id` of the passthrough, Gradium's
+    legs = orjson.loads(stored["metrics"])["legs"]
+    assert legs["p"]["upstream_request_id"] and legs["s"]["upstream_request_id"].startswith("req_")
+    assert stored["shadow_request_id"] == legs["s"]["upstream_request_id"] and stored["wer"] == 0
 
 
 async def test_tts_socket_shadow_both_legs_make_audio(standin: StandIn, front: Front) -> None:
@@ -141,12 +157,7 @@ async def test_tts_socket_shadow_both_legs_make_audio(standin: StandIn, front: F
 
 async def test_privacy_flag_skips_the_shadow(standin: StandIn, front: Front) -> None:
     async with front(auth=auth_with_shadow_keys(), shadow=shadow_cfg()) as gw:
-        async with aiohttp.ClientSession() as s, s.ws_connect(
-                f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000&enable_logging=false",
-                headers={"xi-api-key": GW_KEY}) as ws:
-            for m in ({"text": " "}, {"text": "Hi. "}, {"text": ""}):
-                await ws.send_str(orjson.dumps(m).decode())
-            _ = [m async for m in ws]
+        await speak(gw, "Hi. ", "&enable_logging=false")
         reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
         assert reg.get_sample_value("gateway_shadow_legs_total", {
             "provider": "elevenlabs", "route": "tts_stream_input", "shadow_target": "gradium",
@@ -211,6 +222,13 @@ async def test_rest_tts_shadow_to_the_vendor(standin: StandIn, gradium_primary: 
     assert seen.header("xi-api-key") == SHADOW_KEYS["elevenlabs"] and seen.header("X-Gateway-Pair-Id") == row["pair_id"]
     assert seen.body_len == len(body) and seen.query == "output_format=pcm_16000"
     assert row["primary_request_id"] and primary_rid  # the client saw its own request id, not the vendor's
+    # both bodies measured: the request's own format (from its query and JSON body), TTFA from each leg's send
+    [stored] = await asyncio.to_thread(stored_rows, gw)
+    assert stored["transport"] == "rest" and stored["flags"] == "[]" and stored["format_match"] == 1
+    assert stored["duration_ratio"] == 1.0 and stored["ttfa_ms_p"] > 0 and stored["ttfa_ms_s"] > 0
+    assert stored["cost_tts_chars"] == len("Hello there. How are you?")
+    legs = orjson.loads(stored["metrics"])["legs"]
+    assert legs["s"]["status"] == 200 and legs["s"]["upstream_request_id"] == stored["shadow_request_id"]
 
 
 def test_conversation_sampling_is_sticky_and_near_the_rate() -> None:

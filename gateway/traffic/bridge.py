@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -117,23 +118,50 @@ class TraceAddon:
         for leg in legs:
             leg.traces[which] = trace
         self.open += 1
-        ev.flow.data["pair_trace"] = (trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
+        ev.flow.data["pair_trace"] = _Open(trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
 
     def client_frame(self, ev: Any) -> None:
-        # sockets only: an HTTP primary's request is in its shadow plan already
-        if ev.flow.transport == "ws" and (got := ev.flow.data.get("pair_trace")) is not None:
-            got[1].client(ev.data, t=ev.t * 1000.0)
+        if (got := ev.flow.data.get("pair_trace")) is None:
+            return
+        if ev.flow.transport == "ws":
+            got.observer.client(ev.data, t=ev.t * 1000.0)
+        elif got.trace.request_sent_ms is None:  # HTTP: latencies count from the request, not its body
+            got.trace.sent_request(t=ev.t * 1000.0)
 
     def client_output(self, ev: Any) -> None:
-        if (got := ev.flow.data.get("pair_trace")) is not None:
-            got[1].upstream(_as_text(ev.data), t=ev.t * 1000.0)
+        if (got := ev.flow.data.get("pair_trace")) is None:
+            return
+        t = ev.t * 1000.0
+        if ev.flow.transport == "ws":
+            got.observer.upstream(_as_text(ev.data), t=t)
+            return
+        data = ev.data if isinstance(ev.data, bytes) else ev.data.encode()
+        if got.json is None and not got.trace.output_count and data[:1] in (b"{", b"["):
+            got.json = []  # a JSON answer (transcript): read once whole, as a vendor leg's body is
+        if got.json is not None:
+            got.json.append(data)
+            got.json_t = t
+        else:
+            observe_rest_body(got.trace, data, "audio/*", t=t)
 
     def session_end(self, ev: Any) -> None:
         if (got := ev.flow.data.pop("pair_trace", None)) is not None:
             self.open -= 1
-            trace = got[0]
+            trace = got.trace
+            if got.json:
+                observe_rest_body(trace, b"".join(got.json), "application/json", t=got.json_t)
             trace.upstream_request_id = ev.upstream_request_id
             trace.close(code=ev.close_code, status=ev.http_status, t=ev.t * 1000.0)
+
+
+@dataclass(slots=True)
+class _Open:
+    """A session being traced: its trace, the route's observer, and an HTTP JSON answer's parts so far."""
+
+    trace: LegTrace
+    observer: Observer
+    json: list[bytes] | None = None
+    json_t: float = 0.0
 
 
 def _leg_trace(leg: Any, which: str, side: str, role: str) -> LegTrace:

@@ -14,6 +14,8 @@ import orjson
 import pytest
 
 from gateway.dialects.common import METRICS
+from gateway.traffic.bridge import pair_from_shadow_leg
+from gateway.traffic.compare import compare_pair
 from gateway.traffic.router import TRAFFIC
 from tests.audiocheck import speech
 from tests.conftest import Gateway
@@ -62,6 +64,11 @@ def legs_total(gw: Gateway, route: str, side: str, outcome: str, provider: str =
         "provider": provider, "route": route, "shadow_target": side, "pair_kind": "candidate", "outcome": outcome})
 
 
+def compared(row: dict[str, Any], leg: Any) -> dict[str, Any]:
+    """The stored row of a pair: both REST answers read as transcripts, compared."""
+    return compare_pair(pair_from_shadow_leg(row, leg), store_text=True).row
+
+
 async def chunked(data: bytes, size: int = 4000) -> AsyncIterator[bytes]:
     for i in range(0, len(data), size):
         yield data[i : i + size]
@@ -86,6 +93,9 @@ async def test_deepgram_upload_to_the_vendor_shadow_raw_body(standin: StandIn, f
         f"Token {SHADOW_KEYS['deepgram']}"
     assert "tag=gradium-gateway-shadow" in seen.query and "mine" not in seen.query
     assert leg.cost["stt_seconds"] == len(audio) / 32000  # linear16 at 16 kHz, from the query
+    stored = compared(row, leg)
+    assert stored["wer"] == 0 and stored["ref_words"] > 0 and stored["final_text_p"] == "one two three"
+    assert stored["first_final_ms_p"] > 0 and stored["first_final_ms_s"] > 0
 
 
 @pytest.mark.parametrize("primary_side", ["gradium", "legacy"])
@@ -104,6 +114,8 @@ async def test_elevenlabs_multipart_upload_shadowed(standin: StandIn, front: Fro
     assert row["outcome"] == "completed" and row["route"] == "speech_to_text" and row["primary"] == primary_side
     shadow = orjson.loads(body_of(leg.stats))
     assert shadow["text"] == primary["text"] and "hello" in primary["text"].lower()
+    stored = compared(row, leg)  # whichever side is primary, its JSON answer is its leg's final
+    assert stored["wer"] == 0 and stored["ref_words"] == 2 and stored["final_text_p"] == primary["text"]
     [seen] = [x for x in standin.seen if x.path == "/v1/speech-to-text"]  # one leg reached the vendor
     assert seen.header("Content-Type").startswith("multipart/form-data; boundary=") and seen.body_len > 10_000
     assert seen.header("xi-api-key") == (SHADOW_KEYS if primary_side == "gradium" else VENDOR_KEYS)["elevenlabs"]

@@ -61,10 +61,15 @@ class EncoderSpec:
     rates: frozenset[int] | None = None  # None: any rate
     default_bit_rate: int | None = None
     muxer_options: dict[str, str] = field(default_factory=dict)
+    codec_options: dict[str, str] = field(default_factory=dict)
 
 
 ENCODERS: dict[tuple[str, str], EncoderSpec] = {
-    (MP3, RAW): EncoderSpec("libmp3lame", None, "s16p", "fltp", MP3_RATES, 128_000),
+    # No bit reservoir: with it, LAME lends a quiet frame's spare bytes to the next frame, so a frame
+    # cannot leave before the next one is encoded, and speech starts quiet: the first 80 ms Gradium
+    # chunk gave no bytes at all. Without it the first chunk gives two frames at once (LAME's own
+    # lookahead, ~40 ms, stays); at our bit rates the quality cost is not audible.
+    (MP3, RAW): EncoderSpec("libmp3lame", None, "s16p", "fltp", MP3_RATES, 128_000, codec_options={"reservoir": "0"}),
     (AAC, RAW): EncoderSpec("aac", "adts", None, "fltp", AAC_RATES, 64_000),
     (FLAC, RAW): EncoderSpec(
         "flac",
@@ -174,6 +179,8 @@ class EncoderSink:
             ctx.time_base = self._time_base
             if self._bit_rate:
                 ctx.bit_rate = self._bit_rate
+            if spec.codec_options:
+                ctx.options = dict(spec.codec_options)
             if spec.muxer is None:
                 ctx.open()
         except (av.FFmpegError, ValueError) as exc:

@@ -72,3 +72,20 @@ def test_compressed_output_after_mid_stream_flush_stays_decodable() -> None:
     got = probe(out, container="mp3")
     assert got.duration == pytest.approx(1.0, abs=0.2)
     assert got.dominant_hz() == pytest.approx(440, abs=3)
+
+
+@pytest.mark.parametrize(("rate", "bit_rate"), [(44100, 128000), (22050, 32000), (24000, 48000)])
+def test_mp3_first_gradium_chunk_gives_bytes_at_once(rate: int, bit_rate: int) -> None:
+    """Speech starts quiet: LAME's bit reservoir would hold the first frame until the next chunk came
+    (80 ms later with a provider at real time). The first 80 ms chunk must give mp3 frames by itself,
+    and the stream must stay one valid mp3 stream."""
+    src, dst = pcm16(rate), AudioFormat(MP3, RAW, rate, 1, bit_rate)
+    speech_like = tone(rate, seconds=1.0)
+    speech_like[: rate // 10] = 0  # 100 ms of silence first, as speech starts
+    out = stream(src, dst, pcm_bytes(speech_like), chunk_80ms(src))
+    assert out.outputs[0], [len(o) for o in out.outputs[:3]]
+    assert out.outputs[0][:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa")  # an mp3 frame sync
+    got = probe(out.data, container="mp3")
+    assert got.sample_rate == rate
+    assert got.duration == pytest.approx(1.0, abs=0.1)
+    assert got.dominant_hz() == pytest.approx(440, abs=3)

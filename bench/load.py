@@ -146,6 +146,9 @@ def summarize(side: Side, n: int) -> dict[str, Any]:
         out["gw_cpu_ms_per_stream_s"] = 1e3 * side.cpu_s["gateway"] / side.stream_s
         out["gw_rss_mb"] = side.rss_mb
         out["gw_rss_kb_per_stream"] = 1024 * max(0.0, side.rss_mb - side.rss_idle_mb) / n
+        audio_s = sum(s.get("audio_s", 0.0) for s in side.samples)  # TTS: audio the clients received
+        if audio_s:
+            out["gw_cpu_ms_per_audio_s"] = 1e3 * side.cpu_s["gateway"] / audio_s
     return out
 
 
@@ -175,7 +178,15 @@ def sessions(emu: str, gw: str, http: aiohttp.ClientSession) -> dict[str, tuple[
     }
 
 
+def steps_for(lame: dict[str, float]) -> dict[str, tuple[int, ...]]:
+    """The fixed steps, plus REST mp3 at its target (80 % of the LAME capacity measured here)."""
+    target = max(1, round(lame["target_streams"]))
+    return {**STEPS, "rest_mp3": tuple(sorted({*STEPS["rest_mp3"], target}))}
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    lame = load_report.lame_capacity(args.tts_speed)  # measured before anything else runs
+    steps = steps_for(lame)
     emu_args = ["--first-audio-delay-ms", str(args.first_audio_ms), "--tts-speed", str(args.tts_speed), "--stt-replay"]
     emulator = await procs.start_emulator(RESULTS, *emu_args)
     gw_args = ["--workers", str(args.workers)] if args.workers else []
@@ -197,7 +208,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for fn in (direct, gw):  # warm up: pools, imports, caches (the STT replay trie)
                     for _ in range(3):
                         await guarded(fn)
-                for i, n in enumerate(s for s in STEPS[path] if s <= args.max_streams):
+                for i, n in enumerate(s for s in steps[path] if s <= args.max_streams):
                     order = [("direct", direct), ("gateway", gw)]
                     row: dict[str, Any] = {"path": path, "streams": n}
                     for name, fn in order if i % 2 == 0 else reversed(order):
@@ -218,7 +229,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": time.perf_counter() - started,
         "config": {k: v for k, v in vars(args).items() if k != "json"} | {"tts_text": TTS_TEXT, "stt_text": STT_TEXT},
         "machine": {"cpus": len(os.sched_getaffinity(0)), "loadavg_start": load0, "loadavg_end": os.getloadavg()},
-        "lame_capacity": load_report.lame_capacity(args.tts_speed),
+        "lame_capacity": lame,
         "gateway_alive_at_end": alive,
         "exit_codes": exit_codes,
         "rows": rows,

@@ -63,3 +63,15 @@ def test_segments_finalize_answers_even_when_empty() -> None:
     assert name == "results" and f["from_finalize"] and f["is_final"] and f["transcript"] == ""
     ev = s.on_gradium({"type": "end_of_stream"})
     assert [e[0] for e in ev] == ["metadata"]
+
+
+def test_stt_segments_vad_horizon_follows_the_list_it_is_given() -> None:
+    """The nearest horizon's index is remembered between steps, and looked for again when the list changes."""
+    s = SttSegments(SessionInfo("r", {}), SegmentOptions(vad_horizon_s=0.5))
+    a = [{"horizon_s": 0.25, "inactivity_prob": 0.1}, {"horizon_s": 0.5, "inactivity_prob": 0.7}]
+    assert s._inactivity(a) == 0.7
+    assert s._inactivity([{**a[0]}, {"horizon_s": 0.5, "inactivity_prob": 0.2}]) == 0.2
+    b = [{"horizon_s": 0.5, "inactivity_prob": 0.9}, {"horizon_s": 2.0, "inactivity_prob": 0.1}]
+    assert s._inactivity(b) == 0.9
+    assert s._inactivity([{"horizon_s": 0.4, "inactivity_prob": 0.3}]) == 0.3
+    assert s._inactivity([]) == 0.0

@@ -89,6 +89,8 @@ class SttSegments(EventTransform):
         self.eot_count = 0
         self.sha = hashlib.sha256()
         self.audio_bytes = 0
+        self._vad_index = 0  # which VAD horizon is nearest `vad_horizon_s` (see `_inactivity`)
+        self._vad_horizon: Any = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -179,8 +181,14 @@ class SttSegments(EventTransform):
     def _inactivity(self, vad: Any) -> float:
         if not isinstance(vad, list) or not vad:
             return 0.0
-        best = min(vad, key=lambda h: abs(float(h.get("horizon_s", 0)) - self.o.vad_horizon_s))
-        return float(best.get("inactivity_prob", 0.0))
+        # Once per frame: Gradium sends the same horizons in every step, so the nearest one's index is
+        # remembered and only looked for again when the list changes.
+        i = self._vad_index
+        if i >= len(vad) or vad[i].get("horizon_s") != self._vad_horizon:
+            target = self.o.vad_horizon_s
+            i = min(range(len(vad)), key=lambda k: abs(float(vad[k].get("horizon_s", 0)) - target))
+            self._vad_index, self._vad_horizon = i, vad[i].get("horizon_s")
+        return float(vad[i].get("inactivity_prob", 0.0))
 
     def _on_step(self, msg: dict[str, Any]) -> list[Event]:
         total = msg.get("total_duration_s")

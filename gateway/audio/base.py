@@ -32,6 +32,10 @@ class Transcoder(ABC):
         with a fresh encoder (a new Ogg/WebM/FLAC stream, more mp3/ADTS frames).
         """
 
+    def prime(self) -> None:  # noqa: B027 - optional hook, most transcoders have nothing to open
+        """Open the codecs now, before the first chunk (LAME's setup takes about a millisecond), so the
+        first chunk costs only its encoding. Optional: they open on the first chunk anyway."""
+
 
 class Passthrough(Transcoder):
     """Source and target are the same bytes: hand every chunk back as the same object."""

@@ -8,6 +8,7 @@ muxer writing into memory with `flush_packets`, so every packet leaves on the fe
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Protocol, cast
@@ -24,6 +25,8 @@ class Sink(Protocol):
     def write(self, samples: np.ndarray) -> bytes: ...
 
     def flush(self) -> bytes: ...
+
+    def prime(self) -> None: ...
 
 
 class PcmSink:
@@ -45,6 +48,9 @@ class PcmSink:
     def flush(self) -> bytes:
         header, self._header = self._header, None
         return header or b""  # an empty stream is still a valid (empty) WAV file
+
+    def prime(self) -> None:
+        pass
 
 
 MP3_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
@@ -186,6 +192,12 @@ class EncoderSink:
         except (av.FFmpegError, ValueError) as exc:
             raise AudioError(f"cannot start the {spec.codec} encoder") from exc
         self._ctx = ctx
+
+    def prime(self) -> None:
+        """Open the encoder ahead of the first samples, for the sample type PCM sources give (int16)."""
+        if self._ctx is None:
+            with contextlib.suppress(AudioError):  # the first `write` reports it, where errors are handled
+                self._open(np.dtype(np.int16))
 
     def write(self, samples: np.ndarray) -> bytes:
         n = samples.shape[0]

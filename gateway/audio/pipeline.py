@@ -105,6 +105,9 @@ class CodecTranscoder(Transcoder):
                     out.append(self._sink.write(part))
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def prime(self) -> None:
+        self._sink.prime()
+
     def flush(self) -> bytes:
         try:
             out = self._encode(self._source.flush())

@@ -164,6 +164,15 @@ def plan_session(ctx: RequestContext, params: dict[str, Any], shared: dict[str, 
     return SessionPlan(kind, setup, info, transform)
 
 
+def _prime(transform: EventTransform) -> None:
+    transform.prime()
+
+
+async def prime_transform(transform: EventTransform) -> None:
+    """The transform's `prime` (codecs opened ahead of the first audio), where its heavy work runs."""
+    await offload(transform.heavy, _prime, transform)
+
+
 async def transform_gradium(transform: EventTransform, msg: dict[str, Any]) -> list[Event]:
     """A Gradium message through the session's transform (audio on a codec thread when heavy)."""
     return await offload(transform.heavy and msg.get("type") == "audio", transform.on_gradium, msg)

@@ -27,6 +27,7 @@ from gateway.dialects.common import (
     error_scope,
     http_error,
     plan_session,
+    prime_transform,
     render_event,
     request_id_headers,
     transform_gradium,
@@ -234,14 +235,19 @@ async def _first_then_respond(
     tap: Tap,
 ) -> web.StreamResponse:
     tap.upstream_format = plan.setup.get("output_format") or plan.setup.get("input_format")
+    # The encoder opens on a codec thread while Gradium prepares the first audio, not after it came.
+    primed = asyncio.ensure_future(prime_transform(plan.transform))
     try:
         first = await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.ready_timeout_s)
+        await primed
         if first is None:
             raise GatewayError("upstream_error", "Gradium ended the session before it started")
         return await _respond(request, ctx, plan, upstream, first, base_scope, tap)
     except TimeoutError:
         raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
     finally:
+        if not primed.done():
+            primed.cancel()
         await upstream.close()
 
 

@@ -89,3 +89,28 @@ def test_mp3_first_gradium_chunk_gives_bytes_at_once(rate: int, bit_rate: int) -
     assert got.sample_rate == rate
     assert got.duration == pytest.approx(1.0, abs=0.1)
     assert got.dominant_hz() == pytest.approx(440, abs=3)
+
+
+@pytest.mark.parametrize("dst", [AudioFormat(MP3, RAW, 44100, 1, 128000), AudioFormat(MP3, RAW, 22050, 1, 32000)])
+def test_priming_opens_early_and_changes_no_byte(dst: AudioFormat) -> None:
+    """`prime()` (called while Gradium prepares the first audio) opens the encoder ahead of the first
+    chunk; the stream is byte for byte the one an unprimed transcoder gives (LAME is deterministic)."""
+    src = pcm16(44100)
+    data = pcm_bytes(tone(44100, seconds=0.5))
+    plain = stream(src, dst, data, chunk_80ms(src)).data
+    tc = make_transcoder(src, dst)
+    tc.prime()
+    tc.prime()  # idempotent
+    assert tc._sink._ctx is not None  # type: ignore[attr-defined]  # opened before any sample
+    primed = b"".join([tc.feed(c) for c in chunks(data, chunk_80ms(src))]) + tc.flush()
+    assert primed == plain
+
+
+@pytest.mark.parametrize("dst", [AudioFormat(OPUS, OGG, 48000, 1, 64000), pcm16(16000), pcm16(44100)],
+                         ids=["opus", "pcm-resampled", "pcm-passthrough"])
+def test_priming_other_outputs_is_harmless(dst: AudioFormat) -> None:
+    src = pcm16(44100)
+    tc = make_transcoder(src, dst)
+    tc.prime()
+    out = b"".join([tc.feed(c) for c in chunks(pcm_bytes(tone(44100, seconds=0.5)), chunk_80ms(src))]) + tc.flush()
+    assert probe(out, dst).dominant_hz() == pytest.approx(440, abs=3)

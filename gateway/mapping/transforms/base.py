@@ -66,6 +66,10 @@ class EventTransform:
         """A client action the runtime performed (e.g. `flush` with its flush id)."""
         return []
 
+    def prime(self) -> None:
+        """Get ready for the first audio while Gradium is still working on it (open codecs); run where
+        `heavy` work runs, and before the first `on_gradium`."""
+
 
 TRANSFORMS: dict[str, type[EventTransform]] = {}
 

@@ -118,6 +118,9 @@ class TtsAudio(EventTransform):
             fields["alignment"] = self.timeline.alignment(a, b, origin)
         return ("audio", fields)
 
+    def prime(self) -> None:
+        self.transcoder.prime()
+
     def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
         if action == "continue":  # this request goes on from an earlier one: its first word follows a space
             self.timeline.lead_space = True

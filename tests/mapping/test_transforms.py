@@ -28,6 +28,9 @@ def test_char_timeline_spreads_words_and_adds_spaces() -> None:
     al = t.alignment(a, b, origin=0.1)
     assert al is not None and al["starts_ms"] == [0, 0, 100] and al["durations_ms"] == [100, 100, 300]
     assert t.take_until(None) == (3, 5)
+    assert set(t.alignment(0, 5, 0.0, "ms") or {}) == {"chars", "starts_ms", "durations_ms"}
+    assert t.alignment(0, 5, 0.0, "s") == {"chars": t.chars, "starts_s": [0.0, 0.1, 0.2, 0.5, 0.6],
+                                           "ends_s": [0.1, 0.2, 0.5, 0.6, 0.7]}
 
 
 def _step(t: float, p: float) -> dict:

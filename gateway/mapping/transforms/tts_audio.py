@@ -19,6 +19,9 @@ from gateway.mapping.transforms.base import Event, EventTransform, Options, Sess
 class TtsAudioOptions(Options):
     encoding: Literal["bytes", "base64"] = "bytes"
     alignment: Literal["none", "chunk", "absolute"] = "none"
+    # which times the route renders: seconds (`starts_s`, `ends_s`), milliseconds (`starts_ms`,
+    # `durations_ms`) or both; built for every audio chunk, so only what is shown
+    alignment_units: Literal["s", "ms", "both"] = "both"
     collect: bool = False  # one `complete` event with all audio and alignment at the end
     words: bool = False  # also emit a `words` event per Gradium text message
 
@@ -67,18 +70,19 @@ class CharTimeline:
         self.sent = b
         return a, b
 
-    def alignment(self, a: int, b: int, origin: float) -> dict[str, Any] | None:
+    def alignment(self, a: int, b: int, origin: float, units: str = "both") -> dict[str, Any] | None:
         if a == b:
             return None
         starts = self.starts[a:b]
         ends = self.ends[a:b]
-        return {
-            "chars": self.chars[a:b],
-            "starts_s": [round(s, 3) for s in starts],
-            "ends_s": [round(e, 3) for e in ends],
-            "starts_ms": [max(0, round((s - origin) * 1000)) for s in starts],
-            "durations_ms": [max(0, round((e - s) * 1000)) for s, e in zip(starts, ends, strict=True)],
-        }
+        out: dict[str, Any] = {"chars": self.chars[a:b]}
+        if units != "ms":
+            out["starts_s"] = [round(s, 3) for s in starts]
+            out["ends_s"] = [round(e, 3) for e in ends]
+        if units != "s":
+            out["starts_ms"] = [max(0, round((s - origin) * 1000)) for s in starts]
+            out["durations_ms"] = [max(0, round((e - s) * 1000)) for s, e in zip(starts, ends, strict=True)]
+        return out
 
 
 @register
@@ -115,7 +119,7 @@ class TtsAudio(EventTransform):
         if self.opts.alignment != "none":
             a, b = self.timeline.take_until(None if last else stop)
             origin = start if self.opts.alignment == "chunk" else 0.0
-            fields["alignment"] = self.timeline.alignment(a, b, origin)
+            fields["alignment"] = self.timeline.alignment(a, b, origin, self.opts.alignment_units)
         return ("audio", fields)
 
     def prime(self) -> None:
@@ -169,7 +173,7 @@ class TtsAudio(EventTransform):
             fields: dict[str, Any] = {"audio": audio, "audio_b64": base64.b64encode(audio).decode()}
             if self.opts.alignment != "none":
                 a, b = self.timeline.take_until(None)
-                fields["alignment"] = self.timeline.alignment(a, b, 0.0)
+                fields["alignment"] = self.timeline.alignment(a, b, 0.0, self.opts.alignment_units)
             events.append(("complete", fields))
         elif tail or self.timeline.sent < len(self.timeline.chars):
             # leftover codec frames, or words whose text arrived after their audio

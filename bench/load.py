@@ -184,46 +184,55 @@ def steps_for(lame: dict[str, float]) -> dict[str, tuple[int, ...]]:
     return {**STEPS, "rest_mp3": tuple(sorted({*STEPS["rest_mp3"], target}))}
 
 
+async def bench_path(path: str, path_steps: tuple[int, ...], args: argparse.Namespace, http: aiohttp.ClientSession,
+                     emulator: procs.Proc, gateway: procs.Proc) -> list[dict[str, Any]]:
+    """Every step of one path, direct and through `gateway`, alternating which side goes first."""
+    running = [emulator, gateway]
+    direct, gw = sessions(emulator.url, gateway.url, http)[path]
+    for fn in (direct, gw):  # warm up: pools, imports, caches (the STT replay trie)
+        for _ in range(3):
+            await guarded(fn)
+    rows: list[dict[str, Any]] = []
+    for i, n in enumerate(s for s in path_steps if s <= args.max_streams):
+        order = [("direct", direct), ("gateway", gw)]
+        row: dict[str, Any] = {"path": path, "streams": n}
+        for name, fn in order if i % 2 == 0 else reversed(order):
+            side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running)
+            row[name] = summarize(side, n)
+            await asyncio.sleep(1.0)  # let sockets close before the next side
+        row |= load_report.compare(row)
+        rows.append(row)
+        print(load_report.render_row(row), file=sys.stderr, flush=True)
+        if row["gateway"]["sessions_failed"] > row["gateway"]["sessions_ok"]:
+            print(f"  {path}: most gateway sessions failed at {n}; not going higher", file=sys.stderr)
+            break
+    return rows
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     lame = load_report.lame_capacity(args.tts_speed)  # measured before anything else runs
     steps = steps_for(lame)
     emu_args = ["--first-audio-delay-ms", str(args.first_audio_ms), "--tts-speed", str(args.tts_speed), "--stt-replay"]
     emulator = await procs.start_emulator(RESULTS, *emu_args)
     gw_args = ["--workers", str(args.workers)] if args.workers else []
-    try:
-        gateway = await procs.start_gateway(emulator.url, RESULTS, *gw_args)
-    except procs.StartError:
-        await procs.stop(emulator)
-        raise
-    running = [emulator, gateway]
     rows: list[dict[str, Any]] = []
+    alive, exit_codes = True, {}
     started = time.perf_counter()
     load0 = os.getloadavg()
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as http:
-            fns = sessions(emulator.url, gateway.url, http)
             for path in args.paths:
-                direct, gw = fns[path]
-                for fn in (direct, gw):  # warm up: pools, imports, caches (the STT replay trie)
-                    for _ in range(3):
-                        await guarded(fn)
-                for i, n in enumerate(s for s in steps[path] if s <= args.max_streams):
-                    order = [("direct", direct), ("gateway", gw)]
-                    row: dict[str, Any] = {"path": path, "streams": n}
-                    for name, fn in order if i % 2 == 0 else reversed(order):
-                        side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running)
-                        row[name] = summarize(side, n)
-                        await asyncio.sleep(1.0)  # let sockets close before the next side
-                    row |= load_report.compare(row)
-                    rows.append(row)
-                    print(load_report.render_row(row), file=sys.stderr, flush=True)
-                    if row["gateway"]["sessions_failed"] > row["gateway"]["sessions_ok"]:
-                        print(f"  {path}: most gateway sessions failed at {n}; not going higher", file=sys.stderr)
-                        break
+                # A fresh gateway per path: its RSS (and any leak) is this path's, not the peak an earlier
+                # path (mp3 encoders) left behind.
+                gateway = await procs.start_gateway(emulator.url, RESULTS, *gw_args)
+                try:
+                    rows += await bench_path(path, steps[path], args, http, emulator, gateway)
+                finally:
+                    alive = alive and gateway.alive()
+                    exit_codes[f"gateway {path}"] = await procs.stop(gateway)
     finally:
-        alive = gateway.alive()
-        exit_codes = {p.name: await procs.stop(p) for p in running}
+        exit_codes["emulator"] = await procs.stop(emulator)
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - started,

@@ -1,10 +1,12 @@
 """One leg of audio between a client and Gradium: the transcoder, the decision to run it off the event
-loop (made once per leg), and the Gradium `audio` message for each chunk.
+loop (made once per leg), and the base64 of Gradium's `audio` messages, both ways.
 
 Codec work worth a thread hop (anything compressed on either side, PyAV releasing the GIL) runs on the
 codec threads; raw PCM resampling and G.711 stay inline, where a hop would cost more than the work.
-Used for client audio to Gradium by WebSocket sessions and HTTP uploads, and (via `needs_offload`) for
-Gradium audio to the client by the `tts_audio` transform.
+Client audio to Gradium (STT: WebSocket sessions and HTTP uploads) goes through `feed`/`flush`, which
+offload by themselves; Gradium audio to the client (TTS: the `tts_audio` transform) goes through
+`from_gradium`/`tail`, called inside the transform, which the runtime offloads as a whole when `heavy`
+(`dialects.common.transform_gradium`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from gateway.audio.formats import AudioFormat, is_compressed
 from gateway.audio.transcode import Transcoder, make_transcoder
 from gateway.upstream import protocol as gradium
+from gateway.upstream.protocol import Message
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,22 +42,35 @@ def needs_offload(transcoder: Transcoder, src: AudioFormat | None, dst: AudioFor
 
 
 class AudioLeg:
-    """Client audio -> Gradium: `await feed(chunk)` gives the Gradium message to send (or None)."""
+    """Audio from `src` to `dst` (`src` None: a container, sniffed from its first bytes)."""
 
     __slots__ = ("heavy", "transcoder")
 
     def __init__(self, src: AudioFormat | None, dst: AudioFormat) -> None:
-        self.transcoder = make_transcoder(src, dst)  # AudioError: the caller's format is not supported
+        self.transcoder = make_transcoder(src, dst)  # AudioError: the format is not supported
         self.heavy = needs_offload(self.transcoder, src, dst)
 
-    async def feed(self, chunk: bytes) -> dict[str, Any] | None:
+    # -- client -> Gradium (STT)
+
+    async def feed(self, chunk: bytes) -> Message | None:
+        """The Gradium message carrying this chunk, transcoded (off the loop when heavy); None: nothing yet."""
         out = await offload(self.heavy, self.transcoder.feed, chunk)
         return gradium.audio(out) if out else None
 
-    def flush(self, final: bool = False) -> dict[str, Any] | None:
+    def flush(self, final: bool = False) -> Message | None:
         """The transcoder's tail: before a Gradium flush (a passthrough holds nothing back), or at the end
         of input (`final`)."""
         if self.transcoder.passthrough and not final:
             return None
         tail = self.transcoder.flush()
         return gradium.audio(tail) if tail else None
+
+    # -- Gradium -> client (TTS), inline: the transform calling these is offloaded when `heavy`
+
+    def from_gradium(self, msg: Message) -> bytes:
+        """A Gradium `audio` message's audio in `dst` (b"" while a codec holds it back)."""
+        return self.transcoder.feed(gradium.audio_bytes(msg))
+
+    def tail(self) -> bytes:
+        """What the codecs held back, at the end of the stream."""
+        return self.transcoder.flush()

@@ -29,6 +29,7 @@ from gateway.mapping.params import RequestData
 from gateway.mapping.transforms import Event, EventTransform, SessionInfo
 from gateway.observability import Metrics
 from gateway.tokens import TokenIssuer
+from gateway.upstream import protocol as gradium
 from gateway.upstream.gradium import GradiumClient
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -175,7 +176,7 @@ async def prime_transform(transform: EventTransform) -> None:
 
 async def transform_gradium(transform: EventTransform, msg: dict[str, Any]) -> list[Event]:
     """A Gradium message through the session's transform (audio on a codec thread when heavy)."""
-    return await offload(transform.heavy and msg.get("type") == "audio", transform.on_gradium, msg)
+    return await offload(transform.heavy and msg.get("type") == gradium.AUDIO, transform.on_gradium, msg)
 
 
 def render_event(route: CompiledRoute, base_scope: dict[str, Any], name: str, fields: dict[str, Any]) -> Any:

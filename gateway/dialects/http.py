@@ -200,7 +200,7 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         await sequence.start()
         upstream = sequence
     elif spec.upstream == "rest" and not plan.setup.get("pronunciation_id"):  # Gradium applies it on WS only
-        upstream = await gradium.post(spec.kind, key, json={**plan.setup, "text": text, "only_audio": False})
+        upstream = await gradium.post(spec.kind, key, json=gradium_msg.rest_tts(plan.setup, text))
     else:
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
         await upstream.send(gradium_msg.text(text))

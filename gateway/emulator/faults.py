@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway.emulator.stats import STATS, Stats
+from gateway.upstream import protocol as wire
 
 ErrorShape = Literal["plain", "raw", "json_error", "json_detail"]
 ERROR_SHAPES: tuple[str, ...] = ("plain", "raw", "json_error", "json_detail")
@@ -160,13 +161,13 @@ class FaultGate:
             return Action.DROP
         if f.error_after_messages is not None and self.sent >= f.error_after_messages:
             return Action.ERROR
-        if msg_type == "ready" and f.ready_delay_s:
+        if msg_type == wire.READY and f.ready_delay_s:
             await asyncio.sleep(f.ready_delay_s)
-        elif msg_type in ("audio", "text") and not self._first_output_done:
+        elif msg_type in (wire.AUDIO, wire.TEXT) and not self._first_output_done:
             self._first_output_done = True
             if f.first_audio_delay_s:
                 await asyncio.sleep(f.first_audio_delay_s)
-        if msg_type in ("audio", "step") and f.frame_delay_s:
+        if msg_type in (wire.AUDIO, wire.STEP) and f.frame_delay_s:
             await asyncio.sleep(f.frame_delay_s)
         return Action.SEND
 

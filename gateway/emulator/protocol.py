@@ -1,4 +1,6 @@
-"""Gradium wire vocabulary: error codes and messages, setup parsing with the documented defaults.
+"""The emulator's side of Gradium's protocol: error codes and texts, setup parsing with the documented
+defaults, and the `ready` answers. The messages themselves (names, shapes, wire encoding) are the
+shared vocabulary, `gateway/upstream/protocol.py`.
 
 Everything here is transport-free, so the WebSocket and REST front ends share one reading of a
 setup (specs/gradium.md §3.2, §5.2) and one set of error texts (§3.5).
@@ -6,7 +8,6 @@ setup (specs/gradium.md §3.2, §5.2) and one set of error texts (§3.5).
 
 from __future__ import annotations
 
-import base64
 import math
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import orjson
 from gateway.audio.formats import GRADIUM_INPUT_FORMATS, GRADIUM_OUTPUT_FORMATS, AudioFormat
 from gateway.emulator.library import Rule
 from gateway.emulator.voices import Voice
+from gateway.upstream import protocol as wire
 
 # Close codes, as Gradium uses them in both the error frame and the close.
 PROTOCOL_ERROR = 1002
@@ -52,13 +54,6 @@ def embeddings_not_found(voice_id: str) -> GradiumError:
 
 def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex[:24]}"
-
-
-def error_message(code: int, message: str, client_req_id: ReqId = None) -> dict[str, Any]:
-    msg: dict[str, Any] = {"type": "error", "message": message, "code": code}
-    if client_req_id is not None:
-        msg["client_req_id"] = client_req_id
-    return msg
 
 
 def rest_error_text(code: int, message: str) -> str:
@@ -99,7 +94,7 @@ def _optional_str(msg: dict[str, Any], key: str) -> str | None:
 
 
 def client_req_id_of(msg: dict[str, Any]) -> ReqId:
-    value = msg.get("client_req_id")
+    value = msg.get(wire.CLIENT_REQ_ID)
     if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
         return value
     raise GradiumError(UNSUPPORTED, "client_req_id must be a string")
@@ -221,7 +216,7 @@ def parse_stt_setup(msg: dict[str, Any], default_delay_in_frames: int) -> SttSet
 def tts_ready(request_id: str, setup: TtsSetup, sample_rate: int, *, model_ext: str, residency: str) -> dict[str, Any]:
     """All six fields RS deserializes strictly, plus model_ext and residency (DOCS lifecycle)."""
     return {
-        "type": "ready",
+        "type": wire.READY,
         "request_id": request_id,
         "model_name": setup.model_name,
         "model_ext": model_ext,
@@ -236,7 +231,7 @@ def tts_ready(request_id: str, setup: TtsSetup, sample_rate: int, *, model_ext: 
 def stt_ready(request_id: str, setup: SttSetup, *, residency: str) -> dict[str, Any]:
     # LK reads the legacy `delay_in_tokens`; sending both costs nothing (specs §5.3).
     return {
-        "type": "ready",
+        "type": wire.READY,
         "request_id": request_id,
         "model_name": setup.model_name,
         "sample_rate": STT_SAMPLE_RATE,
@@ -246,19 +241,3 @@ def stt_ready(request_id: str, setup: SttSetup, *, residency: str) -> dict[str, 
         "text_stream_names": [],
         "residency": residency,
     }
-
-
-def _wire_default(obj: Any) -> str:
-    # Engines keep audio as bytes so REST can stream them raw; on JSON wires audio is base64.
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return base64.b64encode(obj).decode()
-    raise TypeError(f"cannot serialize {type(obj).__name__}")
-
-
-def dumps(msg: dict[str, Any]) -> str:
-    return orjson.dumps(msg, default=_wire_default).decode()
-
-
-def dumps_line(msg: dict[str, Any]) -> bytes:
-    """One NDJSON line."""
-    return orjson.dumps(msg, default=_wire_default, option=orjson.OPT_APPEND_NEWLINE)

@@ -17,8 +17,6 @@ from gateway.emulator.protocol import (
     POLICY,
     UNSUPPORTED,
     GradiumError,
-    dumps_line,
-    error_message,
     new_request_id,
     parse_stt_setup,
     parse_tts_setup,
@@ -31,6 +29,7 @@ from gateway.emulator.stats import STATS
 from gateway.emulator.stt import SttEngine
 from gateway.emulator.tts import Pacer, TtsEngine
 from gateway.emulator.voices import DEFAULT_VOICE_ID
+from gateway.upstream import protocol as wire
 
 Message = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -107,11 +106,11 @@ class _Stream:
             if self.ndjson:
                 assert self.gate.faults is not None
                 f = self.gate.faults
-                await self.response.write(dumps_line(error_message(f.error_code, f.error_message)))
+                await self.response.write(wire.dumps_line(wire.error(f.error_code, f.error_message)))
             return
-        if not self.ndjson and msg["type"] != "audio":
+        if not self.ndjson and msg["type"] != wire.AUDIO:
             return
-        await self.response.write(dumps_line(msg) if self.ndjson else msg["audio"])
+        await self.response.write(wire.dumps_line(msg) if self.ndjson else msg["audio"])
         self.gate.sent += 1
         self.request.app[STATS].messages_out += 1
 
@@ -178,7 +177,7 @@ async def post_tts(request: web.Request) -> web.StreamResponse:
     await out.write(ready)
     await out.write_all(engine.feed_text(text), pacer)
     await out.write_all(engine.finish(), pacer)
-    await out.write({"type": "end_of_stream"})
+    await out.write(wire.end_of_stream())
     await out.end()
     return response
 
@@ -233,11 +232,11 @@ async def post_asr(request: web.Request) -> web.StreamResponse:
                 break
         await out.write_all(engine.finish())
     except GradiumError as exc:
-        await out.write_all([error_message(exc.code, exc.message)])
+        await out.write_all([wire.error(exc.code, exc.message)])
         out.done = True
     finally:
         state.usage.stt_seconds += engine.audio_seconds
-    await out.write({"type": "end_of_stream"})
+    await out.write(wire.end_of_stream())
     await out.end()
     return response
 

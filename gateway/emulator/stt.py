@@ -16,6 +16,7 @@ import numpy as np
 from gateway.emulator import tones
 from gateway.emulator.audio_io import AudioDecoder
 from gateway.emulator.protocol import STT_FRAME_SIZE, STT_SAMPLE_RATE, VAD_HORIZONS, SttSetup
+from gateway.upstream import protocol as wire
 
 Message = dict[str, Any]
 FRAME_S = STT_FRAME_SIZE / STT_SAMPLE_RATE
@@ -89,16 +90,11 @@ class SttEngine:
         now = self._recognizer.time_s
         while self._held and (force or self._held[0].stop_s + self._delay_s <= now):
             word = self._held.popleft()
-            out.append({"type": "text", "text": word.text, "start_s": round(word.start_s, 4), "stream_id": 0})
-            out.append({"type": "end_text", "stop_s": round(word.stop_s, 4), "stream_id": 0})
+            out.append(wire.timed_text(word.text, word.start_s))
+            out.append(wire.end_text(word.stop_s))
         return out
 
     def _step(self) -> Message:
         r = self._recognizer
-        return {
-            "type": "step",
-            "vad": inactivity_probs(r.trailing_silence_s, r.speech_active, r.sentence_ended),
-            "step_idx": self._step_idx,
-            "step_duration_s": FRAME_S,
-            "total_duration_s": round((self._step_idx + 1) * FRAME_S, 4),
-        }
+        vad = inactivity_probs(r.trailing_silence_s, r.speech_active, r.sentence_ended)
+        return wire.step(vad, self._step_idx, FRAME_S, (self._step_idx + 1) * FRAME_S)

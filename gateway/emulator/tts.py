@@ -20,6 +20,7 @@ from gateway.emulator.library import Rule, rewrite
 from gateway.emulator.protocol import TTS_FRAME_S
 from gateway.emulator.settings import EmulatorSettings
 from gateway.emulator.voices import Voice
+from gateway.upstream import protocol as wire
 
 Message = dict[str, Any]
 
@@ -80,13 +81,8 @@ class TtsEngine:
         for item in tones.parse(text):
             if isinstance(item, tones.Token):
                 audio, timing = self._synth.word(item.spoken)
-                yield {
-                    "type": "text",
-                    "text": item.original,  # as written, like Gradium; the audio spells `spoken`
-                    "start_s": round(timing.start_s, 4),
-                    "stop_s": round(timing.stop_s, 4),
-                    "stream_id": 0,
-                }
+                # the word as written, like Gradium; the audio spells `spoken`
+                yield wire.timed_text(item.original, timing.start_s, timing.stop_s)
                 yield from self._push(audio)
             elif isinstance(item, tones.Pause):
                 yield from self._push(self._synth.pause(item.seconds))
@@ -130,13 +126,7 @@ class TtsEngine:
 
     @staticmethod
     def _audio(data: bytes, start_s: float, stop_s: float) -> Message:
-        return {
-            "type": "audio",
-            "audio": data,  # raw bytes; `protocol.dumps` writes them as base64
-            "start_s": round(start_s, 4),
-            "stop_s": round(stop_s, 4),
-            "stream_id": 0,
-        }
+        return wire.timed_audio(data, start_s, stop_s)  # raw bytes: `wire.dumps` writes them as base64
 
 
 class Pacer:
@@ -153,7 +143,7 @@ class Pacer:
         return cls(settings.tts_realtime_factor, settings.tts_first_audio_delay_s)
 
     async def wait(self, msg: Message) -> None:
-        if msg["type"] != "audio":
+        if msg["type"] != wire.AUDIO:
             return
         loop = asyncio.get_running_loop()
         if self._t0 is None and self._first_delay > 0:

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import orjson
 from aiohttp import WSMsgType, web
 
 from gateway.emulator.auth import key_id
@@ -30,8 +29,6 @@ from gateway.emulator.protocol import (
     SttSetup,
     TtsSetup,
     client_req_id_of,
-    dumps,
-    error_message,
     new_request_id,
     parse_stt_setup,
     parse_tts_setup,
@@ -44,6 +41,7 @@ from gateway.emulator.stt import SttEngine
 from gateway.emulator.stt_replay import REPLAY, ReplayingEngine, decode_audio
 from gateway.emulator.tts import Pacer, TtsEngine
 from gateway.emulator.voices import DEFAULT_VOICE_ID
+from gateway.upstream import protocol as wire
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +75,10 @@ class WsConnection:
             raise ConnectionClosed
         if action is Action.ERROR:
             assert self.gate.faults is not None
-            await self.fail(self.gate.faults.error_code, self.gate.faults.error_message, msg.get("client_req_id"))
+            await self.fail(self.gate.faults.error_code, self.gate.faults.error_message, msg.get(wire.CLIENT_REQ_ID))
             raise ConnectionClosed
         try:
-            await self.ws.send_str(dumps(msg))
+            await self.ws.send_frame(wire.dumps(msg), WSMsgType.TEXT)
         except (ConnectionError, RuntimeError) as exc:
             self.closed = True
             raise ConnectionClosed from exc
@@ -95,7 +93,7 @@ class WsConnection:
         self.closed = True
         self.stats.errors_sent += 1
         try:
-            await self.ws.send_str(dumps(error_message(code, message, client_req_id)))
+            await self.ws.send_frame(wire.dumps(wire.error(code, message, client_req_id)), WSMsgType.TEXT)
             await self.ws.close(code=code, message=message.encode()[:123])
         except (ConnectionError, RuntimeError):
             pass
@@ -161,7 +159,7 @@ class Session:
 
     async def send(self, msg: Message) -> None:
         if self.rid is not None:
-            msg["client_req_id"] = self.rid
+            msg[wire.CLIENT_REQ_ID] = self.rid
         await self.conn.send(msg)
 
     async def send_all(self, msgs: Iterable[Message]) -> None:
@@ -174,7 +172,7 @@ class Session:
             # Leave the routing table before end_of_stream is out: a client that reuses the id
             # right after seeing it must not hit "Session already active".
             self.conn.forget(self)
-            await self.send({"type": "end_of_stream"})
+            await self.send(wire.end_of_stream())
             if self.close_on_eos:
                 await self.conn.close()
         except GradiumError as exc:
@@ -196,10 +194,7 @@ class Session:
 
     async def flushed(self, msg: Message) -> None:
         # The flush_id type differs between clients (int, string): echo exactly what came in.
-        reply: Message = {"type": "flushed"}
-        if "flush_id" in msg:
-            reply["flush_id"] = msg["flush_id"]
-        await self.send(reply)
+        await self.send(wire.flushed(msg["flush_id"]) if "flush_id" in msg else wire.flushed())
 
 
 class TtsSession(Session):
@@ -224,15 +219,15 @@ class TtsSession(Session):
             while True:
                 msg = await self.queue.get()
                 kind = msg["type"]
-                if kind == "text":
+                if kind == wire.TEXT:
                     text = msg.get("text")
                     if not isinstance(text, str):
                         raise GradiumError(UNSUPPORTED, "text must be a string")
                     await self._out(engine.feed_text(text), pacer)
-                elif kind == "flush":
+                elif kind == wire.FLUSH:
                     await self._out(engine.flush(), pacer)
                     await self.flushed(msg)
-                elif kind == "end_of_stream":
+                elif kind == wire.END_OF_STREAM:
                     await self._out(engine.finish(), pacer)
                     return
                 else:
@@ -259,15 +254,15 @@ class SttSession(Session):
             while True:
                 msg = await self.queue.get()
                 kind = msg["type"]
-                if kind == "audio":
+                if kind == wire.AUDIO:
                     if isinstance(engine, ReplayingEngine):
                         await self.send_all(engine.feed_b64(msg.get("audio")))
                     else:
                         await self.send_all(engine.feed_audio(decode_audio(msg.get("audio"))))
-                elif kind == "flush":
+                elif kind == wire.FLUSH:
                     await self.send_all(engine.flush())
                     await self.flushed(msg)
-                elif kind == "end_of_stream":
+                elif kind == wire.END_OF_STREAM:
                     await self.send_all(engine.finish())
                     return
                 else:
@@ -291,13 +286,15 @@ async def _read(conn: WsConnection, kind: Kind) -> None:
         rid: ReqId = None
         try:
             try:
-                msg = orjson.loads(raw.data)
-            except orjson.JSONDecodeError:
+                msg = wire.parse(raw.data)
+            except wire.NotJson:
                 raise GradiumError(UNSUPPORTED, "Invalid JSON message") from None
-            if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            except wire.Malformed:
+                msg = {}
+            if not isinstance(msg.get("type"), str):
                 raise GradiumError(UNSUPPORTED, "A message must be a JSON object with a string `type`")
             rid = client_req_id_of(msg)
-            if msg["type"] == "setup":
+            if msg["type"] == wire.SETUP:
                 conn.start(kind, msg, rid)
             else:
                 await conn.route(msg, rid)

@@ -20,6 +20,8 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.observability import redact_text
+from gateway.upstream import protocol
+from gateway.upstream.protocol import Message
 
 Kind = Literal["tts", "asr"]
 _WS_ROUTES = {"tts": "speech/tts", "asr": "speech/asr"}
@@ -80,25 +82,25 @@ class GradiumStream:
     request_id: str | None = None
     ended: bool = False
 
-    def _note(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _note(self, data: Message) -> Message:
         """Remember Gradium's request id and whether the request is over."""
         mtype = data.get("type")
-        if mtype == "ready":
+        if mtype == protocol.READY:
             self.request_id = data.get("request_id")
-        elif mtype == "end_of_stream":
+        elif mtype == protocol.END_OF_STREAM:
             self.ended = True
         return data
 
-    async def send(self, msg: dict[str, Any]) -> None:  # pragma: no cover - interface
+    async def send(self, msg: Message) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    async def recv(self) -> dict[str, Any] | None:  # pragma: no cover - interface
+    async def recv(self) -> Message | None:  # pragma: no cover - interface
         raise NotImplementedError
 
     async def close(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncIterator[Message]:
         while True:
             msg = await self.recv()
             if msg is None:
@@ -106,16 +108,24 @@ class GradiumStream:
             yield msg
 
 
-def parse_ws_text(raw: str | bytes) -> dict[str, Any]:
-    """One Gradium WS text frame -> a message dict; an `error` message raises its GatewayError."""
+def parse_message(raw: str | bytes) -> Message:
+    """One Gradium WS text frame or NDJSON line -> its message; anything else is Gradium's fault."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        return protocol.parse(raw)
+    except protocol.Malformed:
         raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
-    if not isinstance(data, dict):
-        raise GatewayError("upstream_error", "Gradium sent a malformed message")
-    if data.get("type") == "error":
-        raise classify(data.get("code"), str(data.get("message") or ""))
+
+
+def error_from(msg: Message) -> GatewayError:
+    """A Gradium `error` message as the gateway's error."""
+    return classify(*protocol.error_of(msg))
+
+
+def parse_ws_text(raw: str | bytes) -> Message:
+    """One message of a single request; an `error` message raises its GatewayError."""
+    data = parse_message(raw)
+    if data.get("type") == protocol.ERROR:
+        raise error_from(data)
     return data
 
 
@@ -153,23 +163,23 @@ class GradiumWsStream(GradiumStream):
         self.ended = False
         # A pooled socket may have been closed by Gradium while idle; until the first answer, keep
         # what was sent so the request can be replayed once on a fresh socket.
-        self._replay: list[str] | None = [] if reused else None
+        self._replay: list[bytes] | None = [] if reused else None
         self._replay_bytes = 0
         self._closed_here = False  # closed by the gateway itself: never a stale pooled socket to replay
 
-    async def send(self, msg: dict[str, Any]) -> None:
+    async def send(self, msg: Message) -> None:
         if self._closed_here:
             raise UpstreamClosed("the Gradium session was ended by the gateway")
         if self.ws.closed and self._replay is None:
             raise UpstreamClosed()
-        payload = orjson.dumps(msg).decode()
+        payload = protocol.dumps(msg)
         if self._replay is not None:
             self._replay.append(payload)
             self._replay_bytes += len(payload)
             if self._replay_bytes > self.REPLAY_LIMIT:
                 self._replay = None
         if not self.ws.closed:
-            await self.ws.send_str(payload)
+            await self.ws.send_frame(payload, aiohttp.WSMsgType.TEXT)  # UTF-8 already: no str round trip
 
     async def _reconnect(self) -> None:
         assert self.client is not None and self.pool_key is not None and self._replay is not None
@@ -178,9 +188,9 @@ class GradiumWsStream(GradiumStream):
             await self.ws.close()
         self.ws = await self.client.connect(self.pool_key[0], self.pool_key[1])  # type: ignore[arg-type]
         for payload in replay:
-            await self.ws.send_str(payload)
+            await self.ws.send_frame(payload, aiohttp.WSMsgType.TEXT)
 
-    async def recv(self) -> dict[str, Any] | None:
+    async def recv(self) -> Message | None:
         while not self.ended:
             try:
                 msg = await self.ws.receive()
@@ -216,10 +226,10 @@ class GradiumRestStream(GradiumStream):
         self.resp = resp
         self.ended = False
 
-    async def send(self, msg: dict[str, Any]) -> None:
+    async def send(self, msg: Message) -> None:
         raise GatewayError("internal", "REST sessions take all their input up front")
 
-    async def recv(self) -> dict[str, Any] | None:
+    async def recv(self) -> Message | None:
         if self.ended:
             return None
         while True:
@@ -229,7 +239,7 @@ class GradiumRestStream(GradiumStream):
                 raise GatewayError("upstream_unavailable", "Gradium connection failed mid-stream") from None
             if not line:
                 self.ended = True
-                return {"type": "end_of_stream"}
+                return protocol.end_of_stream()
             line = line.strip()
             if not line:
                 continue
@@ -265,12 +275,12 @@ class GradiumClient:
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key, "x-api-source": API_SOURCE}
 
-    async def open_ws(self, kind: Kind, setup: dict[str, Any], api_key: str) -> GradiumWsStream:
+    async def open_ws(self, kind: Kind, setup: Message, api_key: str) -> GradiumWsStream:
         """Send `setup` on a pooled or new socket; input may follow at once (Gradium buffers it until ready)."""
         key = (kind, api_key)
         ws = self._take(key)
         stream = GradiumWsStream(ws or await self.connect(kind, api_key), self, key, reused=ws is not None)
-        await stream.send({"type": "setup", **setup, "close_ws_on_eos": False})
+        await stream.send(protocol.setup(setup, close_ws_on_eos=False))  # the socket goes back to the pool
         return stream
 
     def _take(self, key: tuple[str, str]) -> aiohttp.ClientWebSocketResponse | None:

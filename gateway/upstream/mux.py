@@ -13,13 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from typing import Any
 
 import aiohttp
-import orjson
 
 from gateway.errors import GatewayError
-from gateway.upstream.gradium import _CLOSED, GradiumClient, GradiumStream, Kind, classify, closed_error
+from gateway.upstream import protocol
+from gateway.upstream.gradium import (
+    _CLOSED,
+    GradiumClient,
+    GradiumStream,
+    Kind,
+    closed_error,
+    error_from,
+    parse_message,
+)
+from gateway.upstream.protocol import Message
 
 INBOX_SIZE = 512  # messages a slow client context may lag behind before the socket stops being read
 
@@ -28,18 +36,18 @@ class MuxStream(GradiumStream):
     def __init__(self, mux: GradiumMux, rid: str) -> None:
         self.mux = mux
         self.rid = rid
-        self.inbox: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue(INBOX_SIZE)
+        self.inbox: asyncio.Queue[Message | BaseException] = asyncio.Queue(INBOX_SIZE)
         self.ended = False
         self.closed = False
         self.eos_sent = False
 
-    async def send(self, msg: dict[str, Any]) -> None:
-        msg["client_req_id"] = self.rid
-        if msg.get("type") == "end_of_stream":
+    async def send(self, msg: Message) -> None:
+        msg[protocol.CLIENT_REQ_ID] = self.rid
+        if msg.get("type") == protocol.END_OF_STREAM:
             self.eos_sent = True
         await self.mux.send(msg)
 
-    async def recv(self) -> dict[str, Any] | None:
+    async def recv(self) -> Message | None:
         if self.ended:
             return None
         item = await self.inbox.get()
@@ -54,7 +62,7 @@ class MuxStream(GradiumStream):
             # Dropped before its input ended (a cancelled context): Gradium has no abort, but ending the
             # input lets the request finish instead of lingering on the shared socket until it closes.
             with contextlib.suppress(Exception):
-                await self.mux.send({"type": "end_of_stream", "client_req_id": self.rid})
+                await self.mux.send(protocol.end_of_stream(self.rid))
         self.closed = True
         self.mux.forget(self)
 
@@ -80,7 +88,7 @@ class GradiumMux:
                 self.ws = await self.client.connect(self.kind, self.api_key)
                 self.reader = asyncio.create_task(self._read(self.ws), name="gradium-mux")
 
-    async def open(self, setup: dict[str, Any]) -> MuxStream:
+    async def open(self, setup: Message) -> MuxStream:
         if self.failure is not None:
             raise self.failure
         async with self._connecting:
@@ -89,20 +97,20 @@ class GradiumMux:
                 self.reader = asyncio.create_task(self._read(self.ws), name="gradium-mux")
         stream = MuxStream(self, f"r{next(self.ids)}")
         self.streams[stream.rid] = stream
-        await stream.send({"type": "setup", **setup, "close_ws_on_eos": False})
+        await stream.send(protocol.setup(setup, close_ws_on_eos=False))
         return stream
 
-    async def send(self, msg: dict[str, Any]) -> None:
+    async def send(self, msg: Message) -> None:
         if self.ws is None or self.ws.closed:
             raise self.failure or GatewayError("upstream_unavailable", "Gradium connection closed")
-        await self.ws.send_str(orjson.dumps(msg).decode())
+        await self.ws.send_frame(protocol.dumps(msg), aiohttp.WSMsgType.TEXT)
 
     def forget(self, stream: MuxStream) -> None:
         if self.streams.get(stream.rid) is stream:
             del self.streams[stream.rid]
 
-    def _route(self, data: dict[str, Any]) -> MuxStream | None:
-        rid = data.get("client_req_id")
+    def _route(self, data: Message) -> MuxStream | None:
+        rid = data.get(protocol.CLIENT_REQ_ID)
         if rid is not None:
             return self.streams.get(str(rid))
         return next(iter(self.streams.values())) if len(self.streams) == 1 else None
@@ -114,15 +122,11 @@ class GradiumMux:
                     if msg.type in _CLOSED:
                         break
                     continue
-                try:
-                    data = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
-                    raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
-                if not isinstance(data, dict):
-                    continue
+                data = parse_message(msg.data)
                 stream = self._route(data)
-                if data.get("type") == "error":
-                    err = classify(data.get("code"), str(data.get("message") or ""))
+                mtype = data.get("type")
+                if mtype == protocol.ERROR:
+                    err = error_from(data)
                     if stream is None:
                         raise err
                     await stream.inbox.put(err)
@@ -131,7 +135,7 @@ class GradiumMux:
                 if stream is None:
                     continue  # a request the client already dropped
                 await stream.inbox.put(data)
-                if data.get("type") == "end_of_stream":
+                if mtype == protocol.END_OF_STREAM:
                     self.forget(stream)
             if not self.streams and ws.close_code in (None, 1000):
                 self.ws = None  # an idle socket Gradium closed: reconnect on the next request

@@ -1,14 +1,26 @@
-"""Gradium's streaming vocabulary on the gateway's side: the messages it sends Gradium, built in one place.
+"""Gradium's streaming vocabulary, both ways: every message the gateway sends Gradium or reads from it is
+built or read here, and the emulator (`gateway/emulator/`, the other side of the same wire) speaks it too.
 
-Message types are constants shared with the emulator's reading of them (`gateway/emulator/`); the wire
-format is specs/gradium.md §3. Gradium TTS joins consecutive `text` messages with a space and renders
-everything before an inline `<flush>` tag at once.
+A client sends `setup`, then `text` (TTS) or `audio` (STT), `flush` (STT), `end_of_stream`; Gradium answers
+`ready`, `audio` and `text` (TTS), `text`, `end_text`, `step` and `flushed` (STT), `end_of_stream`, or an
+`error`; with `client_req_id` on each when several requests share a socket (specs/gradium.md §3, §5).
+
+Messages stay plain dicts, what orjson reads and writes: this is the per-frame path, so there is no model
+and no validation per message. Builders give the exact wire shape; readers take what Gradium sends and
+are lenient where it is loose (numbers as strings, a missing field). This module imports nothing of the
+gateway, so the runtime, the transforms and the emulator can all import it.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+import orjson
+
+Message = dict[str, Any]  # one parsed message; its `type` is one of `Kind`
+Kind = Literal["setup", "ready", "text", "audio", "flush", "flushed", "end_of_stream", "end_text", "step",
+               "error", "need_more_text"]
 
 # message types
 SETUP: Final = "setup"
@@ -18,34 +30,176 @@ AUDIO: Final = "audio"
 FLUSH: Final = "flush"
 FLUSHED: Final = "flushed"
 END_OF_STREAM: Final = "end_of_stream"
+END_TEXT: Final = "end_text"
+STEP: Final = "step"
 ERROR: Final = "error"
+NEED_MORE_TEXT: Final = "need_more_text"  # RS 0.1.12+, meaning undocumented: readers ignore it
 
+CLIENT_REQ_ID: Final = "client_req_id"  # on every message of one request on a shared socket
 INLINE_FLUSH: Final = "<flush>"  # TTS: a tag in the text, not a message
 
+# Not Gradium's: the gateway's marker where the next request of a sequence (`upstream/sequence.py`) starts.
+SEGMENT: Final = "segment"
 
-def setup(fields: dict[str, Any], *, multiplexed: bool = False) -> dict[str, Any]:
+
+class Malformed(ValueError):
+    """A frame that is not a Gradium message: JSON, but not an object."""
+
+
+class NotJson(Malformed):
+    """A frame that is not JSON at all."""
+
+
+# -- the client's messages (the gateway builds them, the emulator reads them) ----------------------------
+
+
+def setup(fields: Message, *, close_ws_on_eos: bool = True) -> Message:
     msg = {"type": SETUP, **fields}
-    if multiplexed:
-        msg["close_ws_on_eos"] = False  # the socket outlives each request on it
+    if not close_ws_on_eos:
+        msg["close_ws_on_eos"] = False  # the socket outlives the request (pooled, or shared)
     return msg
 
 
-def text(value: str) -> dict[str, Any]:
+def rest_tts(fields: Message, value: str) -> Message:
+    """The body of a REST TTS request: the setup's fields and the whole text, answered as NDJSON (§2)."""
+    return {**fields, "text": value, "only_audio": False}
+
+
+def text(value: str) -> Message:
     return {"type": TEXT, "text": value}
 
 
-def text_flush(rest: str | None) -> dict[str, Any]:
+def text_flush(rest: str | None) -> Message:
     """TTS: the rest of the buffered text, rendered now (Gradium's inline flush)."""
     return text(f"{rest} {INLINE_FLUSH}" if rest else INLINE_FLUSH)
 
 
-def audio(pcm: bytes) -> dict[str, Any]:
+def audio(pcm: bytes) -> Message:
     return {"type": AUDIO, "audio": base64.b64encode(pcm).decode()}
 
 
-def flush(flush_id: int) -> dict[str, Any]:
+def flush(flush_id: int | str) -> Message:
     return {"type": FLUSH, "flush_id": flush_id}
 
 
-def end_of_stream() -> dict[str, Any]:
-    return {"type": END_OF_STREAM}
+def end_of_stream(client_req_id: str | None = None) -> Message:
+    """The end of a request's input (client), or of its output (Gradium)."""
+    return {"type": END_OF_STREAM} if client_req_id is None else {"type": END_OF_STREAM, CLIENT_REQ_ID: client_req_id}
+
+
+# -- Gradium's messages (the emulator builds them, the gateway reads them) -------------------------------
+
+
+def timed_audio(data: bytes | str, start_s: float, stop_s: float) -> Message:
+    """TTS audio with its times; `data` may stay raw bytes until `dumps` writes them as base64."""
+    return {"type": AUDIO, "audio": data, "start_s": round(start_s, 4), "stop_s": round(stop_s, 4), "stream_id": 0}
+
+
+def timed_text(word: str, start_s: float, stop_s: float | None = None) -> Message:
+    """A word with its start (and, from TTS, its stop; STT sends the stop as `end_text`)."""
+    msg: Message = {"type": TEXT, "text": word, "start_s": round(start_s, 4)}
+    if stop_s is not None:
+        msg["stop_s"] = round(stop_s, 4)
+    msg["stream_id"] = 0
+    return msg
+
+
+def end_text(stop_s: float) -> Message:
+    return {"type": END_TEXT, "stop_s": round(stop_s, 4), "stream_id": 0}
+
+
+def step(vad: list[Message], step_idx: int, step_duration_s: float, total_duration_s: float) -> Message:
+    """STT semantic VAD, one per 80 ms frame: `vad` is [{horizon_s, inactivity_prob}] per horizon."""
+    return {"type": STEP, "vad": vad, "step_idx": step_idx, "step_duration_s": step_duration_s,
+            "total_duration_s": round(total_duration_s, 4)}
+
+
+_ABSENT: Any = object()
+
+
+def flushed(flush_id: Any = _ABSENT) -> Message:
+    """The answer to a `flush`, echoing its id exactly as sent (clients send ints or strings)."""
+    return {"type": FLUSHED} if flush_id is _ABSENT else {"type": FLUSHED, "flush_id": flush_id}
+
+
+def error(code: int, message: str, client_req_id: str | int | None = None) -> Message:
+    msg: Message = {"type": ERROR, "message": message, "code": code}
+    if client_req_id is not None:
+        msg[CLIENT_REQ_ID] = client_req_id
+    return msg
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+
+
+def parse(raw: str | bytes) -> Message:
+    """One WebSocket text frame or NDJSON line -> its message."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise NotJson("not JSON") from None
+    if type(msg) is not dict:
+        raise Malformed("not a JSON object")
+    return msg
+
+
+def error_of(msg: Message) -> tuple[int | None, str]:
+    """An `error` message's close code (None when absent or not a number) and text."""
+    code = msg.get("code")
+    return (code if type(code) is int else None), str(msg.get("message") or "")
+
+
+def audio_b64(msg: Message) -> str:
+    return msg.get("audio") or ""
+
+
+def audio_bytes(msg: Message) -> bytes:
+    return base64.b64decode(msg.get("audio") or "")
+
+
+class Inactivity:
+    """Reads a `step`'s inactivity probability at the horizon nearest `horizon_s` (None: the step has none).
+
+    Once per 80 ms frame: Gradium sends the same horizons in every step, so the nearest one's index is
+    remembered and only looked for again when the list changes."""
+
+    __slots__ = ("_at", "_i", "horizon_s")
+
+    def __init__(self, horizon_s: float) -> None:
+        self.horizon_s = horizon_s
+        self._i = 0
+        self._at: Any = _ABSENT  # the horizon found at `_i`
+
+    def __call__(self, msg: Message) -> float | None:
+        vad = msg.get("vad")
+        if not isinstance(vad, list) or not vad:
+            return None
+        try:
+            i = self._i
+            if i >= len(vad) or vad[i].get("horizon_s") != self._at:
+                target = self.horizon_s
+                i = min(range(len(vad)), key=lambda k: abs(float(vad[k].get("horizon_s", 0)) - target))
+                self._i, self._at = i, vad[i].get("horizon_s")
+            return float(vad[i].get("inactivity_prob", 0.0))
+        except (AttributeError, TypeError, ValueError):
+            return None  # never a crash on Gradium's input
+
+
+# -- the wire --------------------------------------------------------------------------------------------
+
+
+def _wire_default(obj: Any) -> str:
+    # The emulator keeps audio as bytes so REST can stream it raw; on a JSON wire audio is base64.
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(obj).decode()
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
+
+def dumps(msg: Message) -> bytes:
+    """A message as the UTF-8 payload of one text frame."""
+    return orjson.dumps(msg, default=_wire_default)
+
+
+def dumps_line(msg: Message) -> bytes:
+    """A message as one NDJSON line."""
+    return orjson.dumps(msg, default=_wire_default, option=orjson.OPT_APPEND_NEWLINE)

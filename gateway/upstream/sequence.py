@@ -15,11 +15,13 @@ import contextlib
 from collections import deque
 from typing import Any
 
+from gateway.upstream import protocol
 from gateway.upstream.gradium import GradiumClient, GradiumStream, Kind
+from gateway.upstream.protocol import Message
 
 
 class SequenceStream(GradiumStream):
-    def __init__(self, client: GradiumClient, kind: Kind, api_key: str, setup: dict[str, Any],
+    def __init__(self, client: GradiumClient, kind: Kind, api_key: str, setup: Message,
                  segments: list[dict[str, Any]]) -> None:
         self.client = client
         self.kind = kind
@@ -31,31 +33,31 @@ class SequenceStream(GradiumStream):
         self.end = 0.0  # furthest time seen so far
         self.current: GradiumStream | None = None
         self.upcoming: asyncio.Task[GradiumStream] | None = None
-        self.pending: deque[dict[str, Any]] = deque()
+        self.pending: deque[Message] = deque()
         self.ended = False
 
     async def _open(self, i: int) -> GradiumStream:
         seg = self.segments[i]
         stream = await self.client.open_ws(self.kind, {**self.setup, **(seg.get("setup") or {})}, self.api_key)
         try:
-            await stream.send({"type": "text", "text": seg["text"]})
-            await stream.send({"type": "end_of_stream"})
+            await stream.send(protocol.text(seg["text"]))
+            await stream.send(protocol.end_of_stream())
         except BaseException:
             await stream.close()
             raise
         return stream
 
-    def _marker(self) -> dict[str, Any]:
+    def _marker(self) -> Message:
         extra = {k: v for k, v in self.segments[self.index].items() if k not in ("text", "setup")}
-        return {**extra, "type": "segment", "index": self.index, "start_s": round(self.offset, 4)}
+        return {**extra, "type": protocol.SEGMENT, "index": self.index, "start_s": round(self.offset, 4)}
 
     async def start(self) -> None:
         self.current = await self._open(0)
 
-    async def send(self, msg: dict[str, Any]) -> None:  # pragma: no cover - all input goes up front
+    async def send(self, msg: Message) -> None:  # pragma: no cover - all input goes up front
         raise NotImplementedError
 
-    async def recv(self) -> dict[str, Any] | None:
+    async def recv(self) -> Message | None:
         while True:
             if self.pending:
                 return self.pending.popleft()
@@ -66,7 +68,7 @@ class SequenceStream(GradiumStream):
                 self.ended = True
                 return None
             mtype = msg.get("type")
-            if mtype == "ready":
+            if mtype == protocol.READY:
                 if self.index == 0:
                     self.request_id = self.current.request_id
                     self.pending.append(self._marker())
@@ -75,7 +77,7 @@ class SequenceStream(GradiumStream):
                 if self.index == 0:
                     return msg
                 continue
-            if mtype == "end_of_stream":
+            if mtype == protocol.END_OF_STREAM:
                 if self.index + 1 >= len(self.segments):
                     self.ended = True
                     return msg

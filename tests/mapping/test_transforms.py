@@ -71,10 +71,14 @@ def test_segments_finalize_answers_even_when_empty() -> None:
 def test_stt_segments_vad_horizon_follows_the_list_it_is_given() -> None:
     """The nearest horizon's index is remembered between steps, and looked for again when the list changes."""
     s = SttSegments(SessionInfo("r", {}), SegmentOptions(vad_horizon_s=0.5))
+
+    def read(vad: list[dict[str, float]]) -> float | None:  # the transform's reader (`protocol.Inactivity`)
+        return s.inactivity({"type": "step", "vad": vad})
+
     a = [{"horizon_s": 0.25, "inactivity_prob": 0.1}, {"horizon_s": 0.5, "inactivity_prob": 0.7}]
-    assert s._inactivity(a) == 0.7
-    assert s._inactivity([{**a[0]}, {"horizon_s": 0.5, "inactivity_prob": 0.2}]) == 0.2
+    assert read(a) == 0.7
+    assert read([{**a[0]}, {"horizon_s": 0.5, "inactivity_prob": 0.2}]) == 0.2
     b = [{"horizon_s": 0.5, "inactivity_prob": 0.9}, {"horizon_s": 2.0, "inactivity_prob": 0.1}]
-    assert s._inactivity(b) == 0.9
-    assert s._inactivity([{"horizon_s": 0.4, "inactivity_prob": 0.3}]) == 0.3
-    assert s._inactivity([]) == 0.0
+    assert read(b) == 0.9
+    assert read([{"horizon_s": 0.4, "inactivity_prob": 0.3}]) == 0.3
+    assert read([]) is None  # no VAD: the transform reads it as 0.0 (not the end of a turn)

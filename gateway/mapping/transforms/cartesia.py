@@ -33,6 +33,7 @@ from typing import Any
 from gateway.mapping.functions import value_function
 from gateway.mapping.transforms.base import Event, Options, SessionInfo, register
 from gateway.mapping.transforms.tts_audio import TtsAudio, TtsAudioOptions
+from gateway.upstream import protocol as gradium
 
 # Cartesia's named speeds (top-level `speed`, `__experimental_controls.speed`) as rate multipliers.
 _NAMED_SPEEDS = {"slowest": 0.6, "slow": 0.8, "normal": 1.0, "fast": 1.2, "fastest": 1.4}
@@ -108,7 +109,7 @@ class CartesiaTts(TtsAudio):
             # The previous request of this context has finished by now (the runtime keeps the order).
             self.offset = float(self.shared.get("clock", 0.0))
         kind = msg.get("type")
-        if kind == "text":
+        if kind == gradium.TEXT:
             text = str(msg.get("text") or "").strip()
             if self.timestamps and text:
                 start = float(msg.get("start_s") or 0.0)

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
 from gateway.mapping.transforms.stt_segments import SENTENCE_END, Word
+from gateway.upstream import protocol as gradium
 
 
 class CollectOptions(Options):
@@ -47,18 +48,18 @@ class SttCollect(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == "text":
+        if kind == gradium.TEXT:
             raw = str(msg.get("text") or "").strip()
             if raw:
                 self.words.append(Word(raw, float(msg.get("start_s") or self.clock),
                                        self.sentence_start and self.punctuate))
                 self.sentence_start = raw.endswith(SENTENCE_END)
-        elif kind == "end_text":
+        elif kind == gradium.END_TEXT:
             if self.words and msg.get("stop_s") is not None:
                 self.words[-1].end = max(self.words[-1].start, float(msg["stop_s"]))
-        elif kind == "step":
+        elif kind == gradium.STEP:
             self.clock = max(self.clock, float(msg.get("total_duration_s") or 0.0))
-        elif kind == "end_of_stream":
+        elif kind == gradium.END_OF_STREAM:
             return [("complete", self._complete())]
         return []
 

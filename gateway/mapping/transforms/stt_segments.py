@@ -89,8 +89,7 @@ class SttSegments(EventTransform):
         self.eot_count = 0
         self.sha = hashlib.sha256()
         self.audio_bytes = 0
-        self._vad_index = 0  # which VAD horizon is nearest `vad_horizon_s` (see `_inactivity`)
-        self._vad_horizon: Any = None
+        self.inactivity = gradium.Inactivity(options.vad_horizon_s)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -131,15 +130,15 @@ class SttSegments(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == "text":
+        if kind == gradium.TEXT:
             return self._on_word(str(msg.get("text") or ""), float(msg.get("start_s") or self.clock))
-        if kind == "end_text":
+        if kind == gradium.END_TEXT:
             if self.words and msg.get("stop_s") is not None:
                 self.words[-1].end = max(self.words[-1].start, float(msg["stop_s"]))
             return []
-        if kind == "step":
+        if kind == gradium.STEP:
             return self._on_step(msg)
-        if kind == "flushed":
+        if kind == gradium.FLUSHED:
             if self.eot_flush is not None and msg.get("flush_id") == self.eot_flush:
                 self.eot_flush = None
                 # turns the VAD ended while this flush was out (audio sent faster than real time)
@@ -152,7 +151,7 @@ class SttSegments(EventTransform):
                         events.append(self._results(is_final=True, speech_final=True, until=end))
                 return events
             return [self._results(is_final=True, from_finalize=True)]
-        if kind == "end_of_stream":
+        if kind == gradium.END_OF_STREAM:
             events = [self._results(is_final=True, speech_final=bool(self.words))] if self.words else []
             events.append(("metadata", {
                 "sha256": self.sha.hexdigest(),
@@ -178,24 +177,12 @@ class SttSegments(EventTransform):
             events.append(self._results(is_final=False))
         return events
 
-    def _inactivity(self, vad: Any) -> float:
-        if not isinstance(vad, list) or not vad:
-            return 0.0
-        # Once per frame: Gradium sends the same horizons in every step, so the nearest one's index is
-        # remembered and only looked for again when the list changes.
-        i = self._vad_index
-        if i >= len(vad) or vad[i].get("horizon_s") != self._vad_horizon:
-            target = self.o.vad_horizon_s
-            i = min(range(len(vad)), key=lambda k: abs(float(vad[k].get("horizon_s", 0)) - target))
-            self._vad_index, self._vad_horizon = i, vad[i].get("horizon_s")
-        return float(vad[i].get("inactivity_prob", 0.0))
-
     def _on_step(self, msg: dict[str, Any]) -> list[Event]:
         total = msg.get("total_duration_s")
         if total is not None:
             self.clock = max(self.clock, float(total))
         events: list[Event] = []
-        done = self._inactivity(msg.get("vad")) >= self.o.vad_threshold
+        done = (self.inactivity(msg) or 0.0) >= self.o.vad_threshold
         if not done:
             self.speech_since_eot = True
         elif self.speech_since_eot and self.o.endpointing and self.eot_flush is not None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
-from gateway.audio.leg import needs_offload
-from gateway.audio.transcode import make_transcoder
+from gateway.audio.leg import AudioLeg
 from gateway.mapping.transforms.base import Event, EventTransform, Options, SessionInfo, register
+from gateway.upstream import protocol as gradium
 
 
 class TtsAudioOptions(Options):
@@ -100,8 +100,8 @@ class TtsAudio(EventTransform):
         super().__init__(info, options)
         assert info.gradium_out is not None and info.audio_out is not None
         self.opts = options
-        self.transcoder = make_transcoder(info.gradium_out, info.audio_out)
-        self.heavy = needs_offload(self.transcoder, info.gradium_out, info.audio_out)
+        self.leg = AudioLeg(info.gradium_out, info.audio_out)
+        self.heavy = self.leg.heavy
         self.timeline = CharTimeline()
         self.audio_clock = 0.0  # stop time of the last Gradium audio chunk handed out
         self.chunk_origin = 0.0
@@ -123,7 +123,7 @@ class TtsAudio(EventTransform):
         return ("audio", fields)
 
     def prime(self) -> None:
-        self.transcoder.prime()
+        self.leg.transcoder.prime()
 
     def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
         if action == "continue":  # this request goes on from an earlier one: its first word follows a space
@@ -132,20 +132,20 @@ class TtsAudio(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == "audio":
-            b64 = msg.get("audio") or ""
+        if kind == gradium.AUDIO:
             start = float(msg.get("start_s") or self.audio_clock)
             stop = float(msg.get("stop_s") or start)
             self.audio_clock = max(self.audio_clock, stop)
-            if self.transcoder.passthrough:
+            if self.leg.transcoder.passthrough:
                 if self.opts.collect:
-                    self.collected.append(base64.b64decode(b64))
+                    self.collected.append(gradium.audio_bytes(msg))
                     return []
+                b64 = gradium.audio_b64(msg)
                 if not b64:
                     return []
                 self.bytes_out += len(b64) * 3 // 4
                 return [self._audio_event(None, b64, start, stop)]
-            out = self.transcoder.feed(base64.b64decode(b64))
+            out = self.leg.from_gradium(msg)
             if self.opts.collect:
                 self.collected.append(out)
                 return []
@@ -153,20 +153,20 @@ class TtsAudio(EventTransform):
                 return []
             self.bytes_out += len(out)
             return [self._audio_event(out, None, start, stop)]
-        if kind == "text":
+        if kind == gradium.TEXT:
             start = float(msg.get("start_s") or 0.0)
             stop = float(msg.get("stop_s") or start)
             self.timeline.add_word(str(msg.get("text") or ""), start, stop)
             if self.opts.words:
                 return [("words", {"text": msg.get("text"), "start_s": start, "stop_s": stop})]
             return []
-        if kind == "end_of_stream":
+        if kind == gradium.END_OF_STREAM:
             return self._finish()
         return []
 
     def _finish(self) -> list[Event]:
         events: list[Event] = []
-        tail = self.transcoder.flush()
+        tail = self.leg.tail()
         if self.opts.collect:
             self.collected.append(tail)
             audio = b"".join(self.collected)

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.mapping.transforms.base import Event, SessionInfo, register
 from gateway.mapping.transforms.tts_audio import TtsAudio, TtsAudioOptions
+from gateway.upstream import protocol as gradium
 
 
 @register
@@ -51,7 +52,7 @@ class TtsDialogue(TtsAudio):
         return out
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
-        if msg.get("type") == "segment":
+        if msg.get("type") == gradium.SEGMENT:
             start = float(msg.get("start_s") or 0.0)
             self._close_last(start)
             chars = len(self.timeline.chars)
@@ -66,7 +67,7 @@ class TtsDialogue(TtsAudio):
             })
             return []
         events = super().on_gradium(msg)
-        if msg.get("type") == "end_of_stream":
+        if msg.get("type") == gradium.END_OF_STREAM:
             self._close_last(self.audio_clock)
         for name, fields in events:
             if name == "audio":

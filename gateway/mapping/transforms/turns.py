@@ -115,6 +115,7 @@ class Turns(EventTransform):
         self.eot = options.eot_threshold
         self.eager = options.eager_eot_threshold
         self.timeout_s = options.eot_timeout_ms / 1000
+        self.inactivity = gradium.Inactivity(options.vad_horizon_s)
         self.keyterms: list[Any] = []
         self.language_hints: list[Any] = []
         self.seq = options.sequence_start
@@ -178,20 +179,20 @@ class Turns(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == "step":
+        if kind == gradium.STEP:
             return self._on_step(msg)
-        if kind == "text":
+        if kind == gradium.TEXT:
             return self._on_word(str(msg.get("text") or ""), float(msg.get("start_s") or self.clock))
-        if kind == "end_text":
+        if kind == gradium.END_TEXT:
             if self.words and msg.get("stop_s") is not None:
                 self.words[-1].end = max(self.words[-1].start, float(msg["stop_s"]))
                 self.last_speech = max(self.last_speech, self.words[-1].end)
             return []
-        if kind == "flushed":
+        if kind == gradium.FLUSHED:
             return self._on_flushed(msg.get("flush_id"))
-        if kind == "ready":
+        if kind == gradium.READY:
             return [self._ev("connected", {})] if self.o.connected else []
-        if kind == "end_of_stream":
+        if kind == gradium.END_OF_STREAM:
             return self._on_close()
         return []
 
@@ -212,20 +213,11 @@ class Turns(EventTransform):
             return [self._resume()]
         return []
 
-    def _inactivity(self, vad: Any) -> float | None:
-        if not isinstance(vad, list) or not vad:
-            return None
-        try:
-            best = min(vad, key=lambda h: abs(float(h.get("horizon_s", 0)) - self.o.vad_horizon_s))
-            return float(best.get("inactivity_prob", 0.0))
-        except (AttributeError, TypeError, ValueError):
-            return None
-
     def _on_step(self, msg: dict[str, Any]) -> list[Event]:
         total = msg.get("total_duration_s")
         if isinstance(total, int | float):
             self.clock = max(self.clock, float(total))
-        p = self._inactivity(msg.get("vad"))
+        p = self.inactivity(msg)
         if p is not None:
             self.p = p
         if self.p < self.o.speech_threshold:

@@ -101,7 +101,7 @@ def client_req_id_of(msg: dict[str, Any]) -> ReqId:
 
 
 def _close_on_eos(msg: dict[str, Any]) -> bool:
-    value = msg.get("close_ws_on_eos", True)
+    value = msg.get(wire.CLOSE_WS_ON_EOS, True)
     return True if value is None else bool(value)
 
 

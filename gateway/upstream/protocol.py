@@ -36,6 +36,7 @@ ERROR: Final = "error"
 NEED_MORE_TEXT: Final = "need_more_text"  # RS 0.1.12+, meaning undocumented: readers ignore it
 
 CLIENT_REQ_ID: Final = "client_req_id"  # on every message of one request on a shared socket
+CLOSE_WS_ON_EOS: Final = "close_ws_on_eos"  # setup: false keeps the socket open after the request
 INLINE_FLUSH: Final = "<flush>"  # TTS: a tag in the text, not a message
 
 # Not Gradium's: the gateway's marker where the next request of a sequence (`upstream/sequence.py`) starts.
@@ -56,7 +57,7 @@ class NotJson(Malformed):
 def setup(fields: Message, *, close_ws_on_eos: bool = True) -> Message:
     msg = {"type": SETUP, **fields}
     if not close_ws_on_eos:
-        msg["close_ws_on_eos"] = False  # the socket outlives the request (pooled, or shared)
+        msg[CLOSE_WS_ON_EOS] = False  # the socket outlives the request (pooled, or shared)
     return msg
 
 

@@ -115,7 +115,7 @@ class TtsAudio(EventTransform):
         if self.opts.encoding == "base64":
             fields["audio_b64"] = b64 if b64 is not None else base64.b64encode(data or b"").decode()
         else:
-            fields["audio"] = data if data is not None else base64.b64decode(b64 or "")
+            fields["audio"] = data or b""
         if self.opts.alignment != "none":
             a, b = self.timeline.take_until(None if last else stop)
             origin = start if self.opts.alignment == "chunk" else 0.0
@@ -144,7 +144,9 @@ class TtsAudio(EventTransform):
                 if not b64:
                     return []
                 self.bytes_out += len(b64) * 3 // 4
-                return [self._audio_event(None, b64, start, stop)]
+                if self.opts.encoding == "base64":  # Gradium's base64 is the client's
+                    return [self._audio_event(None, b64, start, stop)]
+                return [self._audio_event(gradium.audio_bytes(msg), None, start, stop)]
             out = self.leg.from_gradium(msg)
             if self.opts.collect:
                 self.collected.append(out)

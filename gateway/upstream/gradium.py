@@ -83,12 +83,14 @@ class GradiumStream:
     ended: bool = False
 
     def _note(self, data: Message) -> Message:
-        """Remember Gradium's request id and whether the request is over."""
+        """Remember Gradium's request id and whether the request is over; an `error` raises its GatewayError."""
         mtype = data.get("type")
         if mtype == protocol.READY:
             self.request_id = data.get("request_id")
         elif mtype == protocol.END_OF_STREAM:
             self.ended = True
+        elif mtype == protocol.ERROR:
+            raise error_from(data)
         return data
 
     async def send(self, msg: Message) -> None:  # pragma: no cover - interface
@@ -108,25 +110,15 @@ class GradiumStream:
             yield msg
 
 
-def parse_message(raw: str | bytes) -> Message:
-    """One Gradium WS text frame or NDJSON line -> its message; anything else is Gradium's fault."""
-    try:
-        return protocol.parse(raw)
-    except protocol.Malformed:
-        raise GatewayError("upstream_error", "Gradium sent a malformed message") from None
+def malformed() -> GatewayError:
+    """A frame `protocol.parse` refused (`protocol.Malformed`): Gradium's fault. Callers catch it inline,
+    with no wrapper function: this is the per-frame path."""
+    return GatewayError("upstream_error", "Gradium sent a malformed message")
 
 
 def error_from(msg: Message) -> GatewayError:
     """A Gradium `error` message as the gateway's error."""
     return classify(*protocol.error_of(msg))
-
-
-def parse_ws_text(raw: str | bytes) -> Message:
-    """One message of a single request; an `error` message raises its GatewayError."""
-    data = parse_message(raw)
-    if data.get("type") == protocol.ERROR:
-        raise error_from(data)
-    return data
 
 
 class UpstreamClosed(GatewayError):
@@ -198,7 +190,10 @@ class GradiumWsStream(GradiumStream):
                 msg = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, None, None)
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self._replay = None
-                return self._note(parse_ws_text(msg.data))
+                try:
+                    return self._note(protocol.parse(msg.data))
+                except protocol.Malformed:
+                    raise malformed() from None
             if msg.type in _CLOSED:
                 if self._closed_here:
                     raise UpstreamClosed("the Gradium session was ended by the gateway")
@@ -243,7 +238,10 @@ class GradiumRestStream(GradiumStream):
             line = line.strip()
             if not line:
                 continue
-            return self._note(parse_ws_text(line))  # NDJSON lines are the WS messages
+            try:
+                return self._note(protocol.parse(line))  # NDJSON lines are the WS messages
+            except protocol.Malformed:
+                raise malformed() from None
 
     async def close(self) -> None:
         self.resp.release()

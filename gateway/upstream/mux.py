@@ -25,7 +25,7 @@ from gateway.upstream.gradium import (
     Kind,
     closed_error,
     error_from,
-    parse_message,
+    malformed,
 )
 from gateway.upstream.protocol import Message
 
@@ -122,7 +122,10 @@ class GradiumMux:
                     if msg.type in _CLOSED:
                         break
                     continue
-                data = parse_message(msg.data)
+                try:
+                    data = protocol.parse(msg.data)
+                except protocol.Malformed:
+                    raise malformed() from None
                 stream = self._route(data)
                 mtype = data.get("type")
                 if mtype == protocol.ERROR:

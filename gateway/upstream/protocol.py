@@ -150,10 +150,6 @@ def error_of(msg: Message) -> tuple[int | None, str]:
     return (code if type(code) is int else None), str(msg.get("message") or "")
 
 
-def audio_b64(msg: Message) -> str:
-    return msg.get("audio") or ""
-
-
 def audio_bytes(msg: Message) -> bytes:
     return base64.b64decode(msg.get("audio") or "")
 

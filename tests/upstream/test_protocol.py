@@ -1,18 +1,23 @@
-"""Gradium's vocabulary (`gateway/upstream/protocol.py`): the wire shapes of specs/gradium.md, and the
-readers' leniency. No sockets."""
+"""Gradium's vocabulary (`gateway/upstream/protocol.py`): the wire shapes of specs/gradium.md, the
+readers' leniency, and the client reading through it."""
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import base64
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.upstream import protocol as gradium
-from gateway.upstream.gradium import parse_ws_text
+from gateway.upstream.gradium import GradiumClient, GradiumStream
+from gateway.upstream.mux import GradiumMux
 
 
 def wire(msg: gradium.Message) -> dict[str, object]:
@@ -58,7 +63,6 @@ def test_gradium_messages_have_the_documented_shapes() -> None:
 def test_reading() -> None:
     msg = gradium.parse(b'{"type":"audio","audio":"AQID","start_s":0.1}')
     assert gradium.audio_bytes(msg) == b"\x01\x02\x03"
-    assert gradium.audio_b64(msg) == "AQID"
     assert gradium.audio_bytes({"type": "audio"}) == b"" == gradium.audio_bytes({"type": "audio", "audio": None})
     with pytest.raises(gradium.NotJson):
         gradium.parse("{nope")
@@ -85,15 +89,52 @@ def test_step_inactivity_at_the_nearest_horizon() -> None:
     assert gradium.Inactivity(0.5)({"type": "step", "vad": [{"horizon_s": "x"}]}) is None
 
 
-def test_the_client_reads_errors_and_malformed_frames_as_gateway_errors() -> None:
-    assert parse_ws_text('{"type":"ready","request_id":"req_1"}')["request_id"] == "req_1"
+def test_the_client_notes_ready_and_end_and_raises_errors() -> None:
+    stream = GradiumStream()
+    stream._note(gradium.parse('{"type":"ready","request_id":"req_1"}'))
+    assert stream.request_id == "req_1" and not stream.ended
+    stream._note(gradium.end_of_stream())
+    assert stream.ended
     with pytest.raises(GatewayError) as info:
-        parse_ws_text(orjson.dumps(gradium.error(1008, "API key is revoked or expired")))
-    assert info.value.kind == "unauthorized"
-    for junk in ("{", "[]", "3"):
-        with pytest.raises(GatewayError) as info:
-            parse_ws_text(junk)
-        assert info.value.kind == "upstream_error"
+        stream._note(gradium.parse(gradium.dumps(gradium.error(1008, "API key is revoked or expired"))))
+    assert info.value.kind == "unauthorized" and info.value.upstream_code == 1008
+
+
+async def test_a_malformed_frame_is_an_upstream_error_on_every_transport(aiohttp_server: Any) -> None:
+    """WS, REST NDJSON and the shared (mux) socket all read Gradium through `protocol.parse`."""
+
+    async def ws_route(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()  # the setup
+        await ws.send_str("[1, 2]")
+        await ws.receive()
+        return ws
+
+    async def rest_route(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b'{"type": "ready"}\n{not json\n')
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/speech/tts", ws_route)
+    app.router.add_post("/api/post/speech/tts", rest_route)
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session:
+        client = GradiumClient(session, str(server.make_url("/api/")))
+        ws = await client.open_ws("tts", {}, "gsk_test")
+        rest = await client.post("tts", "gsk_test", json=gradium.rest_tts({}, "hi"))
+        assert (await rest.recv()) == {"type": "ready"}
+        mux = GradiumMux(client, "tts", "gsk_test")
+        shared = await mux.open({})
+        for stream in (ws, rest, shared):
+            with pytest.raises(GatewayError) as info:
+                await asyncio.wait_for(stream.recv(), 10)  # a frame skipped would hang here: fail instead
+            assert (info.value.kind, info.value.message) == ("upstream_error", "Gradium sent a malformed message")
+            await stream.close()
+        await mux.close()
+        await client.close_idle()
 
 
 def test_audio_survives_the_round_trip() -> None:

@@ -140,7 +140,7 @@ class TtsAudio(EventTransform):
                 if self.opts.collect:
                     self.collected.append(gradium.audio_bytes(msg))
                     return []
-                b64 = gradium.audio_b64(msg)
+                b64 = msg.get("audio") or ""
                 if not b64:
                     return []
                 self.bytes_out += len(b64) * 3 // 4

@@ -7,8 +7,8 @@ A client sends `setup`, then `text` (TTS) or `audio` (STT), `flush` (STT), `end_
 
 Messages stay plain dicts, what orjson reads and writes: this is the per-frame path, so there is no model
 and no validation per message. Builders give the exact wire shape; readers take what Gradium sends and
-are lenient where it is loose (numbers as strings, a missing field). This module imports nothing of the
-gateway, so the runtime, the transforms and the emulator can all import it.
+never fail on a missing, null or odd field (a frame that is not a JSON object is `Malformed`). This
+module imports nothing of the gateway, so the runtime, the transforms and the emulator can all import it.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ Message = dict[str, Any]  # one parsed message; its `type` is one of `Kind`
 Kind = Literal["setup", "ready", "text", "audio", "flush", "flushed", "end_of_stream", "end_text", "step",
                "error", "need_more_text"]
 
-# message types
-SETUP: Final = "setup"
-READY: Final = "ready"
-TEXT: Final = "text"
-AUDIO: Final = "audio"
-FLUSH: Final = "flush"
-FLUSHED: Final = "flushed"
-END_OF_STREAM: Final = "end_of_stream"
-END_TEXT: Final = "end_text"
-STEP: Final = "step"
-ERROR: Final = "error"
-NEED_MORE_TEXT: Final = "need_more_text"  # RS 0.1.12+, meaning undocumented: readers ignore it
+# message types: every message has one, under `type`
+SETUP: Final[Kind] = "setup"
+READY: Final[Kind] = "ready"
+TEXT: Final[Kind] = "text"
+AUDIO: Final[Kind] = "audio"
+FLUSH: Final[Kind] = "flush"
+FLUSHED: Final[Kind] = "flushed"
+END_OF_STREAM: Final[Kind] = "end_of_stream"
+END_TEXT: Final[Kind] = "end_text"
+STEP: Final[Kind] = "step"
+ERROR: Final[Kind] = "error"
+NEED_MORE_TEXT: Final[Kind] = "need_more_text"  # RS 0.1.12+, meaning undocumented: readers ignore it
 
 CLIENT_REQ_ID: Final = "client_req_id"  # on every message of one request on a shared socket
 CLOSE_WS_ON_EOS: Final = "close_ws_on_eos"  # setup: false keeps the socket open after the request

@@ -7,12 +7,16 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.workers import Supervisor, listen_sockets
 from tests.emulator.helpers import wav_bytes
 from tests.fleet.procs import Proc, children, clean_env, start, wait_ready, wait_workers
 
@@ -132,3 +136,24 @@ def test_workers_flag_is_checked() -> None:
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--workers", "0"], env=clean_env(),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--workers must be between 1 and 256" in r.stderr
+
+
+def test_a_worker_stopped_while_still_starting_is_a_clean_stop() -> None:
+    """SIGTERM can reach a worker before it installed its handlers (it dies of the signal, -15, having served
+    nothing): the supervisor still exits 0, as `docker stop` expects; any other failure is exit 1."""
+    def supervisor(*codes_script: str) -> Supervisor:
+        sup = Supervisor(["serve"], [listen_sockets("127.0.0.1", 0, len(codes_script))])
+        sup.procs = [subprocess.Popen([sys.executable, "-c", code]) for code in codes_script]
+        return sup
+
+    # a worker still importing (no handler: the default action kills it) beside one that drains and exits 0
+    starting = "import time; time.sleep(60)"
+    draining = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
+    sup = supervisor(starting, draining)
+    time.sleep(0.5)  # let the second one install its handler
+    assert sup._drain() == 0
+    assert [p.returncode for p in sup.procs] == [-signal.SIGTERM, 0]
+    failing = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(3)); time.sleep(60)"
+    sup = supervisor(failing)
+    time.sleep(0.5)
+    assert sup._drain() == 1

@@ -206,10 +206,10 @@ class ShadowLeg:
                  request_id=plan.primary_request_id)
 
     # -- the primary's side: never blocks ---------------------------------------------------------
-    def offer(self, data: str | bytes) -> None:
+    def offer(self, data: str | bytes, t: float | None = None) -> None:
         if self.outcome is not None:
             return
-        if not self.queue.offer(data, len(data)):
+        if not self.queue.offer(data, len(data), t):
             self.drop("dropped_overflow")
 
     def end_input(self) -> None:

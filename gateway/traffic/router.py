@@ -271,9 +271,13 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
     field = mapping.legacy.stitching
     if not field or request.method != "POST" or request.content_type != "application/json":
         return None
+    name = field.partition(".")[2]
     with contextlib.suppress(Exception):
-        body = orjson.loads(await request.read())
-        ids = body.get(field.partition(".")[2]) if isinstance(body, dict) else None
+        raw = await request.read()
+        if name.encode() not in raw:
+            return None  # most requests continue nothing: no JSON parse for them
+        body = orjson.loads(raw)
+        ids = body.get(name) if isinstance(body, dict) else None
         if isinstance(ids, list) and ids:
             return await traffic.stitching.side_of(ids)
     return None

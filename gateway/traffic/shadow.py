@@ -362,6 +362,7 @@ class ShadowLeg:
 
     async def _feed(self, conn: LegacySocket | GradiumSession) -> None:
         first = True
+        lag_metric = self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider)
         while True:
             t, item = await self.queue.get()
             if item is END:
@@ -374,7 +375,7 @@ class ShadowLeg:
             self.stats.sent(item)
             lag = time.monotonic() - t
             self.lags.append(lag)
-            self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider).observe(lag)
+            lag_metric.observe(lag)
 
     async def _spend(self, item: str | bytes) -> None:
         plan = self.plan

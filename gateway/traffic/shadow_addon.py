@@ -48,6 +48,10 @@ class ShadowAddon:
     def client_output(self, ev: Any) -> None:
         leg = ev.flow.data.get("shadow_pair")
         if leg is not None:
+            if leg.primary.first_output is None:
+                leg.primary_output.set()
+                if (copy := ev.flow.data.get("shadow_noise")) is not None:
+                    copy.primary_output.set()
             leg.primary.out(ev.data, ev.t)
 
     def session_end(self, ev: SessionEnd) -> None:

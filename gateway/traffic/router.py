@@ -73,7 +73,10 @@ TRAFFIC = web.AppKey("traffic", Traffic)
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     # its own client: no decompression, and the vendor's connections never mix with Gradium's pool
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    # no cookie jar: a vendor's Set-Cookie goes back to the client that caused it, never into another
+    # tenant's next request (and no cookie filtering per request)
+    app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                 cookie_jar=aiohttp.DummyCookieJar())
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from urllib.parse import unquote_plus
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from yarl import URL
 
 # RFC 9110 §7.6.1 plus what aiohttp or the gateway sets itself.
 HOP_BY_HOP = frozenset(
@@ -143,9 +144,10 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
     body: object = cached if cached is not None else request.content if request.body_exists else None
     skip_auto = [h for h in ("User-Agent", "Accept-Encoding", "Content-Type", "Accept") if h not in headers]
     try:
-        upstream = await session.request(request.method, url, headers=headers, data=body, ssl=ssl_opt,
-                                         timeout=timeout, allow_redirects=False, skip_auto_headers=skip_auto,
-                                         compress=None)
+        # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted
+        upstream = await session.request(request.method, URL(url, encoded=True), headers=headers, data=body,
+                                         ssl=ssl_opt, timeout=timeout, allow_redirects=False,
+                                         skip_auto_headers=skip_auto, compress=None)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
     async with upstream:

@@ -49,7 +49,8 @@ async def _parked(self: Any) -> None:
 async def measure(sessions: int) -> dict[int, float]:
     configure_logging("warning")
     sh.ShadowLeg._run = _parked  # type: ignore[method-assign]
-    addons = AddonManager([MetricsAddon(Metrics()), LogAddon(), ShadowAddon(_Shadow()), TraceAddon()])  # type: ignore[arg-type]
+    traces = TraceAddon()
+    addons = AddonManager([MetricsAddon(Metrics()), LogAddon(), ShadowAddon(_Shadow()), traces])  # type: ignore[arg-type]
     mapping = load_mappings(ROOT / "mappings")["elevenlabs"]
     route = mapping.routes["tts_stream_input"]
     unit = Unit("elevenlabs", route.name, "tts", "ws", "bench", keys={})
@@ -70,6 +71,8 @@ async def measure(sessions: int) -> dict[int, float]:
             if (leg := flow.data.pop("shadow_pair", None)) is not None:
                 leg.task.cancel()
             tap.end("ok")
+            traces.traces.clear()  # what the recorder takes, in its own thread
+            traces.formats.clear()
         per_frame = (time.process_time() - t0) / sessions / (FRAMES_IN + FRAMES_OUT) * 1e6
         best[rate] = min(best.get(rate, per_frame), per_frame)
         await asyncio.sleep(0)  # the cancelled legs go

@@ -40,6 +40,8 @@ class _Shadow:
     def __init__(self) -> None:
         self.legs: set[Any] = set()
         self.metrics = TrafficMetrics(CollectorRegistry(), "bench")
+        self.budget = None  # the parked leg never draws on it
+        self.version = None
 
 
 async def _parked(self: Any) -> None:
@@ -49,8 +51,7 @@ async def _parked(self: Any) -> None:
 async def measure(sessions: int) -> dict[int, float]:
     configure_logging("warning")
     sh.ShadowLeg._run = _parked  # type: ignore[method-assign]
-    traces = TraceAddon()
-    addons = AddonManager([MetricsAddon(Metrics()), LogAddon(), ShadowAddon(_Shadow()), traces])  # type: ignore[arg-type]
+    addons = AddonManager([MetricsAddon(Metrics()), LogAddon(), ShadowAddon(_Shadow()), TraceAddon()])  # type: ignore[arg-type]
     mapping = load_mappings(ROOT / "mappings")["elevenlabs"]
     route = mapping.routes["tts_stream_input"]
     unit = Unit("elevenlabs", route.name, "tts", "ws", "bench", keys={})
@@ -71,8 +72,6 @@ async def measure(sessions: int) -> dict[int, float]:
             if (leg := flow.data.pop("shadow_pair", None)) is not None:
                 leg.task.cancel()
             tap.end("ok")
-            traces.traces.clear()  # what the recorder takes, in its own thread
-            traces.formats.clear()
         per_frame = (time.process_time() - t0) / sessions / (FRAMES_IN + FRAMES_OUT) * 1e6
         best[rate] = min(best.get(rate, per_frame), per_frame)
         await asyncio.sleep(0)  # the cancelled legs go

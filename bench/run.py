@@ -466,6 +466,7 @@ def main() -> int:
 
         out = asyncio.run(traffic.bench_traffic(args.shadow, args.passthrough, args.quick, RESULTS))
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        print(traffic.summary(out))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.with_name("traffic.json").write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
         return 0

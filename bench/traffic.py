@@ -6,14 +6,20 @@
 - `--passthrough`: time to first audio through the gateway at weight 0 (passthrough) against a direct
   connection to the same stand-in vendor, one stream at a time.
 
-Every process is separate and on loopback: emulator, stand-in vendor, gateways under test.
+Every process is separate and on loopback: the gateways' emulator, the stand-in vendor with its own emulator
+(so a shadow leg never queues behind its primary in one emulator), the gateways under test. Each side gets
+untimed warm-up sessions first (connection pools, lazy imports). Besides latency, each side reports the CPU
+its gateway process spent per unit (`gateway_cpu_ms`, from /proc schedstat: it holds on a loaded machine
+where wall-clock figures do not) and the run reports how busy the machine was (`machine`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,33 +54,74 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
     return {"n": len(xs), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
 
 
-async def _pairwise(fns: dict[str, Any], metric: str, n: int) -> dict[str, Any]:
-    """`n` sessions per side, interleaved (a, b, a, b ...) so both sides see the same machine load."""
+def cpu_ns(proc: procs.Proc) -> int:
+    """CPU time of the process and its workers, every thread, in ns (schedstat: finer than /proc/stat ticks)."""
+    total = 0
+    for pid in procs.tree_pids(proc.process.pid):
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+WARMUP = 3
+
+
+async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, n: int) -> dict[str, Any]:
+    """`n` sessions per side, interleaved (a, b, a, b ...) so both sides see the same machine load, after
+    `WARMUP` untimed ones. A side's gateway CPU is its process's whole CPU over the timed sessions (its shadow
+    legs and comparisons included, wherever they ran), per session."""
     got: dict[str, list[float]] = {k: [] for k in fns}
     errors: dict[str, int] = dict.fromkeys(fns, 0)
-    for _ in range(n):
-        for name, fn in fns.items():
+    cpu: dict[str, int] = {}
+    for i in range(WARMUP + n):
+        if i == WARMUP:
+            await asyncio.sleep(0.5)
+            cpu = {name: cpu_ns(proc) for name, (_, proc) in fns.items() if proc is not None}
+        for name, (fn, _) in fns.items():
             try:
                 sample = await asyncio.wait_for(fn(paths.new_trace()), 30)
-                got[name].append(sample[metric])
+                if i >= WARMUP:
+                    got[name].append(sample[metric])
             except Exception:  # a failed session is counted, never a crash of the bench
-                errors[name] += 1
-    out: dict[str, Any] = {name: _stats(v) for name, v in got.items()}
+                errors[name] += i >= WARMUP
+            await asyncio.sleep(0.02)  # one stream at a time: a pause between sessions, the same for each side
+    await asyncio.sleep(0.5)  # the last shadow legs drain and are compared
+    out: dict[str, Any] = {}
+    for name, values in got.items():
+        out[name] = _stats(values)
+        if (proc := fns[name][1]) is not None:
+            out[name]["gateway_cpu_ms"] = round((cpu_ns(proc) - cpu[name]) / n / 1e6, 3)
     out["errors"] = errors
     return out
+
+
+def _load(start: tuple[float, float]) -> dict[str, Any]:
+    busy, total = procs.machine_busy()
+    frac = (busy - start[0]) / (total - start[1]) if total > start[1] else None
+    return {"cpus": os.cpu_count(), "busy_fraction": round(frac, 3) if frac is not None else None,
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: Path) -> dict[str, Any]:
     emulator = await procs.start_emulator(log_dir)
     running = [emulator]
     results: dict[str, Any] = {}
+    started, t0 = procs.machine_busy(), time.monotonic()
     try:
-        vendor = await _gateway("standin-vendor", emulator.url, {}, log_dir)
+        vendor_emulator = await procs.start_emulator(log_dir / "vendor")
+        running.append(vendor_emulator)
+        vendor = await _gateway("standin-vendor", vendor_emulator.url, {}, log_dir)
         running.append(vendor)
         legacy = {p: {"base_url": vendor.url} for p in PROVIDERS}
         tts, stt = TtsInput.build("The quick brown fox jumps over the lazy dog."), SttInput.build(
             "Hello world, testing the gateway.")
-        n = 15 if quick else 60
+        n, n_stt = (30, 8) if quick else (100, 20)
+        p = functools.partial
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             if shadow:
                 def cfg(rate: float) -> dict[str, Any]:
@@ -84,13 +131,12 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
                 running.append(g0)
                 g1 = await _gateway("shadow-rate1", emulator.url, cfg(1), log_dir)
                 running.append(g1)
-                p = functools.partial
                 results["shadow_tts_ws"] = await _pairwise(
-                    {"rate0": p(paths.tts_ws_gateway, http, g0.url, tts),
-                     "rate1": p(paths.tts_ws_gateway, http, g1.url, tts)}, "ttfa_ms", n)
+                    {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),
+                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n)
                 results["shadow_stt_live"] = await _pairwise(
-                    {"rate0": p(paths.stt_gateway, http, g0.url, stt, True),
-                     "rate1": p(paths.stt_gateway, http, g1.url, stt, True)}, "first_word_ms", max(6, n // 5))
+                    {"rate0": (p(paths.stt_gateway, http, g0.url, stt, True), g0),
+                     "rate1": (p(paths.stt_gateway, http, g1.url, stt, True), g1)}, "first_word_ms", n_stt)
                 for key in ("shadow_tts_ws", "shadow_stt_live"):
                     r = results[key]
                     for q in ("p50", "p99"):
@@ -100,19 +146,39 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
                 gp = await _gateway("passthrough", emulator.url, {"legacy": legacy,
                                                                   "traffic": {"default": {"gradium": 0}}}, log_dir)
                 running.append(gp)
-                p = functools.partial
-                r = await _pairwise({"direct": p(paths.tts_ws_gateway, http, vendor.url, tts),
-                                     "passthrough": p(paths.tts_ws_gateway, http, gp.url, tts)}, "ttfa_ms", n)
-                r["added_p50_ms"] = round(r["passthrough"]["p50"] - r["direct"]["p50"], 3) \
-                    if r["passthrough"]["p50"] is not None and r["direct"]["p50"] is not None else None
-                results["passthrough_tts_ws"] = r
-                r = await _pairwise({"direct": p(paths.tts_rest_gateway, http, vendor.url, tts, "pcm_24000"),
-                                     "passthrough": p(paths.tts_rest_gateway, http, gp.url, tts, "pcm_24000")},
-                                    "ttfa_ms", n)
-                r["added_p50_ms"] = round(r["passthrough"]["p50"] - r["direct"]["p50"], 3) \
-                    if r["passthrough"]["p50"] is not None and r["direct"]["p50"] is not None else None
-                results["passthrough_tts_rest"] = r
+                results["passthrough_tts_ws"] = _added(await _pairwise(
+                    {"direct": (p(paths.tts_ws_gateway, http, vendor.url, tts), None),
+                     "passthrough": (p(paths.tts_ws_gateway, http, gp.url, tts), gp)}, "ttfa_ms", n))
+                results["passthrough_tts_rest"] = _added(await _pairwise(
+                    {"direct": (p(paths.tts_rest_gateway, http, vendor.url, tts, "pcm_24000"), None),
+                     "passthrough": (p(paths.tts_rest_gateway, http, gp.url, tts, "pcm_24000"), gp)}, "ttfa_ms", n))
     finally:
         for proc in running:
             await procs.stop(proc)
+    results["machine"] = {**_load(started), "duration_s": round(time.monotonic() - t0, 1)}
     return results
+
+
+def _added(r: dict[str, Any]) -> dict[str, Any]:
+    a, b = r["direct"]["p50"], r["passthrough"]["p50"]
+    r["added_p50_ms"] = round(b - a, 3) if a is not None and b is not None else None
+    return r
+
+
+def summary(results: dict[str, Any]) -> str:
+    """A few lines against the issue's targets (ratios <= 1.02 / 1.05; passthrough added p50 <= 1 ms)."""
+    lines = []
+    for key in ("shadow_tts_ws", "shadow_stt_live"):
+        if (r := results.get(key)) is not None:
+            lines.append(f"{key:22} ratio p50 {r['ratio_p50']}  p99 {r['ratio_p99']}   (target <= 1.02 / 1.05)"
+                         f"   gateway CPU/unit rate0 {r['rate0'].get('gateway_cpu_ms')} ms,"
+                         f" rate1 {r['rate1'].get('gateway_cpu_ms')} ms")
+    for key in ("passthrough_tts_ws", "passthrough_tts_rest"):
+        if (r := results.get(key)) is not None:
+            lines.append(f"{key:22} added p50 {r['added_p50_ms']} ms (target <= 1)   direct p50 {r['direct']['p50']}"
+                         f" ms, passthrough p50 {r['passthrough']['p50']} ms,"
+                         f" gateway CPU/unit {r['passthrough'].get('gateway_cpu_ms')} ms")
+    m = results.get("machine", {})
+    lines.append(f"machine: {m.get('cpus')} CPUs, busy {m.get('busy_fraction')}, loadavg {m.get('loadavg')},"
+                 f" {m.get('duration_s')} s")
+    return "\n".join(lines)

@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ from gateway.addons import ADDONS
 from gateway.traffic.bridge import TraceAddon, pair_from_shadow_leg
 from gateway.traffic.page import token_ok
 from gateway.traffic.pair_metrics import PairMetrics
-from gateway.traffic.recorder import PairRecorder, Sink
+from gateway.traffic.recorder import PairRecorder, Sink, warm_up
 from gateway.traffic.report_cli import store_options
+from gateway.traffic.trace import PairTrace
 from gateway.traffic.verdicts import Threshold
 
 log = structlog.get_logger("gateway.shadow")
+GIL_SWITCH_S = 0.0005
 
 SHADOW_RECORDER = web.AppKey("shadow_recorder", PairRecorder)
 PAIR_METRICS = web.AppKey("pair_metrics", PairMetrics)
@@ -106,12 +109,17 @@ def _recorder_ctx(settings: Any) -> Any:
             sinks.append(store)
         if "log" in sinks_cfg:
             sinks.append(LogSink(metrics))
+        await asyncio.to_thread(warm_up)
+        # The comparator thread holds the GIL while it computes; when a socket becomes readable the event
+        # loop waits up to one switch interval for it (5 ms by default): 0.5 ms bounds what a pair being
+        # compared can add to a primary's frame.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         recorder = PairRecorder(sinks, metrics=metrics, store_text=bool(getattr(store_cfg, "store_text", False)))
         app[SHADOW_RECORDER] = recorder.start()
         shadow_machine = _shadow_machine(app)
         if shadow_machine is not None:
             app[ADDONS].register(TraceAddon())  # after the shadow addon, which marks the primary's flow
-            shadow_machine.on_pair.append(lambda row, leg: recorder.record(pair_from_shadow_leg(row, leg)))
+            shadow_machine.on_pair.append(lambda row, leg: recorder.record(_pair_of(row, leg)))
         try:
             yield
         finally:
@@ -122,6 +130,20 @@ def _recorder_ctx(settings: Any) -> Any:
                 await asyncio.to_thread(store.close)
 
     return ctx
+
+
+def _pair_of(row: dict[str, Any], leg: Any) -> Callable[[], PairTrace]:
+    """The pair, built in the recorder's worker (replaying a leg's frames is comparator work, kept off the
+    loop), with the times of the leg's end."""
+    ended = time.time()
+
+    def build() -> PairTrace:
+        pair = pair_from_shadow_leg(row, leg)
+        pair.started_at -= pair.ended_at - ended
+        pair.ended_at = ended
+        return pair
+
+    return build
 
 
 def _shadow_machine(app: web.Application) -> Any:

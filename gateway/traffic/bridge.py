@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -115,26 +115,28 @@ class TraceAddon:
         side, role = (plan.primary, "primary") if which == "p" else (plan.side, "shadow")
         trace = LegTrace(side, role, ev.flow.provider, ev.flow.route, plan.unit.kind, plan.unit.transport,
                          audio_format=fmt)
+        got = _Open(trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
         for leg in legs:
             leg.traces[which] = trace
+            leg.traces[f"{which}:open"] = got  # a socket's frames, read into the trace by `_leg_trace`
         self.open += 1
-        ev.flow.data["pair_trace"] = _Open(trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
+        ev.flow.data["pair_trace"] = got
 
     def client_frame(self, ev: Any) -> None:
         if (got := ev.flow.data.get("pair_trace")) is None:
             return
         if ev.flow.transport == "ws":
-            got.observer.client(ev.data, t=ev.t * 1000.0)
+            got.add(True, ev.t, ev.data)
         elif got.trace.request_sent_ms is None:  # HTTP: latencies count from the request, not its body
             got.trace.sent_request(t=ev.t * 1000.0)
 
     def client_output(self, ev: Any) -> None:
         if (got := ev.flow.data.get("pair_trace")) is None:
             return
-        t = ev.t * 1000.0
         if ev.flow.transport == "ws":
-            got.observer.upstream(_as_text(ev.data), t=t)
+            got.add(False, ev.t, ev.data)
             return
+        t = ev.t * 1000.0
         data = ev.data if isinstance(ev.data, bytes) else ev.data.encode()
         if got.json is None and not got.trace.output_count and data[:1] in (b"{", b"["):
             got.json = []  # a JSON answer (transcript): read once whole, as a vendor leg's body is
@@ -147,27 +149,66 @@ class TraceAddon:
     def session_end(self, ev: Any) -> None:
         if (got := ev.flow.data.pop("pair_trace", None)) is not None:
             self.open -= 1
-            trace = got.trace
-            if got.json:
-                observe_rest_body(trace, b"".join(got.json), "application/json", t=got.json_t)
-            trace.upstream_request_id = ev.upstream_request_id
-            trace.close(code=ev.close_code, status=ev.http_status, t=ev.t * 1000.0)
+            got.end = (ev.upstream_request_id, ev.close_code, ev.http_status, ev.t * 1000.0)
+            if ev.flow.transport != "ws":
+                got.finish()  # HTTP: its parts were read as they came
 
 
 @dataclass(slots=True)
 class _Open:
-    """A session being traced: its trace, the route's observer, and an HTTP JSON answer's parts so far."""
+    """A session being traced: its trace, the route's observer, and an HTTP JSON answer's parts so far.
+
+    A socket's frames are kept as they came, `(from_client, t, data)`, and read into the trace at its end
+    (or past `MAX_PENDING` frames or bytes): on the primary's path a frame costs one append, not a JSON
+    parse and a base64 decode."""
 
     trace: LegTrace
     observer: Observer
     json: list[bytes] | None = None
     json_t: float = 0.0
+    frames: list[tuple[bool, float, str | bytes]] = field(default_factory=list)
+    pending_bytes: int = 0
+
+    end: tuple[str | None, int | None, int | None, float] | None = None  # request id, code, status, t
+
+    MAX_PENDING: ClassVar[int] = 2048
+    MAX_PENDING_BYTES: ClassVar[int] = 4 * 1024 * 1024
+
+    def finish(self) -> None:
+        """The session ended: its frames read in and the trace closed (once; the recorder's worker calls it
+        for sockets, the session end for HTTP)."""
+        if self.end is None or self.trace.end_ms is not None:
+            return
+        self.read_in()
+        trace = self.trace
+        if self.json:
+            observe_rest_body(trace, b"".join(self.json), "application/json", t=self.json_t)
+        request_id, code, status, t = self.end
+        trace.upstream_request_id = request_id
+        trace.close(code=code, status=status, t=t)
+
+    def add(self, from_client: bool, t: float, data: str | bytes) -> None:
+        self.frames.append((from_client, t, data))
+        self.pending_bytes += len(data)
+        if len(self.frames) >= self.MAX_PENDING or self.pending_bytes >= self.MAX_PENDING_BYTES:
+            self.read_in()
+
+    def read_in(self) -> None:
+        frames, self.frames, self.pending_bytes = self.frames, [], 0
+        observer = self.observer
+        for from_client, t, data in frames:
+            if from_client:
+                observer.client(data, t=t * 1000.0)
+            else:
+                observer.upstream(_as_text(data), t=t * 1000.0)
 
 
 def _leg_trace(leg: Any, which: str, side: str, role: str) -> LegTrace:
     """The observed session's trace of a leg, else its stats replayed (vendor sockets, past `max_open`)."""
     plan = leg.plan
     unit = plan.unit
+    if (got := leg.traces.get(f"{which}:open")) is not None:
+        got.finish()
     trace = leg.traces.get(which)
     if trace is None or trace.end_ms is None:
         trace = LegTrace(side, role, unit.provider, unit.route, unit.kind, unit.transport,  # type: ignore[arg-type]

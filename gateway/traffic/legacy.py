@@ -81,6 +81,7 @@ class LegacyLeg:
         self.error_route = route if route is not None else next(iter(mapping.routes.values()))
         self.facts = mapping.legacy
         self.positions = CredentialPositions.of(mapping)
+        self.drop_headers = frozenset(h.lower() for h in self.positions.headers)
         self.strip_query_names = [*self.positions.query, session_query]
         self.prefix = f"/{mapping.provider}"
         ws = route.ws if route is not None else None
@@ -97,8 +98,7 @@ class LegacyLeg:
         return base + path + ("?" + query if query else "")
 
     def vendor_headers(self, request: web.Request, vendor: LegacyVendor, key: str, ws: bool) -> CIMultiDict[str]:
-        drop = list(self.positions.headers)
-        headers = upstream_headers(request.headers.items(), drop, vendor.forward_client_ip, ws=ws)
+        headers = upstream_headers(request.headers.items(), self.drop_headers, vendor.forward_client_ip, ws=ws)
         if vendor.forward_client_ip and request.remote:
             headers.add("X-Forwarded-For", request.remote)
         headers[self.facts.auth_header] = self.facts.auth_value.replace("$key", key)

@@ -61,8 +61,8 @@ class LegStats:
         if self.sent_first is None:
             self.sent_first = time.monotonic()
 
-    def out(self, data: str | bytes) -> None:
-        now = time.monotonic()
+    def out(self, data: str | bytes, t: float | None = None) -> None:
+        now = time.monotonic() if t is None else t
         if self.first_output is None:
             self.first_output = now
         if len(self.outs) < self.max_frames and self.kept_bytes + len(data) <= self.max_kept_bytes:
@@ -98,12 +98,14 @@ class FrameQueue:
         self._bytes = 0
         self._ready = asyncio.Event()
 
-    def offer(self, item: Any, size: int) -> bool:
-        if len(self._items) + 1 > self.bounds.max_frames or self._bytes + size > self.bounds.max_bytes:
+    def offer(self, item: Any, size: int, t: float | None = None) -> bool:
+        """`t`: when the primary received the item (the queue lag counts from there)."""
+        if len(self._items) >= self.bounds.max_frames or self._bytes + size > self.bounds.max_bytes:
             return False
-        self._items.append((time.monotonic(), item))
+        self._items.append((time.monotonic() if t is None else t, item))
         self._bytes += size
-        self._ready.set()
+        if not self._ready.is_set():
+            self._ready.set()
         return True
 
     async def get(self) -> tuple[float, Any]:

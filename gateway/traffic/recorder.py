@@ -13,16 +13,29 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
 
+from gateway.traffic import text_metrics
 from gateway.traffic.compare import Comparison, RoundTripAsr, base_row, compare_pair
 from gateway.traffic.pair_metrics import PairMetrics
 from gateway.traffic.trace import PairTrace
 from gateway.traffic.verdicts import candidate_delta_ms
 
 log = structlog.get_logger("gateway.shadow")
+
+
+def warm_up() -> None:
+    """Import what the comparator imports lazily (scipy through pyloudnorm, jiwer, the Whisper normalizers)
+    before the first pair: done in the worker at the first pair, that second of imports holds the GIL and
+    stalls the event loop, primaries included. Call it off the loop, before serving."""
+    import jiwer  # noqa: F401
+    import pyloudnorm  # noqa: F401
+
+    text_metrics.normalize("warm up", "en")
+    text_metrics.normalize("warm up", "fr")
 
 
 class Sink(Protocol):
@@ -48,7 +61,7 @@ class PairRecorder:
         self.asr = asr
         self.max_audio_s = max_audio_s
         self.skipped = 0
-        self._jobs: queue.Queue[PairTrace | None] = queue.Queue(maxsize=max_jobs)
+        self._jobs: queue.Queue[PairTrace | Callable[[], PairTrace] | None] = queue.Queue(maxsize=max_jobs)
         self._thread: threading.Thread | None = None
 
     def start(self) -> PairRecorder:
@@ -56,10 +69,14 @@ class PairRecorder:
         self._thread.start()
         return self
 
-    def record(self, pair: PairTrace) -> None:
+    def record(self, pair: PairTrace | Callable[[], PairTrace]) -> None:
+        """`pair`, or a function building it (run in the worker: reading frames into traces is
+        comparator work, kept off the event loop)."""
         try:
             self._jobs.put_nowait(pair)
         except queue.Full:
+            if not isinstance(pair, PairTrace):
+                pair = pair()
             self.skipped += 1
             if self.metrics:
                 self.metrics.compare_skipped.inc()
@@ -88,10 +105,15 @@ class PairRecorder:
 
     def _run(self) -> None:
         while True:
-            pair = self._jobs.get()
+            job = self._jobs.get()
             try:
-                if pair is None:
+                if job is None:
                     return
+                try:
+                    pair = job if isinstance(job, PairTrace) else job()
+                except Exception as exc:  # a trace that cannot be built: the pair is lost, the worker is not
+                    log.warning("shadow.trace_error", error=repr(exc))
+                    continue
                 try:
                     comparison = compare_pair(pair, store_text=self.store_text, asr=self.asr,
                                               max_audio_s=self.max_audio_s)

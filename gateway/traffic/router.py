@@ -73,7 +73,10 @@ TRAFFIC = web.AppKey("traffic", Traffic)
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     # its own client: no decompression, and the vendor's connections never mix with Gradium's pool
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    # no cookie jar: a vendor's Set-Cookie goes back to the client that caused it, never into another
+    # tenant's next request (and no cookie filtering per request)
+    app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                                 cookie_jar=aiohttp.DummyCookieJar())
     try:
         yield
     finally:
@@ -271,9 +274,13 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
     field = mapping.legacy.stitching
     if not field or request.method != "POST" or request.content_type != "application/json":
         return None
+    name = field.partition(".")[2]
     with contextlib.suppress(Exception):
-        body = orjson.loads(await request.read())
-        ids = body.get(field.partition(".")[2]) if isinstance(body, dict) else None
+        raw = await request.read()
+        if name.encode() not in raw:
+            return None  # most requests continue nothing: no JSON parse for them
+        body = orjson.loads(raw)
+        ids = body.get(name) if isinstance(body, dict) else None
         if isinstance(ids, list) and ids:
             return await traffic.stitching.side_of(ids)
     return None

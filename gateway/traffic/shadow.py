@@ -52,6 +52,7 @@ from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_w
 log = structlog.get_logger("gateway.shadow")
 PLAN: contextvars.ContextVar[ShadowPlan | None] = contextvars.ContextVar("gateway_shadow_plan", default=None)
 CONNECT_TIMEOUT_S = 10.0
+DEFER_CAP_S = 1.0  # a TTS shadow waits at most this long for the primary's first output before it dials
 
 
 @dataclass(slots=True)
@@ -199,6 +200,8 @@ class ShadowLeg:
         self.account = LegAccount(shadow.budget, plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
         self.cost = self.account.cost  # what the leg spent, per unit
         self.primary_done = asyncio.Event()
+        self.primary_output = asyncio.Event()  # the primary's first output went out (or its input ended)
+        self.deferred_until = self.started
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
         log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
@@ -206,14 +209,15 @@ class ShadowLeg:
                  request_id=plan.primary_request_id)
 
     # -- the primary's side: never blocks ---------------------------------------------------------
-    def offer(self, data: str | bytes) -> None:
+    def offer(self, data: str | bytes, t: float | None = None) -> None:
         if self.outcome is not None:
             return
-        if not self.queue.offer(data, len(data)):
+        if not self.queue.offer(data, len(data), t):
             self.drop("dropped_overflow")
 
     def end_input(self) -> None:
         self.primary_done.set()
+        self.primary_output.set()
         if not self.plan.route.is_ws:
             return  # REST: the leg's input is the request body
         if self.outcome is None:
@@ -235,6 +239,7 @@ class ShadowLeg:
             if refused is not None:
                 self.outcome = refused
                 return
+            await self._defer()
             if not self.plan.route.is_ws:
                 await self._rest()
                 return
@@ -275,6 +280,18 @@ class ShadowLeg:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait({self.ref.task})
             await self._finish()
+
+    async def _defer(self) -> None:
+        """A TTS shadow dials once the primary's first output went out (at most `DEFER_CAP_S` later): its
+        connect (a TLS handshake) and the vendor's first work stay out of the primary's time to first audio.
+        Its own latencies count from its own sends, so they do not change; the frames wait in the queue
+        meanwhile (that wait is left out of the queue lag). STT legs start at once: live audio keeps its pace."""
+        if self.plan.unit.kind != "tts":
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DEFER_CAP_S):
+                await self.primary_output.wait()
+        self.deferred_until = time.monotonic()
 
     async def _rest(self) -> None:
         """One request to the other side with the primary's body, once the primary has it all; then the
@@ -362,6 +379,7 @@ class ShadowLeg:
 
     async def _feed(self, conn: LegacySocket | GradiumSession) -> None:
         first = True
+        lag_metric = self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider)
         while True:
             t, item = await self.queue.get()
             if item is END:
@@ -372,9 +390,9 @@ class ShadowLeg:
             await self._spend(item)
             await conn.send(item)
             self.stats.sent(item)
-            lag = time.monotonic() - t
+            lag = time.monotonic() - max(t, self.deferred_until)
             self.lags.append(lag)
-            self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider).observe(lag)
+            lag_metric.observe(lag)
 
     async def _spend(self, item: str | bytes) -> None:
         plan = self.plan

@@ -36,18 +36,23 @@ class ShadowAddon:
     def client_frame(self, ev: ClientFrame) -> None:
         leg = ev.flow.data.get("shadow_pair")
         if leg is not None and leg.plan.body is None:  # an HTTP leg was given the whole body up front
-            if leg.primary.sent_first is None:
-                leg.primary.sent_first = ev.t
-            leg.primary.frames_in += 1
-            leg.primary.record_in(ev.t, ev.data)
-            leg.offer(ev.data)
+            leg.offer(ev.data, ev.t)
             if (copy := ev.flow.data.get("shadow_noise")) is not None:
-                copy.offer(ev.data)
+                copy.offer(ev.data, ev.t)
+            primary = leg.primary
+            if primary.sent_first is None:
+                primary.sent_first = ev.t
+            primary.frames_in += 1
+            primary.record_in(ev.t, ev.data)
 
     def client_output(self, ev: Any) -> None:
         leg = ev.flow.data.get("shadow_pair")
         if leg is not None:
-            leg.primary.out(ev.data)
+            if leg.primary.first_output is None:
+                leg.primary_output.set()
+                if (copy := ev.flow.data.get("shadow_noise")) is not None:
+                    copy.primary_output.set()
+            leg.primary.out(ev.data, ev.t)
 
     def session_end(self, ev: SessionEnd) -> None:
         leg = ev.flow.data.pop("shadow_pair", None)

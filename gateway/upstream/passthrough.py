@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from urllib.parse import unquote_plus
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from yarl import URL
 
 # RFC 9110 §7.6.1 plus what aiohttp or the gateway sets itself.
 HOP_BY_HOP = frozenset(
@@ -59,16 +62,27 @@ def strip_query(raw: str, names: Iterable[str]) -> str:
     return "&".join(kept)
 
 
-def upstream_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str], forward_ip: bool = False,
-                     ws: bool = False) -> CIMultiDict[str]:
-    """The client's request headers minus hop-by-hop, credentials (`drop`) and the gateway's own."""
-    pairs = list(headers)
-    named = {n.strip().lower() for k, v in pairs if k.lower() == "connection" for n in v.split(",")}
-    skip = HOP_BY_HOP | named | {d.lower() for d in drop}
+@functools.lru_cache(maxsize=256)
+def _skipped(drop: frozenset[str], forward_ip: bool, ws: bool) -> frozenset[str]:
+    skip = HOP_BY_HOP | drop
     if not forward_ip:
         skip |= FORWARDED
     if ws:
         skip |= WS_HANDSHAKE
+    return skip
+
+
+def _named_by_connection(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    return frozenset(n.strip().lower() for k, v in headers if k.lower() == "connection" for n in v.split(","))
+
+
+def upstream_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str], forward_ip: bool = False,
+                     ws: bool = False) -> CIMultiDict[str]:
+    """The client's request headers minus hop-by-hop, credentials (`drop`) and the gateway's own."""
+    pairs = list(headers)
+    skip = _skipped(drop if isinstance(drop, frozenset) else frozenset(d.lower() for d in drop), forward_ip, ws)
+    if named := _named_by_connection(pairs):
+        skip = skip | named
     out: CIMultiDict[str] = CIMultiDict()
     for k, v in pairs:
         lk = k.lower()
@@ -80,14 +94,24 @@ def upstream_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str], fo
 
 def response_headers(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     pairs = list(headers)
-    named = {n.strip().lower() for k, v in pairs if k.lower() == "connection" for n in v.split(",")}
-    skip = HOP_BY_HOP | named
-    return CIMultiDict((k, v) for k, v in pairs if k.lower() not in skip and not k.lower().startswith("proxy-"))
+    skip = HOP_BY_HOP | named if (named := _named_by_connection(pairs)) else HOP_BY_HOP
+    return CIMultiDict((k, v) for k, v in pairs if (lk := k.lower()) not in skip and not lk.startswith("proxy-"))
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    """One context per CA file (re-read when the file changes): a context built per request would cost a
+    certificate load each time and, being a new pool key, a new connection and TLS handshake each time."""
     if ca_file is None:
         return True
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _ssl_context(ca_file, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _ssl_context(ca_file: str, _stamp: int) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.load_verify_locations(cafile=ca_file)
     return ctx
@@ -120,9 +144,10 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
     body: object = cached if cached is not None else request.content if request.body_exists else None
     skip_auto = [h for h in ("User-Agent", "Accept-Encoding", "Content-Type", "Accept") if h not in headers]
     try:
-        upstream = await session.request(request.method, url, headers=headers, data=body, ssl=ssl_opt,
-                                         timeout=timeout, allow_redirects=False, skip_auto_headers=skip_auto,
-                                         compress=None)
+        # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted
+        upstream = await session.request(request.method, URL(url, encoded=True), headers=headers, data=body,
+                                         ssl=ssl_opt, timeout=timeout, allow_redirects=False,
+                                         skip_auto_headers=skip_auto, compress=None)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
     async with upstream:

@@ -200,3 +200,38 @@ async def test_compressed_answers_are_not_decompressed(standin: StandIn, front: 
             headers={"xi-api-key": GW_KEY, "Accept-Encoding": "gzip"}) as r:
         await r.read()
     assert standin.seen[-1].header("Accept-Encoding") == "gzip"  # the client's own, not aiohttp's default
+
+
+async def test_a_vendor_cookie_goes_back_to_its_client_and_never_into_the_next_request(front: Front) -> None:
+    """The passthrough client keeps no cookie jar: a vendor's Set-Cookie reaches the client whose request
+    caused it, and the next request (another tenant's, maybe) carries only its own client's cookies."""
+    from aiohttp import web
+
+    cookies_seen: list[str | None] = []
+
+    async def speak(request: web.Request) -> web.Response:
+        cookies_seen.append(request.headers.get("Cookie"))
+        resp = web.Response(body=b"\0\0" * 160, content_type="audio/pcm")
+        resp.headers["Set-Cookie"] = "vendor_session=abc; Path=/"
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/text-to-speech/{voice}/stream", speak)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        # a host name, not an IP: aiohttp's default jar keeps cookies only from named hosts
+        legacy = {"elevenlabs": {"base_url": f"http://localhost:{port}"}}
+        async with front(legacy=legacy) as gw:
+            url = f"{gw.http}/v1/text-to-speech/{RACHEL}/stream"
+            for own in (None, "mine=1"):
+                async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s, s.post(
+                        url, json={"text": "Hi"}, headers={"xi-api-key": GW_KEY, **({"Cookie": own} if own else {})}
+                ) as r:
+                    assert r.status == 200 and r.headers["Set-Cookie"] == "vendor_session=abc; Path=/"
+    finally:
+        await runner.cleanup()
+    assert cookies_seen == [None, "mine=1"]

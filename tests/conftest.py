@@ -15,7 +15,17 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.custom_ids import CALLER
 from gateway.emulator.app import create_emulator_app
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_between_tests() -> object:
+    """A session core driven synchronously (the playbooks) authenticates in the test's own context, where the
+    caller would outlive the test; in the gateway every request runs in its own task, so it never does."""
+    token = CALLER.set(None)
+    yield
+    CALLER.reset(token)
 
 
 def _port(site: web.TCPSite) -> int:

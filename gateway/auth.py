@@ -159,7 +159,7 @@ class Authenticator:
         tenant = next((k.tenant for k in self.settings.keys if k.sha256 == claims.minter), None)
         if tenant is None or tenant != claims.tenant:
             raise GatewayError("unauthorized", "Invalid or expired token")
-        return self._tenant_key(tenant)
+        return self.tenant_key(tenant)
 
     def _api_key(self, value: str) -> tuple[str, str]:
         """(tenant, upstream key) for an API key."""
@@ -168,9 +168,9 @@ class Authenticator:
         tenant = self.settings.tenant_for(value)
         if tenant is None:
             raise GatewayError("unauthorized", "Invalid API key")
-        return tenant, self._tenant_key(tenant)
+        return tenant, self.tenant_key(tenant)
 
-    def _tenant_key(self, tenant: str) -> str:
+    def tenant_key(self, tenant: str) -> str:
         t = self.settings.tenants[tenant]
         key = t.gradium_api_key.get_secret_value() if t.gradium_api_key else self.default_key
         if not key:

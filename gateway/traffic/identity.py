@@ -26,7 +26,7 @@ def _sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _is_token(cred: Credential) -> bool:
+def is_token(cred: Credential) -> bool:
     return is_gateway_token(cred.value) or cred.token_only
 
 
@@ -35,7 +35,7 @@ def identify(auth: Authenticator, cred: Credential | None) -> Caller:
     if cred is None or cred.malformed:
         return Caller()
     forward = auth.settings.mode == "forward"
-    if _is_token(cred):
+    if is_token(cred):
         try:
             claims = auth.issuer.verify(cred.value)
         except GatewayError:
@@ -60,7 +60,7 @@ async def vendor_key(auth: Authenticator, cred: Credential | None, provider: str
     assert cred is not None
     if auth.settings.mode == "forward":
         return configured or upstream
-    tenant = auth.issuer.verify(cred.value).tenant if _is_token(cred) else auth.settings.tenant_for(cred.value)
+    tenant = auth.issuer.verify(cred.value).tenant if is_token(cred) else auth.settings.tenant_for(cred.value)
     entry = auth.settings.tenants.get(tenant) if tenant else None
     key = entry.legacy_keys.get(provider) if entry is not None else None
     if key is None:

@@ -30,12 +30,13 @@ class Unit:
     keys: dict[str, str] = field(default_factory=dict)  # sticky source -> key (header, native, credential)
     stitched: Target | None = None  # the side that issued the ids this request continues
     override: Target | None = None  # X-Gateway-Target from a key with `allow_overrides`
+    own_object: bool = False  # names the caller's own Gradium voice or dictionary (traffic/own_ids.py)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     target: Target
-    reason: str  # header|native|credential|request|force|override|stitching|serve|failover
+    reason: str  # header|native|credential|request|force|override|stitching|own_object|serve|failover
     bucket: int | None = None
     weight: float | None = None
     rule: int | None = None  # index in `traffic.rules`; None: the default weights
@@ -83,6 +84,8 @@ def failover_allowed(rule: SplitRule | None, kind: str) -> bool:
 def decide(settings: TrafficSettings, unit: Unit, now: datetime) -> Decision:
     index, rule = find_rule(settings, unit)
     failover = failover_allowed(rule, unit.kind)
+    if unit.own_object:  # only Gradium knows the id: any other side (even a rollback) could only fail
+        return Decision("gradium", "own_object", rule=index, failover=False)
     if settings.force is not None:
         return Decision(settings.force, "force", rule=index)
     if unit.override is not None:

@@ -29,7 +29,7 @@ from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.session.refuse import refusal, refusal_response
 from gateway.state import SHARED_STATE
-from gateway.traffic import legacy
+from gateway.traffic import legacy, own_ids
 from gateway.traffic.identity import Caller, identify
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import Decision, Unit, decide, legacy_possible
@@ -143,6 +143,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         unit = Unit(mapping.provider, route.name, kind, transport, caller.tenant,
                     keys=await _sticky_keys(request, mapping, traffic, caller) if cls == "speech" else {},
                     stitched=await _stitched(request, mapping, traffic) if cls == "speech" else None,
+                    own_object=cls == "speech" and await _own_object(request, mapping, route, cred, caller),
                     override=_override(request, caller))
         decision = decide(traffic.settings.traffic, unit, datetime.now(UTC))
         if cls == "catalogue" and decision.reason not in ("serve", "override"):
@@ -266,6 +267,12 @@ async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: 
     if caller.identity:
         keys["credential"] = caller.identity
     return keys
+
+
+async def _own_object(request: web.Request, mapping: CompiledMapping, route: CompiledRoute, cred: Any,
+                      caller: Caller) -> bool:
+    ids_caller = own_ids.ids_caller(request.app[AUTH], cred, caller.tenant)
+    return await own_ids.names_own_object(request, own_ids.sources(mapping, route), ids_caller)
 
 
 async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Traffic) -> Target | None:

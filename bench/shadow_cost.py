@@ -24,6 +24,7 @@ from gateway.events import Flow
 from gateway.mapping.loader import load_mappings
 from gateway.observability import LogAddon, Metrics, MetricsAddon, configure_logging
 from gateway.traffic import shadow as sh
+from gateway.traffic import shadow_leg
 from gateway.traffic.bridge import TraceAddon
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import Unit
@@ -50,7 +51,7 @@ async def _parked(self: Any) -> None:
 
 async def measure(sessions: int) -> dict[int, float]:
     configure_logging("warning")
-    sh.ShadowLeg._run = _parked  # type: ignore[method-assign]
+    shadow_leg.ShadowLeg._run = _parked  # type: ignore[method-assign]
     addons = AddonManager([MetricsAddon(Metrics()), LogAddon(), ShadowAddon(_Shadow()), TraceAddon()])  # type: ignore[arg-type]
     mapping = load_mappings(ROOT / "mappings")["elevenlabs"]
     route = mapping.routes["tts_stream_input"]

@@ -11,48 +11,35 @@ counted in `gateway_shadow_legs_total` and logged as `shadow.end` with the pair 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import random
-import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict
 
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
-from gateway.session.headless import HeadlessSession
-from gateway.state.base import SharedState, StateUnavailable
-from gateway.traffic.budget import LegAccount, ShadowBudget
-from gateway.traffic.legacy import ws_request_id
-from gateway.traffic.legs import (
-    END,
-    FrameQueue,
-    GradiumSession,
-    LegacySocket,
-    LegStats,
-    ShadowApp,
-    parse_query,
-    strip_message_credentials,
-    text_chars,
-)
-from gateway.traffic.loopback import SECRET_HEADER, Loopback
+from gateway.state.base import SharedState
+from gateway.traffic.budget import ShadowBudget
+from gateway.traffic.loopback import Loopback
 from gateway.traffic.metrics import TrafficMetrics
 from gateway.traffic.policy import BUCKETS, Unit, bucket
 from gateway.traffic.settings import ShadowRule, ShadowSettings
-from gateway.traffic.shadow_http import leg_headers, leg_query, send
-from gateway.traffic.stt_cost import upload_seconds
 from gateway.traffic.tee import BodyTee
 from gateway.traffic.trace import uuid7
-from gateway.upstream.passthrough import PassthroughError, VendorRefusal, dial_ws, ssl_context
 
 log = structlog.get_logger("gateway.shadow")
 PLAN: contextvars.ContextVar[ShadowPlan | None] = contextvars.ContextVar("gateway_shadow_plan", default=None)
 CONNECT_TIMEOUT_S = 10.0
 DEFER_CAP_S = 1.0  # a TTS shadow waits at most this long for the primary's first output before it dials
+
+
+class LiveLeg(Protocol):
+    task: asyncio.Task[None]
+
+    def drop(self, outcome: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -91,7 +78,7 @@ class Shadow:
         # in Redis with `state.redis_url` (shared by every worker and replica), else in this process
         self.budget = ShadowBudget(state, settings.global_budget, settings.vendor_cooldown)
         self.rng = random.Random()
-        self.legs: set[ShadowLeg] = set()
+        self.legs: set[LiveLeg] = set()  # shadow_leg.ShadowLeg, registered by the addon
         self.finished: list[dict[str, Any]] = []  # the last outcomes, for tests and the log sink
         self.on_pair: list[Any] = []  # callbacks(row, leg) once a pair is complete
         self.version: str | None = None  # the traffic configuration's version, on every stored pair
@@ -176,280 +163,3 @@ def _private(mapping: CompiledMapping, request: web.Request) -> bool:
         if got is not None and str(got).lower() == str(value).lower():
             return True
     return False
-
-
-class ShadowLeg:
-    """`candidate`: for a noise copy, its unit's candidate leg: the copy asks for its place only after that
-    leg did (the candidate has the first claim on caps), shares its primary's stats, and a copy of the
-    candidate's side is compared with it (`ref`: the pair is complete only once that leg ended too)."""
-
-    def __init__(self, shadow: Shadow, plan: ShadowPlan, candidate: ShadowLeg | None = None) -> None:
-        self.shadow = shadow
-        self.plan = plan
-        self.candidate = candidate
-        self.ref = candidate if candidate is not None and plan.side != plan.primary else None
-        self.admitted = asyncio.Event()  # set once the leg's admission was decided, either way
-        self.queue = FrameQueue(plan.rule.queue)
-        self.stats = LegStats(plan.side)
-        self.primary = candidate.primary if candidate is not None else LegStats(plan.primary)
-        self.traces: dict[str, Any] = {}  # "p"/"s" -> the session's trace, when a trace addon observed it
-        self.connect_ms: float | None = None
-        self.outcome: str | None = None
-        self.started = time.monotonic()
-        self.lags: list[float] = []
-        self.account = LegAccount(shadow.budget, plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
-        self.cost = self.account.cost  # what the leg spent, per unit
-        self.primary_done = asyncio.Event()
-        self.primary_output = asyncio.Event()  # the primary's first output went out (or its input ended)
-        self.deferred_until = self.started
-        self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
-        shadow.metrics.shadow_inflight.labels(plan.side).inc()
-        log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
-                 pair_kind=plan.pair_kind, provider=plan.unit.provider, route=plan.unit.route,
-                 request_id=plan.primary_request_id)
-
-    # -- the primary's side: never blocks ---------------------------------------------------------
-    def offer(self, data: str | bytes, t: float | None = None) -> None:
-        if self.outcome is not None:
-            return
-        if not self.queue.offer(data, len(data), t):
-            self.drop("dropped_overflow")
-
-    def end_input(self) -> None:
-        self.primary_done.set()
-        self.primary_output.set()
-        if not self.plan.route.is_ws:
-            return  # REST: the leg's input is the request body
-        if self.outcome is None:
-            self.queue.offer(END, 0) or self.drop("dropped_overflow")
-
-    def drop(self, outcome: str) -> None:
-        if self.outcome is None:
-            self.outcome = outcome
-            self.task.cancel()
-
-    # -- the leg's own task -------------------------------------------------------------------------
-    async def _run(self) -> None:
-        conn: LegacySocket | GradiumSession | None = None
-        try:
-            if self.candidate is not None:
-                await self.candidate.admitted.wait()
-            refused = await self.account.admit()
-            self.admitted.set()
-            if refused is not None:
-                self.outcome = refused
-                return
-            await self._defer()
-            if not self.plan.route.is_ws:
-                await self._rest()
-                return
-            t0 = time.monotonic()
-            conn = await self._open()
-            self.connect_ms = round((time.monotonic() - t0) * 1000, 2)
-            async with asyncio.timeout(self.plan.rule.max_unit_s):
-                await self._feed(conn)
-            try:
-                async with asyncio.timeout(self.plan.rule.drain_timeout_s):
-                    await conn.finished()
-            except TimeoutError:
-                pass  # a shadow that keeps its socket open after the input ended: what it said is kept
-            self.outcome = self.outcome or "completed"
-        except asyncio.CancelledError:
-            self.outcome = self.outcome or "shadow_error"
-        except TimeoutError:
-            self.outcome = self.outcome or "timeout"
-        except VendorRefusal as r:
-            self.outcome = "vendor_throttled" if r.status == 429 else "shadow_error"
-        except BudgetRefused:
-            # nothing sent yet: the whole leg was refused; else only a prefix of the unit was shadowed
-            self.outcome = "truncated_budget" if self.stats.frames_in else "dropped_budget"
-        except StateUnavailable:
-            self.outcome = "state_unavailable"  # spend cannot be accounted for: the leg stops
-        except (PassthroughError, aiohttp.ClientError, OSError) as exc:
-            log.info("shadow.leg_error", pair_id=self.plan.pair_id, error=type(exc).__name__)
-            self.outcome = self.outcome or "shadow_error"
-        except Exception:
-            log.exception("shadow.internal_error", pair_id=self.plan.pair_id)
-            self.outcome = "shadow_error"
-        finally:
-            if conn is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(conn.close())
-            self.admitted.set()
-            if self.ref is not None:  # a noise copy of the candidate: its pair needs that leg's end too
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait({self.ref.task})
-            await self._finish()
-
-    async def _defer(self) -> None:
-        """A TTS shadow dials once the primary's first output went out (at most `DEFER_CAP_S` later): its
-        connect (a TLS handshake) and the vendor's first work stay out of the primary's time to first audio.
-        Its own latencies count from its own sends, so they do not change; the frames wait in the queue
-        meanwhile (that wait is left out of the queue lag). STT legs start at once: live audio keeps its pace."""
-        if self.plan.unit.kind != "tts":
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DEFER_CAP_S):
-                await self.primary_output.wait()
-        self.deferred_until = time.monotonic()
-
-    async def _rest(self) -> None:
-        """One request to the other side with the primary's body, once the primary has it all; then the
-        primary's end, briefly. A Gradium leg goes to the gateway's own handlers on loopback."""
-        plan = self.plan
-        body = await self._rest_body()
-        if body is None:
-            return
-        if plan.unit.kind == "tts":
-            await self._spend(body.decode("utf-8", "replace"))
-        else:
-            query = MultiDict(parse_query(plan.raw_query))
-            await self._charge("stt_seconds", await upload_seconds(body, plan.headers.get("Content-Type", ""), query))
-        provider = plan.unit.provider
-        if plan.side == "gradium":
-            base = await self.shadow.loopback.base_url() + f"/{provider}"
-            ssl_opt, connect_s = False, CONNECT_TIMEOUT_S
-        else:
-            vendor = self.shadow.legacy[provider]
-            base, ssl_opt, connect_s = vendor.base_url, ssl_context(vendor.ca_file), vendor.connect_timeout_s
-        query = leg_query(plan.mapping, plan.raw_query, plan.side)
-        url = base + plan.route.path.format(**plan.path) + ("?" + query if query else "")
-        headers = leg_headers(plan.mapping, plan.headers, plan.key, plan.pair_id)
-        if plan.side == "gradium":
-            headers[SECRET_HEADER] = self.shadow.loopback.secret
-        status = await send(self.shadow.session_of(), plan.method, url, headers, body, self.stats, ssl_opt=ssl_opt,
-                            total_s=plan.rule.max_unit_s, connect_s=connect_s)
-        if status == 429:
-            self.outcome = "vendor_throttled"
-        elif status >= 400:
-            self.outcome = "shadow_error"
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(plan.rule.drain_timeout_s):
-                await self.primary_done.wait()
-        self.outcome = self.outcome or "completed"
-
-    async def _rest_body(self) -> bytes | None:
-        """The body as the primary received it; None (and the outcome) when there is none to send."""
-        source = self.plan.body
-        if not isinstance(source, BodyTee):
-            return source
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.plan.rule.max_unit_s):
-                await source.done.wait()
-        body = source.body()
-        if body is None:  # larger than shadow.max_body_bytes, or the primary never read it to its end
-            self.outcome = "dropped_overflow" if source.overflow else "shadow_error"
-        return body
-
-    def _vendor_target(self, ws: bool) -> tuple[str, CIMultiDict[str]]:
-        plan = self.plan
-        vendor = self.shadow.legacy[plan.unit.provider]
-        assert plan.mapping.legacy is not None
-        facts = plan.mapping.legacy
-        query = leg_query(plan.mapping, plan.raw_query, "legacy")
-        path = plan.route.path.format(**plan.path)
-        url = (vendor.ws_url if ws else vendor.base_url) + path + ("?" + query if query else "")
-        headers = CIMultiDict({"X-Gateway-Pair-Id": plan.pair_id,
-                               facts.auth_header: facts.auth_value.replace("$key", plan.key)})
-        return url, headers
-
-    async def _open(self) -> LegacySocket | GradiumSession:
-        plan = self.plan
-        if plan.side == "gradium":
-            return self._gradium()
-        vendor = self.shadow.legacy[plan.unit.provider]
-        url, headers = self._vendor_target(ws=True)
-        ws = await dial_ws(self.shadow.session_of(), url, headers, [], ssl_opt=ssl_context(vendor.ca_file),
-                           connect_timeout_s=vendor.connect_timeout_s, max_msg_size=16 * 1024 * 1024)
-        self.stats.upstream_request_id = ws_request_id(ws, plan.mapping)
-        return LegacySocket(ws, self.stats)
-
-    def _gradium(self) -> GradiumSession:
-        plan = self.plan
-        assert plan.mapping.legacy is not None
-        facts = plan.mapping.legacy
-        creds = {s.source.partition(".")[2].lower() for s in plan.mapping.credentials}
-        query = MultiDict((k, v) for k, v in MultiDict(parse_query(plan.raw_query)).items()
-                          if k.lower() not in creds and k != "gw_session")
-        header = {facts.auth_header: facts.auth_value.replace("$key", plan.key), "X-Gateway-Pair-Id": plan.pair_id}
-        session = HeadlessSession(ShadowApp(self.shadow.app), plan.unit.provider, plan.unit.route, path=plan.path,
-                                  query=query, header=header, port=GradiumSession.port(self.stats))
-        session.flow.data["shadow_leg"] = self
-        return GradiumSession(session, self.stats)
-
-    async def _feed(self, conn: LegacySocket | GradiumSession) -> None:
-        first = True
-        lag_metric = self.shadow.metrics.shadow_queue_lag.labels(self.plan.unit.provider)
-        while True:
-            t, item = await self.queue.get()
-            if item is END:
-                return
-            if first and isinstance(item, str):
-                item = strip_message_credentials(self.plan.mapping, item)
-            first = False
-            await self._spend(item)
-            await conn.send(item)
-            self.stats.sent(item)
-            lag = time.monotonic() - max(t, self.deferred_until)
-            self.lags.append(lag)
-            lag_metric.observe(lag)
-
-    async def _spend(self, item: str | bytes) -> None:
-        plan = self.plan
-        if plan.unit.kind == "tts":
-            unit, amount = "tts_chars", text_chars(item)
-        else:
-            unit, amount = "stt_seconds", (len(item) if isinstance(item, bytes) else len(item) * 0.75) / 32000
-        await self._charge(unit, amount)
-
-    async def _charge(self, unit: str, amount: float) -> None:
-        if amount > 0:
-            if not await self.account.charge(unit, amount):
-                raise BudgetRefused
-            self.shadow.metrics.shadow_budget.labels(self.plan.tenant, self.plan.side, unit).inc(amount)
-
-    async def _finish(self) -> None:
-        plan, shadow = self.plan, self.shadow
-        outcome = self.outcome or "shadow_error"
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self.account.settle(outcome == "vendor_throttled"))
-        shadow.legs.discard(self)
-        shadow.metrics.shadow_inflight.labels(plan.side).dec()
-        shadow.count(plan, plan.side, outcome)
-        if outcome in NOT_STARTED:
-            log.info("shadow.skipped", pair_id=plan.pair_id, outcome=outcome, shadow_target=plan.side)
-            return  # never ran: counted, no pair
-        for leg, stats in (("primary", self.primary), ("shadow", self.stats)):
-            ms = stats.first_output_ms()
-            if ms is not None and outcome == "completed" and plan.pair_kind == "candidate":
-                target = plan.primary if leg == "primary" else plan.side
-                shadow.metrics.shadow_first_output.labels(plan.unit.provider, plan.unit.route, leg,
-                                                          target).observe(ms / 1000)
-        lags = sorted(self.lags)
-        row = {"pair_id": plan.pair_id, "outcome": outcome, "tenant": plan.tenant, "provider": plan.unit.provider,
-               "route": plan.unit.route, "primary": plan.primary, "shadow_target": plan.side,
-               "pair_kind": plan.pair_kind,
-               "primary_request_id": plan.primary_request_id,
-               "lag_p95_ms": round(lags[int(0.95 * (len(lags) - 1))] * 1000, 2) if lags else None,
-               "primary_leg": _summary(self.primary), "shadow_leg": _summary(self.stats)}
-        log.info("shadow.end", **{k: v for k, v in row.items() if not k.endswith("_leg")},
-                 primary_first_output_ms=row["primary_leg"]["first_output_ms"],
-                 shadow_first_output_ms=row["shadow_leg"]["first_output_ms"])
-        shadow.finished.append(row)
-        del shadow.finished[:-256]
-        for cb in shadow.on_pair:
-            with contextlib.suppress(Exception):
-                cb(row, self)
-
-
-class BudgetRefused(Exception):
-    pass
-
-
-# outcomes of legs refused before they started (cooldown, caps, shared state down): counted, never stored
-NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable"})
-
-
-def _summary(s: LegStats) -> dict[str, Any]:
-    return {"first_output_ms": s.first_output_ms(), "frames_in": s.frames_in, "frames_out": s.frames_out,
-            "bytes_out": s.bytes_out, "audio_bytes": s.audio_bytes, "close_code": s.close_code}

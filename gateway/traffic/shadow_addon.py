@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.events import ClientFrame, SessionEnd, SessionStart
-from gateway.traffic.shadow import PLAN, Shadow, ShadowLeg
+from gateway.traffic.shadow import PLAN, Shadow
+from gateway.traffic.shadow_leg import ShadowLeg
 
 
 class ShadowAddon:

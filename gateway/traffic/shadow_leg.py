@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 from multidict import CIMultiDict, MultiDict
 
@@ -249,12 +250,25 @@ class ShadowLeg:
             if first and isinstance(item, str):
                 item = strip_message_credentials(self.plan.mapping, item)
             first = False
-            await self._spend(item)
+            try:
+                await self._spend(item)
+            except BudgetRefused:
+                if not self.stats.frames_in:
+                    raise  # nothing sent yet: the whole leg is refused
+                await self._end_early(conn)
+                return
             await conn.send(item)
             self.stats.sent(item)
             lag = time.monotonic() - max(t, self.deferred_until)
             self.lags.append(lag)
             lag_metric.observe(lag)
+
+    async def _end_early(self, conn: LegacySocket | GradiumSession) -> None:
+        """A refused top-up ends the leg the way a client would end it (the mapping's `end_of_input`
+        frames), so the shadow still answers for what it got: a pair flagged by its outcome."""
+        self.outcome = "truncated_budget"  # offer() takes no more frames from the primary
+        for frame in self.plan.mapping.legacy.shadow.end_of_input if self.plan.mapping.legacy else ():
+            await conn.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
 
     async def _spend(self, item: str | bytes) -> None:
         plan = self.plan

@@ -168,6 +168,8 @@ async def test_privacy_flag_skips_the_shadow(standin: StandIn, front: Front) -> 
 async def test_budget_exhaustion_truncates_the_shadow(standin: StandIn, front: Front) -> None:
     cfg = shadow_cfg(budget={"tts_chars_per_day": 4, "max_concurrent": 2})
     async with front(auth=auth_with_shadow_keys(), shadow=cfg) as gw:
+        collected: list[Any] = []
+        gw.front[TRAFFIC].shadow.on_pair.append(lambda row, leg: collected.append(leg))  # type: ignore[attr-defined]
         async with aiohttp.ClientSession() as s, s.ws_connect(
                 f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input?output_format=pcm_16000",
                 headers={"xi-api-key": GW_KEY}) as ws:
@@ -176,6 +178,8 @@ async def test_budget_exhaustion_truncates_the_shadow(standin: StandIn, front: F
             out = [orjson.loads(m.data) async for m in ws]
         [row] = await finished(gw)
     assert row["outcome"] == "truncated_budget" and out[-1]["isFinal"] is True  # the client is unaffected
+    # ended the dialect's way (the mapping's `end_of_input`), not cut: the shadow finished its socket itself
+    assert collected[0].stats.close_code == 1000
 
 
 async def test_stalled_shadow_is_dropped_and_the_client_gets_every_frame(standin: StandIn, front: Front,

@@ -7,7 +7,8 @@ in this process's memory, so caps are per process. Keys (after `state.key_prefix
   tenant and fleet-wide, charged together by one script that refuses past either cap; kept two days.
 - `conc:<tenant>:<target>` and `conc:*:<target>`: sorted sets of the running legs' ids, each renewed by its
   leg every `LEASE_S / 3`; a leg of a replica that died drops out when its lease expires.
-- `cool:<target>` (TTL `pause_s`) after `throttles` refusals within `window_s` (`coolhits:<target>`).
+- `cool:<target>` (TTL `pause_s`; `legacy:<provider>` for vendors) after `throttles` refusals within
+  `window_s` (`coolhits:<target>`).
 
 Any of these that cannot be read or written raises `StateUnavailable`: callers start no shadow leg then.
 """
@@ -83,9 +84,12 @@ class LegAccount:
     """One shadow leg's draw on the budget: its admission (cooldown, caps), its heartbeat, its spend reserved
     a step at a time (one shared-state call per step, not per frame) and settled when it ends."""
 
-    def __init__(self, budget: ShadowBudget, tenant: str, target: str, leg_id: str, caps: Budget) -> None:
+    def __init__(self, budget: ShadowBudget, tenant: str, target: str, leg_id: str, caps: Budget,
+                 vendor: str | None = None) -> None:
         self.budget = budget
         self.tenant, self.target, self.leg_id, self.caps = tenant, target, leg_id, caps
+        # throttling is the vendor's own: a 429 from ElevenLabs pauses shadows to ElevenLabs, not to Deepgram
+        self.cool_key = f"{target}:{vendor}" if vendor is not None and target == "legacy" else target
         self.cost: dict[str, float] = dict.fromkeys(UNITS, 0.0)
         self.reserved: dict[str, float] = dict.fromkeys(UNITS, 0.0)
         self.leased = False
@@ -94,7 +98,7 @@ class LegAccount:
     async def admit(self) -> str | None:
         """None when the leg may start, else why not: `cooldown`, `dropped_concurrency`, `state_unavailable`."""
         try:
-            if await self.budget.cooling(self.target):
+            if await self.budget.cooling(self.cool_key):
                 return "cooldown"
             self.leased = True  # from here a lease may exist (even if this call is cancelled mid-way)
             if not await self.budget.acquire(self.tenant, self.target, self.leg_id, self.caps):
@@ -135,4 +139,4 @@ class LegAccount:
             if self.leased:
                 await self.budget.release(self.tenant, self.target, self.leg_id)
             if throttled:
-                await self.budget.throttled(self.target)
+                await self.budget.throttled(self.cool_key)

@@ -60,7 +60,8 @@ class ShadowLeg:
         self.outcome: str | None = None
         self.started = time.monotonic()
         self.lags: list[float] = []
-        self.account = LegAccount(shadow.budget, plan.tenant, plan.side, plan.pair_id, plan.rule.budget)
+        self.account = LegAccount(shadow.budget, plan.tenant, plan.side, plan.pair_id, plan.rule.budget,
+                                  vendor=plan.unit.provider)
         self.cost = self.account.cost  # what the leg spent, per unit
         self.primary_done = asyncio.Event()
         self.primary_output = asyncio.Event()  # the primary's first output went out (or its input ended)

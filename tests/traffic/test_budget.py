@@ -98,3 +98,17 @@ async def test_upload_seconds_from_the_query_the_container_or_the_size() -> None
     assert abs(await upload_seconds(wav, "audio/wav", {}) - pcm_s) < 0.05
     assert await upload_seconds(raw, "multipart/form-data; boundary=x", {}) == 0.5  # 16 kHz 16-bit mono
     assert await upload_seconds(b"not audio", "audio/mpeg", {"encoding": "opus"}) == 9 / 32000
+
+
+async def test_a_vendors_throttling_pauses_shadows_to_that_vendor_only() -> None:
+    from gateway.traffic.budget import LegAccount
+
+    state = Clock()
+    b = ShadowBudget(state, GlobalBudget(), Cooldown(throttles=1, window_s=60, pause_s=300))
+    caps = Budget(max_concurrent=4)
+    eleven = LegAccount(b, "acme", "legacy", "leg-1", caps, vendor="elevenlabs")
+    assert await eleven.admit() is None
+    await eleven.settle(throttled=True)  # ElevenLabs said 429
+    assert await LegAccount(b, "acme", "legacy", "leg-2", caps, vendor="elevenlabs").admit() == "cooldown"
+    assert await LegAccount(b, "acme", "legacy", "leg-3", caps, vendor="deepgram").admit() is None
+    assert await LegAccount(b, "acme", "gradium", "leg-4", caps, vendor="elevenlabs").admit() is None

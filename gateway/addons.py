@@ -28,7 +28,17 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway.events import HOOKS, ActionTaken, ClientFrame, ClientOutput, Event, Flow, SessionEnd, SessionStart
+from gateway.events import (
+    HOOKS,
+    ActionTaken,
+    ClientFrame,
+    ClientOutput,
+    Event,
+    FirstOutput,
+    Flow,
+    SessionEnd,
+    SessionStart,
+)
 from gateway.observability import LogAddon, Metrics, MetricsAddon
 
 log = structlog.get_logger("gateway")
@@ -47,6 +57,7 @@ class AddonManager:
         self.client_frame: Hook = ()
         self.action_taken: Hook = ()
         self.client_output: Hook = ()
+        self.first_output: Hook = ()
         self.context_end: Hook = ()
         self.session_end: Hook = ()
         for addon in addons:
@@ -130,11 +141,14 @@ class Tap:
             self.addons.emit(ActionTaken(self.flow, action, context))
 
     def output(self, data: str | bytes) -> None:
+        """Called for every frame or body chunk sent: with no `client_output` subscriber it only counts."""
         self.events_out += 1
         self.bytes_out += len(data)
         first = self.first_output is None
         if first:
             self.first_output = time.monotonic()
+            if self.addons.first_output:
+                self.addons.emit(FirstOutput(self.flow, self.first_output))
         if self.addons.client_output:
             self.addons.emit(ClientOutput(self.flow, data, len(data), time.monotonic(), first))
 

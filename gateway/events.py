@@ -86,6 +86,16 @@ class ClientOutput:
 
 
 @dataclass(slots=True)
+class FirstOutput:
+    """The session's first output went to the client (time to first output); once per session. An addon
+    that only wants this subscribes here, not to `client_output`, which is called for every frame."""
+
+    hook: ClassVar[str] = "first_output"
+    flow: Flow
+    t: float
+
+
+@dataclass(slots=True)
 class ContextEnd:
     """One context (a Gradium request on a socket) is over: `done`, `cleared` (cancelled) or `error`."""
 
@@ -138,8 +148,9 @@ class SessionEnd:
         return None if self.first_output is None else self.flow.elapsed_ms(self.first_output)
 
 
-Event = SessionStart | ClientFrame | ActionTaken | ClientOutput | ContextEnd | SessionEnd
-EVENT_TYPES: tuple[type, ...] = (SessionStart, ClientFrame, ActionTaken, ClientOutput, ContextEnd, SessionEnd)
+Event = SessionStart | ClientFrame | ActionTaken | ClientOutput | FirstOutput | ContextEnd | SessionEnd
+EVENT_TYPES: tuple[type, ...] = (SessionStart, ClientFrame, ActionTaken, ClientOutput, FirstOutput, ContextEnd,
+                                 SessionEnd)
 HOOKS: tuple[str, ...] = tuple(t.hook for t in EVENT_TYPES)  # type: ignore[attr-defined]
 
 

@@ -13,7 +13,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway.events import ClientOutput, SessionEnd, SessionStart
+from gateway.events import FirstOutput, SessionEnd, SessionStart
 
 _SECRET_KEY = re.compile(
     r"(api[-_]?key|authorization|token|secret|password|sec-websocket-protocol|xi[-_]api[-_]key)", re.I
@@ -179,8 +179,8 @@ class MetricsAddon:
         if ev.flow.transport == "ws" and not ev.flow.headless:
             self.metrics.active_ws.labels(ev.flow.provider).inc()
 
-    def client_output(self, ev: ClientOutput) -> None:
-        if ev.first and not ev.flow.data.get("shadow_leg"):
+    def first_output(self, ev: FirstOutput) -> None:
+        if not ev.flow.data.get("shadow_leg"):
             flow = ev.flow
             self.metrics.first_output.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 

@@ -222,10 +222,12 @@ def _segments(value: Any) -> list[dict[str, Any]]:
     return value
 
 
-async def next_message(request: web.Request, upstream: GradiumStream) -> dict[str, Any] | None:
-    """Gradium's next message within `gradium.message_timeout_s`: no wait on Gradium is unbounded."""
+async def next_message(upstream: GradiumStream, timeout_s: float) -> dict[str, Any] | None:
+    """Gradium's next message within `gradium.message_timeout_s`: no wait on Gradium is unbounded.
+    A timer, not `wait_for`: that would run every read in a task of its own (a task switch per frame)."""
     try:
-        return await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.message_timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await upstream.recv()
     except TimeoutError:
         raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
 
@@ -351,16 +353,18 @@ async def _respond(
     headers = {k: str(v) for k, v in (route.headers(base_scope) or {}).items() if v is not None}
     headers.update(request_id_headers(ctx))
     transform = plan.transform
+    heavy = transform.heavy  # else the transform runs inline: no coroutine per Gradium message
+    timeout_s = request.app[SETTINGS].gradium.message_timeout_s
 
     if kind == "json":
         body = None
         msg: dict[str, Any] | None = first
         while msg is not None:
-            for name, fields in await transform_gradium(transform, msg):
+            for name, fields in await transform_gradium(transform, msg) if heavy else transform.on_gradium(msg):
                 rendered = render_event(route, base_scope, name, fields)
                 if rendered is not None:
                     body = rendered
-            msg = await next_message(request, upstream)
+            msg = await next_message(upstream, timeout_s)
         tap.upstream_request_id = upstream.request_id
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
 
@@ -381,7 +385,7 @@ async def _respond(
     msg = first
     try:
         while msg is not None:
-            for name, fields in await transform_gradium(transform, msg):
+            for name, fields in await transform_gradium(transform, msg) if heavy else transform.on_gradium(msg):
                 if kind == "audio":
                     chunk = fields.get("audio") if name == "audio" else None
                 else:
@@ -389,7 +393,7 @@ async def _respond(
                 if chunk:
                     tap.output(chunk)
                     await resp.write(chunk)
-            msg = await next_message(request, upstream)
+            msg = await next_message(upstream, timeout_s)
     except GatewayError as err:
         tap.upstream_request_id = upstream.request_id
         if kind in ("sse", "ndjson") and "error" in route.render:

@@ -11,18 +11,19 @@ from typing import Any
 import aiohttp
 import structlog
 
-from gateway.addons import ADDONS, AddonManager
+from gateway.addons import ADDONS, AddonManager, default_addons
 from gateway.events import (
     ActionTaken,
     ClientFrame,
     ClientOutput,
+    FirstOutput,
     ContextEnd,
     Flow,
     SessionEnd,
     SessionStart,
     hook_name,
 )
-from gateway.observability import configure_logging
+from gateway.observability import Metrics, configure_logging
 from tests.audiocheck import wav_bytes
 from tests.conftest import Gateway
 
@@ -43,6 +44,9 @@ class Recorder:
         self.events.append(ev)
 
     def client_output(self, ev: ClientOutput) -> None:
+        self.events.append(ev)
+
+    def first_output(self, ev: FirstOutput) -> None:
         self.events.append(ev)
 
     def context_end(self, ev: ContextEnd) -> None:
@@ -69,7 +73,7 @@ class Broken:
 
 
 def test_hook_names_follow_class_names() -> None:
-    for cls in (SessionStart, ClientFrame, ActionTaken, ClientOutput, ContextEnd, SessionEnd):
+    for cls in (SessionStart, ClientFrame, ActionTaken, ClientOutput, FirstOutput, ContextEnd, SessionEnd):
         assert cls.hook == hook_name(cls)
 
 
@@ -81,6 +85,13 @@ def test_hooks_are_precomputed_and_empty_hooks_cost_nothing() -> None:
     m = AddonManager([OnlyEnd()])
     assert m.client_frame == () and m.client_output == () and len(m.session_end) == 1
     m.emit(ClientFrame(Flow("p", "r", "ws"), b"x", 0.0))  # nobody listens: nothing happens
+
+
+def test_the_builtin_addons_want_nothing_per_frame() -> None:
+    """Metrics and logs hear of a session's start, first output and end: a frame builds no event."""
+    m = AddonManager(default_addons(Metrics()))
+    assert m.client_frame == () and m.client_output == () and m.action_taken == ()
+    assert len(m.first_output) == 1 and len(m.session_end) == 2
 
 
 async def test_websocket_session_events(gateway: Gateway) -> None:
@@ -108,6 +119,8 @@ async def test_websocket_session_events(gateway: Gateway) -> None:
     assert outs and [o.first for o in outs] == [True] + [False] * (len(outs) - 1)
     assert [(c.context, c.reason) for c in rec.of(ContextEnd)] == [("a", "done")]
     end = rec.of(SessionEnd)[0]
+    assert [f.t for f in rec.of(FirstOutput)] == [end.first_output]
+    assert rec.events.index(rec.of(FirstOutput)[0]) + 1 == rec.events.index(outs[0])
     assert (end.status, end.close_code, end.frames_in, end.events_out) == ("ok", 1000, 3, len(outs))
     assert all(e.flow is flow for e in rec.events)
     assert isinstance(rec.events[0], SessionStart) and isinstance(rec.events[-1], SessionEnd)

@@ -55,6 +55,7 @@ class Stub:
 
     def __init__(self) -> None:
         self.frames = 10
+        self.words: int | None = None  # STT words per answer, when not `frames` (frames are client audio)
         self._audio: dict[int, str] = {}
 
     def audio_b64(self, rate: int) -> str:
@@ -77,7 +78,7 @@ class Stub:
             # a word a second, each followed by a VAD step: segments end every `max_segment_s`, so a
             # transcript does not grow with the session
             out = []
-            for i in range(self.frames):
+            for i in range(self.frames if self.words is None else self.words):
                 out.append(orjson.dumps({"type": "text", "text": f"w{i}", "start_s": float(i), "stream_id": 0, **tag}))
                 out.append(orjson.dumps({"type": "step", "vad": [{"horizon_s": 0.5, "inactivity_prob": 0.0}],
                                          "step_idx": i, "step_duration_s": 1.0, "total_duration_s": i + 1.0,
@@ -197,11 +198,30 @@ async def stt_ws(http: aiohttp.ClientSession, base: str, frames: int) -> None:
     assert n >= frames, n
 
 
+async def stt_in(http: aiohttp.ClientSession, base: str, frames: int) -> None:
+    """Deepgram live, linear16 16 kHz, the other way: `frames` binary audio frames from the client, each
+    sent on to Gradium as an `audio` message (one word comes back)."""
+    STUB.words = 1
+    params = {"model": "nova-3", "encoding": "linear16", "sample_rate": "16000"}
+    chunk = bytes(2560)
+    try:
+        async with http.ws_connect(f"ws{base[4:]}/v1/listen", params=params,
+                                   headers={"Authorization": f"Token {API_KEY}"}, **WS_OPTS) as ws:
+            for _ in range(frames):
+                await ws.send_bytes(chunk)
+            await ws.send_str('{"type":"CloseStream"}')
+            n = sum([1 async for msg in ws if msg.type is aiohttp.WSMsgType.TEXT and '"Results"' in msg.data])
+    finally:
+        STUB.words = None
+    assert n >= 1, n
+
+
 SCENARIOS: dict[str, tuple[Scenario, int]] = {  # name -> (session, frames per session counted per frame)
     "tts_rest": (tts_rest, 1),
     "tts_ws": (tts_ws, 1),
     "cartesia_ws": (cartesia_ws, 2),
     "stt_ws": (stt_ws, 1),
+    "stt_in": (stt_in, 1),
 }
 
 
@@ -313,7 +333,8 @@ def main() -> None:
         per = SCENARIOS[name][1]
         lo = _valgrind(args.tool, name, args.small, args.sessions)
         hi = _valgrind(args.tool, name, args.big, args.sessions)
-        print(f"{name:12s} {args.tool} {(hi - lo) / (args.sessions * (args.big - args.small) * per):10.1f} {unit}/frame")
+        per_frame = (hi - lo) / (args.sessions * (args.big - args.small) * per)
+        print(f"{name:12s} {args.tool} {per_frame:10.1f} {unit}/frame")
 
 
 if __name__ == "__main__":

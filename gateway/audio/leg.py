@@ -57,6 +57,11 @@ class AudioLeg:
         out = await offload(self.heavy, self.transcoder.feed, chunk)
         return gradium.audio(out) if out else None
 
+    def feed_inline(self, chunk: bytes) -> Message | None:
+        """`feed` for a leg that is not `heavy`, with no coroutine (it runs once per client frame)."""
+        out = self.transcoder.feed(chunk)
+        return gradium.audio(out) if out else None
+
     def flush(self, final: bool = False) -> Message | None:
         """The transcoder's tail: before a Gradium flush (a passthrough holds nothing back), or at the end
         of input (`final`)."""

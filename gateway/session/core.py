@@ -16,59 +16,25 @@ deadline, `DRAIN_TIMEOUT_S`).
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
-from gateway.auth import Authenticator, Credential, find_credential
-from gateway.dialects.common import RequestContext
 from gateway.errors import GatewayError
-from gateway.mapping.params import RequestData
 from gateway.session import commands as cmd
 from gateway.session import inbound
-from gateway.session.contexts import ContextState, ContextTable, Request, new_request
-from gateway.session.render import Renderer
+from gateway.session.contexts import ContextState, Request
+from gateway.session.requests import GOING_AWAY, Requests, SessionState
 from gateway.upstream import protocol as gradium
+
+__all__ = ["DRAIN_TIMEOUT_S", "FIRST_MESSAGE_TIMEOUT_S", "GOING_AWAY", "SessionCore", "SessionState"]
 
 FIRST_MESSAGE_TIMEOUT_S = 20.0
 DRAIN_TIMEOUT_S = 120.0  # a request whose input ended must finish within this (Gradium stuck)
-MAX_FLUSH_DELAY_MS = 60_000.0
-GOING_AWAY = 1001
 MAX_CONTEXT_ID = 256
 
 
-class SessionState(enum.Enum):
-    OPENING = "opening"
-    OPEN = "open"
-    DRAINING = "draining"
-    CLOSED = "closed"
-
-
-class SessionCore:
-    def __init__(self, ctx: RequestContext, req: RequestData, auth: Authenticator, cred: Credential | None,
-                 t: float = 0.0) -> None:
-        assert ctx.route.ws is not None
-        self.ctx = ctx
-        self.route = ctx.route
-        self.ws = ctx.route.ws
-        self.spec = ctx.route.ws.spec
-        self.req = req
-        self.auth = auth
-        self.cred = cred
-        self.key: str | None = None  # the Gradium key, once judged
-        self.preauth: str | GatewayError | None = None  # set by the driver before `prepare`/`start`
-        self.state = SessionState.OPENING
-        self.table = ContextTable()
-        self.sequence = 0
-        self.accepting = True
-        self.going_away = False
-        self.handling: str | None = None  # context id of the client message being handled
-        self.since = t  # idle: when the client's silence started counting (or the drain started)
-        self.upstream_request_id: str | None = None
-        self.status = "ok"  # how the session ended: "ok" or the error kind that ended it
-        self.error: GatewayError | None = None
-        self._out: list[cmd.Command] = []
-        self.render = Renderer(ctx)
-        self.idle_s = self.render.idle_seconds(req)
+class SessionCore(Requests):
+    """The session's entry points, its lifecycle and the client's messages (the requests they act on,
+    and the rendering of what Gradium sends, are in `Requests`)."""
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -93,15 +59,18 @@ class SessionCore:
             return []
         return self._run(self._dispatch, ev)
 
-    def _upstream_key(self) -> str:
-        """The Gradium key for the caller: the one the driver resolved asynchronously at the handshake
-        (`preauth`: single-use tokens are claimed there, in Redis when the fleet shares state), else the
-        synchronous check (a credential that came in the first message)."""
-        if self.preauth is not None:
-            if isinstance(self.preauth, GatewayError):
-                raise self.preauth
-            return self.preauth
-        return self.auth.upstream_key(self.cred, scope=f"{self.ctx.mapping.provider}:{self.route.name}")
+    def client(self, kind: str, data: str | bytes, t: float) -> list[cmd.Command]:
+        """A client frame: what `handle(ClientMessage(kind, data, t))` does, with no event object and no
+        dispatch (the hot path for client audio). `handling` names its context only while it is handled."""
+        if self.state is SessionState.CLOSED:
+            return []
+        self._out = out = []
+        try:
+            self._client(kind, data, t)
+        except GatewayError as err:
+            self._error(err)
+        self.handling = None
+        return out
 
     def deadline(self) -> float | None:
         """When the watchdog should next `Tick` (monotonic seconds), or None: nothing to watch."""
@@ -120,21 +89,14 @@ class SessionCore:
         try:
             fn(*args)
         except GatewayError as err:
-            if self.spec.contexts.on_error == "report" and self.handling is not None:
-                self._context_error(self.handling, err)
-            else:
-                self._fail(err)
+            self._error(err)
         return out
 
     def _dispatch(self, ev: cmd.SessionEvent) -> None:
         if isinstance(ev, cmd.GradiumEvents):
             self._events(ev.req, ev.events)
         elif isinstance(ev, cmd.ClientMessage):
-            self.handling = None
-            if self.state is SessionState.OPENING:
-                self._first(ev)
-            else:
-                self._message(inbound.decode(self.ws, ev.kind, ev.data), ev.t)
+            self._client(ev.kind, ev.data, ev.t)
         elif isinstance(ev, cmd.RequestDone):
             self._done(ev)
         elif isinstance(ev, cmd.TimerFired):
@@ -153,9 +115,6 @@ class SessionCore:
             self.going_away = True
             self._close_gracefully()
 
-    def _session_scope(self) -> dict[str, Any]:
-        return self.render.session_scope(self.req, self.sequence)
-
     # -- session lifecycle -----------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -164,12 +123,6 @@ class SessionCore:
         if not self.table and self.spec.open == "connect":
             self._open("", None)
         self._begin()
-
-    def _first(self, ev: cmd.ClientMessage) -> None:
-        first = inbound.decode(self.ws, ev.kind, ev.data)
-        self._open("", first if isinstance(first, dict) else None)
-        self._begin()
-        self._message(first, ev.t)
 
     def _begin(self) -> None:
         if self.spec.open == "on_demand" and self.key is None and self.cred is not None:
@@ -186,21 +139,6 @@ class SessionCore:
             if r.head:
                 self._out.append(cmd.Turn(r))
 
-    def _close(self, code: int, reason: bytes = b"") -> None:
-        self.state = SessionState.CLOSED
-        self._out.append(cmd.Close(code, reason))
-
-    def _drained(self) -> None:
-        """Nothing more is owed: close if the session was waiting for that."""
-        if self.state is SessionState.DRAINING and not self.table:
-            self._close(GOING_AWAY if self.going_away else 1000)
-
-    def _fail(self, err: GatewayError) -> None:
-        spec = self.ctx.mapping.errors.kinds[err.kind]
-        self.status, self.error = err.kind, err
-        self.render.error(err, None, self._out)
-        self._close(spec.close, (spec.reason or "").encode()[:120])
-
     def _tick(self, t: float) -> None:
         deadline = self.deadline()
         if deadline is None or t < deadline:
@@ -214,6 +152,14 @@ class SessionCore:
         raise GatewayError(idle.error, idle.message or f"No input received within {self.idle_s:g} seconds")
 
     # -- client messages -------------------------------------------------------------------------
+
+    def _client(self, kind: str, data: str | bytes, t: float) -> None:
+        self.handling = None
+        msg = inbound.decode(self.ws, kind, data)
+        if self.state is SessionState.OPENING:
+            self._open("", msg if isinstance(msg, dict) else None)
+            self._begin()
+        self._message(msg, t)
 
     def _message(self, data: Any, t: float) -> None:
         rule = inbound.match(self.ws, data)
@@ -232,7 +178,8 @@ class SessionCore:
             raise GatewayError("invalid_message", f"context_id is longer than {MAX_CONTEXT_ID} characters")
         if "context" in fields:
             self.handling = key
-        self._out.append(cmd.Acted(action, key or None))
+        if self.report_actions:
+            self._out.append(cmd.Acted(action, key or None))
         if action == "error":
             raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
         if action == "keepalive" or not self.accepting:
@@ -323,68 +270,7 @@ class SessionCore:
                 self._out.append(cmd.SendGradium(r, gradium.text(ready)))
         return r
 
-    # -- requests --------------------------------------------------------------------------------
-
-    def _open(self, key: str, message: dict[str, Any] | None, *, ready: bool = False) -> Request:
-        limit = self.spec.contexts.max
-        if limit is not None and key not in self.table.queues and len(self.table) >= limit:
-            raise GatewayError("too_many_contexts",
-                               f"Maximum simultaneous contexts per WebSocket connection exceeded ({limit})")
-        req = RequestData(self.req.path, self.req.query, self.req.header, message=message)
-        if self.key is None:
-            if self.cred is None and message is not None:
-                self.cred = find_credential(self.ctx.mapping.credentials, req)
-            self.key = self._upstream_key()
-        params = self.route.read_params(req)
-        r = new_request(self.ctx, key, params, self.table, message)
-        self.table.add(r)
-        self._out.append(cmd.Open(r, ready))
-        if self.state is not SessionState.OPENING:
-            self._out.append(cmd.Read(r))
-            if r.head:
-                self._out.append(cmd.Turn(r))
-        return r
-
-    def _flush(self, r: Request) -> None:
-        if r.plan.kind == "tts":
-            self._out.append(cmd.SendGradium(r, gradium.text_flush(r.words.drain())))
-            return
-        self._out.append(cmd.FlushAudio(r))
-        r.flush_id += 1
-        self._out.append(cmd.SendGradium(r, gradium.flush(r.flush_id)))
-        self._events(r, r.plan.transform.on_action("flush", {"flush_id": r.flush_id}))
-
-    def _buffer_delay(self, r: Request, ms: Any) -> None:
-        """`flush_after_ms` (Cartesia `max_buffer_delay_ms`): text that waited this long for more text is
-        flushed to Gradium (its inline flush), so a pause in the client's input never holds audio back.
-        0 flushes with every message; None leaves the buffering to Gradium."""
-        if r.timer:
-            r.timer = False
-            self._out.append(cmd.CancelTimer(r))
-        if not isinstance(ms, int | float) or isinstance(ms, bool) or ms < 0:
-            return
-        if ms == 0:
-            self._flush(r)
-            return
-        r.timer = True
-        self._out.append(cmd.StartTimer(r, min(float(ms), MAX_FLUSH_DELAY_MS) / 1000))
-
-    def _end_of_input(self, r: Request) -> None:
-        if r.plan.kind == "tts":
-            rest = r.words.drain()
-            if rest:
-                self._out.append(cmd.SendGradium(r, gradium.text(rest)))
-        else:
-            self._out.append(cmd.FlushAudio(r))
-        self._out.append(cmd.SendGradium(r, gradium.end_of_stream()))
-        if r.timer:
-            r.timer = False
-            self._out.append(cmd.CancelTimer(r))
-        self.table.end_input(r)
-        r.scope["sequence_id"] = self.sequence  # e.g. Deepgram's Flushed counts flushes from 0
-        self.sequence += 1
-        if self.spec.contexts.on_end == "close":
-            self.accepting = False  # the socket ends with this request
+    # -- ending ----------------------------------------------------------------------------------
 
     def _close_gracefully(self) -> None:
         """Finish every open request, then close (ElevenLabs close_socket, Deepgram Close, shutdown)."""
@@ -396,45 +282,4 @@ class SessionCore:
         for r in self.table.requests():
             if r.accepting:
                 self._end_of_input(r)
-        self._drained()
-
-    def _clear(self, key: str) -> None:
-        """Drop a request's pending text and audio at once (Deepgram Clear, Cartesia cancel)."""
-        for r in self.table.drop(key, remember=not self.spec.contexts.reuse_cleared):
-            self._out.append(cmd.Drop(r))
-        self._out.append(cmd.ContextOver(key or None, "cleared"))
-        scope = self._session_scope()
-        scope["context_id"] = key or None
-        self.render.event(scope, "cleared", {}, self._out)
-
-    def _context_error(self, key: str, err: GatewayError, *, failed: bool = False) -> None:
-        """`contexts.on_error: report`: the error message carries the context id; only that context ends."""
-        for r in self.table.drop(key, remember=False):
-            self._out.append(cmd.Drop(r, failed=failed))
-        self._out.append(cmd.ContextOver(key or None, "error"))
-        self.render.error(err, key, self._out)
-        self._drained()
-
-    # -- Gradium -> client -----------------------------------------------------------------------
-
-    def _events(self, r: Request, events: list[Any]) -> None:
-        self.render.events(r, events, self.sequence, self._out)
-
-    def _done(self, ev: cmd.RequestDone) -> None:
-        r = ev.req
-        if r.state is ContextState.CLEARED:
-            return
-        if ev.upstream_request_id is not None:
-            self.upstream_request_id = ev.upstream_request_id
-        nxt = self.table.finish(r)
-        self._out.append(cmd.Drop(r))
-        if nxt is not None:
-            self._out.append(cmd.Turn(nxt))
-        if r.key not in self.table.queues:
-            self._out.append(cmd.ContextOver(r.key or None, "done", ev.upstream_request_id))
-        if not self.table.owed():
-            self.since = ev.t  # the client's silence counts from here
-        if self.spec.contexts.on_end == "close":
-            self._close(GOING_AWAY if self.going_away else 1000)
-            return
         self._drained()

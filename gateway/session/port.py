@@ -10,7 +10,7 @@ refusal before the upgrade lands in `refusal`. Shadow legs and headless tests us
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,9 +41,9 @@ class ClientPort(Protocol):
 
     async def receive(self, timeout: float | None = None) -> Inbound: ...
 
-    async def send_text(self, data: bytes) -> None: ...
+    def send_text(self, data: bytes) -> Awaitable[None]: ...
 
-    async def send_bytes(self, data: bytes) -> None: ...
+    def send_bytes(self, data: bytes) -> Awaitable[None]: ...
 
     async def close(self, code: int, message: bytes = b"") -> None: ...
 
@@ -72,11 +72,12 @@ class AiohttpPort:
                 return Inbound(TOO_BIG)
         return Inbound(CLOSED)
 
-    async def send_text(self, data: bytes) -> None:
-        await self.ws.send_frame(data, WSMsgType.TEXT)
+    # aiohttp's own coroutines, returned rather than awaited in one of ours: one frame fewer per message
+    def send_text(self, data: bytes) -> Awaitable[None]:
+        return self.ws.send_frame(data, WSMsgType.TEXT)
 
-    async def send_bytes(self, data: bytes) -> None:
-        await self.ws.send_bytes(data)
+    def send_bytes(self, data: bytes) -> Awaitable[None]:
+        return self.ws.send_bytes(data)
 
     async def close(self, code: int, message: bytes = b"") -> None:
         await self.ws.close(code=code, message=message)

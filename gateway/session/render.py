@@ -22,6 +22,7 @@ class Renderer:
         self.ctx = ctx
         self.route = ctx.route
         self.ws = ctx.route.ws
+        self.templates = ctx.route.render  # event name -> template
         self._scope: dict[str, Any] | None = None
 
     def session_scope(self, req: RequestData, sequence: int) -> dict[str, Any]:
@@ -53,7 +54,11 @@ class Renderer:
         self.client(render_event(self.route, scope, name, fields), out)
 
     def events(self, r: Request, events: list[Event], sequence: int, out: list[Command]) -> None:
-        """A request's transform events: to the client, or (`SEND_GRADIUM`) to Gradium while its input is open."""
+        """A request's transform events: to the client, or (`SEND_GRADIUM`) to Gradium while its input is open.
+
+        Called for every Gradium message with events: the scope is copied once (what `render_event`
+        does, without its second copy) and a plain message becomes one `SendClient`."""
+        templates = self.templates
         for name, fields in events:
             if name == SEND_GRADIUM:
                 if r.accepting:
@@ -61,12 +66,20 @@ class Renderer:
                 continue
             if name == "end" and r.continued:
                 continue  # the context's next request (another `segment`) ends it
-            scope = r.scope.copy()
-            scope.setdefault("sequence_id", sequence)
-            rendered = render_event(self.route, scope, name, fields)
-            if rendered is not None:
-                self.client(rendered, out)
-            elif isinstance(audio := fields.get("audio"), bytes) and audio:
+            tpl = templates.get(name)
+            if tpl is not None:
+                scope = r.scope.copy()
+                if "sequence_id" not in scope:
+                    scope["sequence_id"] = sequence
+                scope.update(fields)
+                rendered = tpl(scope)
+                if rendered is not None:
+                    if isinstance(rendered, Messages):  # one event rendered as several messages (`$messages`)
+                        self.client(rendered, out)
+                    else:
+                        out.append(SendClient(orjson.dumps(rendered)))
+                    continue
+            if isinstance(audio := fields.get("audio"), bytes) and audio:
                 out.append(SendClient(audio, binary=True))
 
     def error(self, err: GatewayError, key: str | None, out: list[Command]) -> None:

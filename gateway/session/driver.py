@@ -245,12 +245,14 @@ class Driver:
         finally:
             for t in tasks:
                 t.cancel()
-            # awaited (and their outcomes read) before the close: none outlives the session
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if self.close_code is not None and not port.closed:
-                with contextlib.suppress(Exception):
-                    await port.close(self.close_code, self.close_reason)
-            await self.close_all()
+            try:
+                # awaited (and their outcomes read) before the close: none outlives the session
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if self.close_code is not None and not port.closed:
+                    with contextlib.suppress(Exception):
+                        await port.close(self.close_code, self.close_reason)
+            finally:
+                await self.close_all()
 
     async def _fail(self, err: GatewayError) -> None:
         if self.core.state is not SessionState.CLOSED:

@@ -86,7 +86,11 @@ async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, fl
                 refuse(r)
                 status, fields = str(r.status), {"http_status": r.status, "kind": err.kind, "message": err.message}
                 return tap.end(status, **fields)
-        port = await accept()
+        try:
+            port = await accept()
+        except BaseException:
+            await driver.close_all()  # the client left during the upgrade: what `prepare` opened is closed
+            raise
         if live is not None:
             live.add(driver)
         status = await driver.run(port)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gateway.dialects.common import transform_gradium
@@ -29,6 +29,7 @@ from gateway.upstream.mux import GradiumMux
 # Gradium messages read ahead for a request waiting its turn on a shared socket (about 20 minutes of
 # audio): past it the request fails, rather than stalling the socket its predecessor needs
 HELD_MAX = 16384
+_CLOSING: set[asyncio.Future[Any]] = set()  # sessions' final cleanups, held until done
 
 
 class RequestIO:
@@ -61,7 +62,8 @@ class Upstreams:
         self.abort = abort  # the session fails with this
         self.mux: GradiumMux | None = None
         self.warm: asyncio.Task[None] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()  # readers, timed flushes, warm-up: cancelled at the end
+        self.releasing: set[asyncio.Future[Any]] = set()  # closes under way: awaited at the end, never cut
 
     # -- streams ---------------------------------------------------------------------------------
 
@@ -89,8 +91,11 @@ class Upstreams:
             io.ready = await self.first_reply(upstream)
 
     async def first_reply(self, upstream: GradiumStream) -> Any:
+        # `asyncio.timeout`, not `wait_for`: on 3.11 `wait_for` returns a result that arrives as its task is
+        # cancelled and drops the cancellation, and a cancelled reader would then wait for ever
         try:
-            return await asyncio.wait_for(upstream.recv(), self.ready_timeout)
+            async with asyncio.timeout(self.ready_timeout):
+                return await upstream.recv()
         except TimeoutError:
             raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
 
@@ -118,27 +123,42 @@ class Upstreams:
                 io.timer = None
             if io.reader is not None and io.reader is not asyncio.current_task():
                 io.reader.cancel()
-            with contextlib.suppress(Exception):
-                await io.upstream.close()
+            await self._release(io.upstream.close())
         if failed and self.mux is not None and self.mux.failure is not None:
             mux, self.mux = self.mux, None
-            with contextlib.suppress(Exception):
-                await mux.close()
+            await self._release(mux.close())
+
+    async def _release(self, closing: Coroutine[Any, Any, None]) -> None:
+        """Close an upstream stream or socket in a task of its own, which goes on if the task asking is
+        cancelled meanwhile (a reader or the client loop stopped by the session's end): a close cut off
+        halfway would leave a Gradium socket open. `close` waits for it."""
+        task = asyncio.ensure_future(closing)
+        self.releasing.add(task)
+        task.add_done_callback(_forget(self.releasing))
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)
 
     async def close(self, requests: list[Request]) -> None:
-        """The session is over: every task cancelled and awaited, every stream and the shared socket closed."""
+        """The session is over: every task cancelled and awaited, every stream and the shared socket
+        closed. Once started it finishes, even if the session's own task is cancelled meanwhile."""
+        done = asyncio.ensure_future(self._close(requests))
+        _CLOSING.add(done)
+        done.add_done_callback(_forget(_CLOSING))
+        await asyncio.shield(done)
+
+    async def _close(self, requests: list[Request]) -> None:
         for r in requests:
             await self.drop(r)
-        me = asyncio.current_task()
-        while self.tasks - {me}:
-            pending = self.tasks - {me}
+        while self.tasks:
+            pending = set(self.tasks)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             self.tasks -= pending
         if self.mux is not None:
-            with contextlib.suppress(Exception):
-                await self.mux.close()
+            await self._release(self.mux.close())
+        while self.releasing:
+            await asyncio.gather(*self.releasing, return_exceptions=True)
 
     # -- readers ---------------------------------------------------------------------------------
 
@@ -257,8 +277,8 @@ def _retrieve(f: asyncio.Future[Any]) -> None:
         f.exception()
 
 
-def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
-    def done(task: asyncio.Task[Any]) -> None:
+def _forget(tasks: set[Any]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(task: asyncio.Future[Any]) -> None:
         tasks.discard(task)
         _retrieve(task)  # its failure was handled where it happened (the tasks guard their work)
 

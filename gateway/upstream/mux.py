@@ -80,6 +80,7 @@ class GradiumMux:
         self.reader: asyncio.Task[None] | None = None
         self.failure: GatewayError | None = None
         self._connecting = asyncio.Lock()
+        self._closing: asyncio.Future[Any] | None = None  # an idle socket being closed
 
     async def connect(self) -> None:
         """Open the shared socket now (before the first request needs it); errors wait for `open`."""
@@ -155,7 +156,8 @@ class GradiumMux:
             # nothing was lost, the next request opens a new one
             ws, self.ws = self.ws, None
             if ws is not None and not ws.closed:
-                asyncio.get_running_loop().create_task(ws.close())
+                self._closing = asyncio.ensure_future(ws.close())  # awaited by `close`
+                self._closing.add_done_callback(lambda f: f.cancelled() or f.exception())
             return
         self.failure = err
         for stream in list(self.streams.values()):
@@ -167,7 +169,15 @@ class GradiumMux:
     async def close(self) -> None:
         if self.reader is not None:
             self.reader.cancel()
-            with contextlib.suppress(BaseException):
+            try:
                 await self.reader
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the caller is being cancelled too: never swallow that
+            except Exception:  # its failure was handed to every stream already
+                pass
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
         if self.ws is not None and not self.ws.closed:
             await self.ws.close()

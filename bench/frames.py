@@ -249,9 +249,7 @@ async def measure(names: list[str], small: int, big: int, sessions: int, reps: i
                   only: tuple[int, int] | None) -> dict[str, dict[str, float]]:
     from gateway.app import create_app
     from gateway.config import Settings
-    from gateway.observability import configure_logging
 
-    configure_logging("warning", stream=io.StringIO())
     stub_runner, stub_url = await _serve(STUB.app())
     gw_runner, base = await _serve(create_app(Settings.model_validate({"gradium": {"base_url": f"{stub_url}/api"}})))
     results: dict[str, dict[str, float]] = {}
@@ -287,7 +285,7 @@ def _valgrind(tool: str, name: str, frames: int, sessions: int) -> float:
     """Run one batch of `name` under valgrind; its total instructions (callgrind) or blocks (dhat)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "out")
-        env = dict(os.environ)
+        env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
         argv = ["valgrind", f"--tool={tool}"]
         if tool == "callgrind":
             argv += [f"--callgrind-out-file={out}"]
@@ -316,6 +314,9 @@ def main() -> None:
     ap.add_argument("--once", help=argparse.SUPPRESS)  # frames,sessions: one batch (under valgrind)
     args = ap.parse_args()
     names = args.scenario or list(SCENARIOS)
+    from gateway.observability import configure_logging
+
+    configure_logging("warning", stream=io.StringIO())  # no log line per session in the figures
     if args.once:
         frames, sessions = (int(x) for x in args.once.split(","))
         asyncio.run(measure(names, 0, 0, 0, 0, (frames, sessions)))

@@ -140,7 +140,7 @@ async def test_http_request_events(gateway: Gateway) -> None:
     assert [(a.action, a.context) for a in rec.of(ActionTaken)] == [("text", None), ("end_of_stream", None)]
     kinds = [type(e).__name__ for e in rec.events]
     assert kinds[:4] == ["SessionStart", "ClientFrame", "ActionTaken", "ActionTaken"]
-    assert kinds[-1] == "SessionEnd" and set(kinds[4:-1]) == {"ClientOutput"}
+    assert kinds[-1] == "SessionEnd" and kinds[4] == "FirstOutput" and set(kinds[5:-1]) == {"ClientOutput"}
     assert all(e.flow is end.flow for e in rec.events)
 
 

@@ -232,6 +232,35 @@ async def next_message(upstream: GradiumStream, timeout_s: float) -> dict[str, A
         raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
 
 
+class ReadDeadline:
+    """`gradium.message_timeout_s` for every wait on Gradium's next message of a streamed answer, with one
+    timer for the whole stream (re-armed when it fires) rather than one per message: a message costs a
+    clock read. Only the waits count, not the writes to a slow client."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.timeout_s = timeout_s
+        self.since: float | None = None  # when the wait under way began
+        self.expired = False
+        self.handle = self.loop.call_later(timeout_s, self._fire)
+
+    def _fire(self) -> None:
+        now = self.loop.time()
+        if self.since is not None and now - self.since >= self.timeout_s:
+            self.expired = True
+            if self.task is not None:
+                self.task.cancel()
+            return
+        self.handle = self.loop.call_at((now if self.since is None else self.since) + self.timeout_s, self._fire)
+
+    def timed_out(self) -> GatewayError:
+        """The wait was cut by this deadline (its cancellation is taken back): what to report."""
+        if self.task is not None:
+            self.task.uncancel()
+        return GatewayError("upstream_unavailable", "Gradium did not answer in time")
+
+
 async def _first_then_respond(
     request: web.Request, ctx: RequestContext, plan: SessionPlan, upstream: GradiumStream, base_scope: dict[str, Any],
     tap: Tap,
@@ -383,17 +412,28 @@ async def _respond(
     # else an HTTP/1.0 client: no chunking there, so the body runs to the connection's close
     await resp.prepare(request)
     msg = first
+    deadline = ReadDeadline(timeout_s)
+    clock = deadline.loop.time
     try:
-        while msg is not None:
-            for name, fields in await transform_gradium(transform, msg) if heavy else transform.on_gradium(msg):
-                if kind == "audio":
-                    chunk = fields.get("audio") if name == "audio" else None
-                else:
-                    chunk = _frames(kind, name, render_event(route, base_scope, name, fields), sse_event)
-                if chunk:
-                    tap.output(chunk)
-                    await resp.write(chunk)
-            msg = await next_message(upstream, timeout_s)
+        try:
+            while msg is not None:
+                for name, fields in await transform_gradium(transform, msg) if heavy else transform.on_gradium(msg):
+                    if kind == "audio":
+                        chunk = fields.get("audio") if name == "audio" else None
+                    else:
+                        chunk = _frames(kind, name, render_event(route, base_scope, name, fields), sse_event)
+                    if chunk:
+                        tap.output(chunk)
+                        await resp.write(chunk)
+                deadline.since = clock()
+                msg = await upstream.recv()
+                deadline.since = None
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            raise deadline.timed_out() from None
+        finally:
+            deadline.handle.cancel()
     except GatewayError as err:
         tap.upstream_request_id = upstream.request_id
         if kind in ("sse", "ndjson") and "error" in route.render:

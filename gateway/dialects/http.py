@@ -33,6 +33,7 @@ from gateway.dialects.common import (
     transform_gradium,
 )
 from gateway.dialects.fetch import fetch_audio
+from gateway.dialects.read_deadline import ReadDeadline
 from gateway.errors import GatewayError
 from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
@@ -230,35 +231,6 @@ async def next_message(upstream: GradiumStream, timeout_s: float) -> dict[str, A
             return await upstream.recv()
     except TimeoutError:
         raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
-
-
-class ReadDeadline:
-    """`gradium.message_timeout_s` for every wait on Gradium's next message of a streamed answer, with one
-    timer for the whole stream (re-armed when it fires) rather than one per message: a message costs a
-    clock read. Only the waits count, not the writes to a slow client."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
-        self.timeout_s = timeout_s
-        self.since: float | None = None  # when the wait under way began
-        self.expired = False
-        self.handle = self.loop.call_later(timeout_s, self._fire)
-
-    def _fire(self) -> None:
-        now = self.loop.time()
-        if self.since is not None and now - self.since >= self.timeout_s:
-            self.expired = True
-            if self.task is not None:
-                self.task.cancel()
-            return
-        self.handle = self.loop.call_at((now if self.since is None else self.since) + self.timeout_s, self._fire)
-
-    def timed_out(self) -> GatewayError:
-        """The wait was cut by this deadline (its cancellation is taken back): what to report."""
-        if self.task is not None:
-            self.task.uncancel()
-        return GatewayError("upstream_unavailable", "Gradium did not answer in time")
 
 
 async def _first_then_respond(

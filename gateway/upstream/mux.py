@@ -80,7 +80,7 @@ class GradiumMux:
         self.reader: asyncio.Task[None] | None = None
         self.failure: GatewayError | None = None
         self._connecting = asyncio.Lock()
-        self._closing: asyncio.Future[Any] | None = None  # an idle socket being closed
+        self._closing: asyncio.Future[None] | None = None  # an idle socket being closed
 
     async def connect(self) -> None:
         """Open the shared socket now (before the first request needs it); errors wait for `open`."""

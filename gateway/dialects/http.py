@@ -15,8 +15,6 @@ import orjson
 from aiohttp import web
 
 from gateway.addons import ADDONS, Tap
-from gateway.audio.leg import AudioLeg
-from gateway.audio.transcode import AudioError
 from gateway.auth import find_credential
 from gateway.dialects.common import (
     AUTH,
@@ -32,7 +30,7 @@ from gateway.dialects.common import (
     request_id_headers,
     transform_gradium,
 )
-from gateway.dialects.fetch import fetch_audio
+from gateway.dialects.http_upload import feed_upload
 from gateway.dialects.read_deadline import ReadDeadline
 from gateway.errors import GatewayError
 from gateway.events import Flow
@@ -170,7 +168,7 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
     gradium = request.app[GRADIUM]
     if spec.kind == "asr":
         upstream = await gradium.open_ws("asr", plan.setup, key)
-        feeder = asyncio.create_task(_feed_audio(request, req, spec.audio_from, plan, upstream, tap))
+        feeder = asyncio.create_task(feed_upload(request, req, spec.audio_from, plan, upstream, tap))
         try:
             return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
         except GatewayError:
@@ -204,8 +202,12 @@ async def _gradium_session(request: web.Request, ctx: RequestContext, req: Reque
         upstream = await gradium.post(spec.kind, key, json=gradium_msg.rest_tts(plan.setup, text))
     else:
         upstream = await gradium.open_ws(spec.kind, plan.setup, key)
-        await upstream.send(gradium_msg.text(text))
-        await upstream.send(gradium_msg.end_of_stream())
+        try:
+            await upstream.send(gradium_msg.text(text))
+            await upstream.send(gradium_msg.end_of_stream())
+        except BaseException:
+            await upstream.close()  # _first_then_respond owns it only from there on
+            raise
     tap.action("text", None)  # the whole text went to Gradium, and with it the end of the input
     tap.action("end_of_stream", None)
     return await _first_then_respond(request, ctx, plan, upstream, base_scope, tap)
@@ -252,73 +254,6 @@ async def _first_then_respond(
         if not primed.done():
             primed.cancel()
         await upstream.close()
-
-
-AUDIO_CHUNK = 32 * 1024
-
-
-async def _feed_audio(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
-                      upstream: GradiumStream, tap: Tap) -> None:
-    """Stream the caller's audio (raw body, or a form file part) through the transcoder to Gradium."""
-    try:
-        await _feed(request, req, source, plan, upstream, tap)
-    except AudioError as exc:
-        await upstream.close()
-        raise GatewayError("invalid_audio", str(exc)) from None
-    except GatewayError:
-        await upstream.close()
-        raise
-    except (OSError, asyncio.IncompleteReadError, web.HTTPException):
-        await upstream.close()  # the caller went away mid-upload
-        raise
-
-
-async def _feed(request: web.Request, req: RequestData, source: str, plan: SessionPlan,
-                upstream: GradiumStream, tap: Tap) -> None:
-    try:
-        assert plan.info.gradium_in is not None
-        leg = AudioLeg(plan.info.audio_in, plan.info.gradium_in)
-    except AudioError as exc:
-        raise GatewayError("unsupported_format", str(exc)) from None
-
-    async def send(chunk: bytes) -> None:
-        if req.body is None:  # the client's own audio (not fetched from a URL), chunk by chunk like frames
-            tap.frame(chunk)
-        tap.action("audio", None)
-        plan.transform.on_action("audio", {"audio": chunk})
-        msg = await leg.feed(chunk)
-        if msg is not None:
-            await upstream.send(msg)
-
-    total = 0
-    if source == "body" and req.body is not None:
-        # JSON `{"url": ...}`: remote audio, fetched only from the prefixes allowed in `fetch.allow`
-        async for chunk in fetch_audio(request.app, req.body.get("url")):
-            total += len(chunk)
-            await send(chunk)
-    elif source == "body":
-        limit = request.app[SETTINGS].limits.max_body_bytes  # aiohttp only enforces it on read()/post()
-        async for chunk in request.content.iter_chunked(AUDIO_CHUNK):
-            total += len(chunk)
-            if total > limit:
-                raise GatewayError("payload_too_large", "Request body is too large")
-            await send(chunk)
-    else:
-        part = req.form.get(source.split(".", 1)[1]) if req.form else None
-        data = part.file.read() if hasattr(part, "file") else part.encode() if isinstance(part, str) else None
-        if not data:
-            raise GatewayError("invalid_request", f"{source.split('.', 1)[1]}: an audio file is required",
-                               source.split(".", 1)[1])
-        for i in range(0, len(data), AUDIO_CHUNK):
-            total += len(data[i : i + AUDIO_CHUNK])
-            await send(data[i : i + AUDIO_CHUNK])
-    if total == 0:
-        raise GatewayError("invalid_audio", "No audio in the request")
-    tail = leg.flush(final=True)
-    if tail is not None:
-        await upstream.send(tail)
-    await upstream.send(gradium_msg.end_of_stream())
-    tap.action("end_of_stream", None)
 
 
 def _frame(kind: str, name: str, item: Any, sse_event: str | None) -> bytes:

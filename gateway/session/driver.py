@@ -273,11 +273,11 @@ class Driver:
             kind = msg.kind
             if kind is CLOSED:
                 raise ClientGone()
-            if kind is TEXT or kind is BINARY:
-                tap.frame(msg.data)
             cmds = core.client(kind, msg.data, time.monotonic())
             if cmds:
                 await self.run_commands(cmds)
+            if kind is TEXT or kind is BINARY:
+                tap.frame(msg.data)  # observers (a shadow's tee) see the frame once the primary forwarded it
 
     async def _watchdog(self) -> None:
         while self.core.state is not SessionState.CLOSED:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from gateway.dialects.common import transform_gradium
+from gateway.dialects.common import prime_transform, transform_gradium
 from gateway.errors import GatewayError
 from gateway.mapping.transforms import Event
 from gateway.session.commands import Command, Failed, RequestDone, SessionEvent
@@ -168,9 +168,11 @@ class Upstreams:
     async def _read(self, r: Request) -> None:
         io: RequestIO = r.io
         try:
-            await self._wait_turn(io)
             transform = r.plan.transform
             heavy = transform.heavy  # else the transform runs inline: no coroutine per message
+            if heavy:  # the encoder opens on a codec thread while Gradium prepares the first audio
+                await prime_transform(transform)
+            await self._wait_turn(io)
             render, run = self.render, self.run
             if io.ready is not None:
                 cmds = render(r, transform.on_gradium(io.ready))

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from gateway.emulator.tones import ToneRecognizer, synthesize
+from gateway.emulator.tone_decoder import ToneRecognizer
+from gateway.emulator.tones import synthesize
 
 
 @dataclass

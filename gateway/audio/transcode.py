@@ -33,15 +33,12 @@ Notes on the implementation:
 from __future__ import annotations
 
 from .base import AudioError, Passthrough, Transcoder
+from .containers import FlacSource, Mp4Source, OggSource, WebmSource
 from .decoders import (
-    FlacSource,
-    Mp4Source,
-    OggSource,
     ParsedSource,
     PcmSource,
     Source,
     WavSource,
-    WebmSource,
 )
 from .encoders import EncoderSink, PcmSink, Sink, encoder_spec
 from .formats import (

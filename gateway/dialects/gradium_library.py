@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway import custom_ids
 from gateway.dialects.common import GRADIUM
 from gateway.errors import GatewayError
-from gateway.upstream.gradium import parse_rest_error
+from gateway.upstream.errors import parse_rest_error
 
 _MARK = re.compile(r"\s\[gw:([0-9a-f]{10})\]$")
 

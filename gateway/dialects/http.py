@@ -39,7 +39,8 @@ from gateway.mapping.params import RequestData
 from gateway.mapping.template import Messages
 from gateway.observability import bind_request, unbind_request
 from gateway.upstream import protocol as gradium_msg
-from gateway.upstream.gradium import GradiumStream, UpstreamClosed
+from gateway.upstream.errors import UpstreamClosed
+from gateway.upstream.gradium import GradiumStream
 from gateway.upstream.sequence import SequenceStream
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -31,7 +31,7 @@ from gateway.dialects.voice_clone import _tag_fields, caller_key, reply
 from gateway.errors import GatewayError
 from gateway.mapping.compiler import audio_format
 from gateway.mapping.params import RequestData
-from gateway.upstream.gradium import parse_rest_error
+from gateway.upstream.errors import parse_rest_error
 
 READY_WAIT_S = 60.0  # Gradium computes drafts asynchronously: how long previews wait for them
 READY_POLL_S = 0.5

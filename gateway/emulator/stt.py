@@ -16,6 +16,7 @@ import numpy as np
 from gateway.emulator import tones
 from gateway.emulator.audio_io import AudioDecoder
 from gateway.emulator.protocol import STT_FRAME_SIZE, STT_SAMPLE_RATE, VAD_HORIZONS, SttSetup
+from gateway.emulator.tone_decoder import ToneRecognizer
 from gateway.upstream import protocol as wire
 
 Message = dict[str, Any]
@@ -42,7 +43,7 @@ def inactivity_probs(trailing_silence_s: float, speaking: bool, sentence_ended: 
 class SttEngine:
     def __init__(self, setup: SttSetup) -> None:
         self._decoder = AudioDecoder(setup.audio_format, STT_SAMPLE_RATE)
-        self._recognizer = tones.ToneRecognizer(STT_SAMPLE_RATE)
+        self._recognizer = ToneRecognizer(STT_SAMPLE_RATE)
         self._delay_s = setup.delay_in_frames * FRAME_S
         self._held: deque[tones.Word] = deque()
         self._frame_fill = 0

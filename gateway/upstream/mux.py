@@ -18,15 +18,8 @@ import aiohttp
 
 from gateway.errors import GatewayError
 from gateway.upstream import protocol
-from gateway.upstream.gradium import (
-    _CLOSED,
-    GradiumClient,
-    GradiumStream,
-    Kind,
-    closed_error,
-    error_from,
-    malformed,
-)
+from gateway.upstream.errors import _CLOSED, closed_error, error_from, malformed
+from gateway.upstream.gradium import GradiumClient, GradiumStream, Kind
 from gateway.upstream.protocol import Message
 
 INBOX_SIZE = 512  # messages a slow client context may lag behind before the socket stops being read

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.audio.formats import GRADIUM_INPUT_FORMATS, GRADIUM_OUTPUT_FORMATS, MP3, OGG, OPUS, RAW, AudioFormat, pcm16
 from gateway.audio.transcode import make_transcoder
-from gateway.emulator import tones
+from gateway.emulator import tone_decoder, tones
 
 from .conftest import API_KEY, Emulator
 from .helpers import audio_bytes, decode_with_pyav, drain, expected, of_type
@@ -57,7 +57,7 @@ async def test_every_output_format_decodes(emulator: Emulator, name: str) -> Non
         assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
     if name == "opus":
         assert data[:4] == b"OggS"
-    assert tones.transcribe(pyav_decode_output(name, data), 24000) == expected(TEXT)
+    assert tone_decoder.transcribe(pyav_decode_output(name, data), 24000) == expected(TEXT)
     stops = [m["stop_s"] for m in of_type(msgs, "audio")]
     assert stops == sorted(stops)
 
@@ -80,7 +80,7 @@ async def test_rest_only_audio_content_types(emulator: Emulator, name: str, mime
         assert resp.status == 200
         assert resp.content_type == mime
         data = await resp.read()
-    assert tones.transcribe(pyav_decode_output(name, data), 24000) == "content types"
+    assert tone_decoder.transcribe(pyav_decode_output(name, data), 24000) == "content types"
 
 
 def pyav_encode(pcm: np.ndarray, rate: int, fmt: str, codec: str) -> bytes:

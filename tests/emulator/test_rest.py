@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from gateway.emulator import tones
+from gateway.emulator import tone_decoder, tones
 
 from .conftest import API_KEY, Emulator
 from .helpers import expected, wav_bytes
@@ -25,7 +25,7 @@ async def test_tts_only_audio_pcm(emulator: Emulator) -> None:
         assert resp.status == 200
         assert resp.content_type == "audio/pcm"
         data = await resp.read()
-    assert tones.transcribe(np.frombuffer(data, np.int16), 48000) == "raw bytes please"
+    assert tone_decoder.transcribe(np.frombuffer(data, np.int16), 48000) == "raw bytes please"
 
 
 async def test_tts_ndjson(emulator: Emulator) -> None:
@@ -39,7 +39,7 @@ async def test_tts_ndjson(emulator: Emulator) -> None:
     import base64
 
     pcm = np.frombuffer(b"".join(base64.b64decode(m["audio"]) for m in msgs if m["type"] == "audio"), np.int16)
-    assert tones.transcribe(pcm, 24000) == "lines of json"
+    assert tone_decoder.transcribe(pcm, 24000) == "lines of json"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.emulator import tones
+from gateway.emulator import tone_decoder, tones
 from gateway.emulator.voices import CATALOG
 
 from .conftest import Emulator
@@ -25,7 +25,7 @@ async def test_tts_wav_decodes_and_round_trips(emulator: Emulator) -> None:
     assert result.sample_rate == 48000
     assert result.request_id and result.request_id.startswith("req_")
     pcm = decode_with_pyav(result.raw_data, rate=48000)
-    assert tones.transcribe(pcm, 48000) == expected(TEXT)
+    assert tone_decoder.transcribe(pcm, 48000) == expected(TEXT)
     assert [t.text for t in result.text_with_timestamps] == TEXT.split()  # as written
     starts = [t.start_s for t in result.text_with_timestamps]
     assert starts == sorted(starts)
@@ -35,7 +35,7 @@ async def test_tts_wav_decodes_and_round_trips(emulator: Emulator) -> None:
 async def test_tts_pcm_and_json_config_string(emulator: Emulator) -> None:
     setup = {"voice_id": EMMA, "output_format": "pcm", "json_config": {"temp": 0.3, "padding_bonus": -1}}
     result = await emulator.sdk().tts(setup, ["split across", "two messages"])  # type: ignore[arg-type]
-    assert tones.transcribe(result.pcm16(), 48000) == "split across two messages"
+    assert tone_decoder.transcribe(result.pcm16(), 48000) == "split across two messages"
     async with emulator.http.get(f"{emulator.base}/_emulator/stats") as resp:
         stats = await resp.json()
     last = stats["setups"][-1]
@@ -51,7 +51,7 @@ async def test_tts_stream_yields_audio_incrementally(emulator: Emulator) -> None
     assert len(chunks) > 10
     assert {len(c) for c in chunks} == {1920 * 2}  # 80 ms frames
     pcm = np.frombuffer(b"".join(chunks), np.int16)
-    assert tones.transcribe(pcm, 24000) == expected(TEXT)
+    assert tone_decoder.transcribe(pcm, 24000) == expected(TEXT)
 
 
 async def test_stt_wav_bytes(emulator: Emulator) -> None:
@@ -112,8 +112,8 @@ async def test_tts_realtime_multiplexed(emulator: Emulator) -> None:
         assert ready["a"]["request_id"] != ready["b"]["request_id"]
         a = np.frombuffer(b"".join(audio["a"]), np.int16)
         b = np.frombuffer(b"".join(audio["b"]), np.int16)
-        assert tones.transcribe(a, 16000) == "first request"
-        assert tones.transcribe(b, 48000) == "second one"
+        assert tone_decoder.transcribe(a, 16000) == "first request"
+        assert tone_decoder.transcribe(b, 48000) == "second one"
         # close_ws_on_eos false: the socket is still usable for another request.
         await tts.send_setup({"voice_id": EMMA, "output_format": "pcm_8000", "client_req_id": "a"})
         await tts.send_text("again", client_req_id="a")
@@ -121,7 +121,7 @@ async def test_tts_realtime_multiplexed(emulator: Emulator) -> None:
         again = [m async for m in tts]
         assert again[0]["type"] == "ready" and again[-1]["type"] == "end_of_stream"
         pcm = np.frombuffer(b"".join(m["audio"] for m in again if m["type"] == "audio"), np.int16)
-        assert tones.transcribe(pcm, 8000) == "again"
+        assert tone_decoder.transcribe(pcm, 8000) == "again"
 
 
 async def test_stt_realtime_flush(emulator: Emulator) -> None:
@@ -173,7 +173,7 @@ async def test_voice_crud(emulator: Emulator, tmp_path: Path) -> None:
     updated = await client.voice_update(uid, description="warm")
     assert updated is not None and updated["description"] == "warm"
     result = await client.tts({"voice_id": uid, "output_format": "pcm"}, "custom voice")
-    assert tones.transcribe(result.pcm16(), 48000) == "custom voice"
+    assert tone_decoder.transcribe(result.pcm16(), 48000) == "custom voice"
     await client.voice_delete(uid)
     with pytest.raises(Exception, match="Voice not found"):
         await client.voice_get(uid)

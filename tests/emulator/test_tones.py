@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from gateway.emulator import tones
+from gateway.emulator import tone_decoder, tones
+from gateway.emulator.tone_decoder import ToneRecognizer
 
 SENTENCE = "Hello world, this is a test. Will it all survive? Yes! 2026 numbers and don't bookkeeper aaa zzz"
 
@@ -20,7 +21,7 @@ def expected(text: str) -> str:
 def test_round_trip_at_every_rate(rate: int) -> None:
     pcm, timings = tones.synthesize(SENTENCE, rate)
     assert pcm.dtype == np.int16
-    assert tones.transcribe(pcm, rate) == expected(SENTENCE)
+    assert tone_decoder.transcribe(pcm, rate) == expected(SENTENCE)
     assert [t.text for t in timings] == tones.normalize_words(SENTENCE)
 
 
@@ -39,7 +40,7 @@ def test_normalization_is_what_the_asr_returns() -> None:
 def test_repeated_letters_survive() -> None:
     text = "aa aaa aaaa bookkeeper mississippi 1000"
     pcm, _ = tones.synthesize(text, 24000)
-    assert tones.transcribe(pcm, 24000) == text
+    assert tone_decoder.transcribe(pcm, 24000) == text
     # No two adjacent bursts share a frequency, which is what makes repeats gap-independent.
     for word in text.split():
         symbols = tones.encode_symbols(word)
@@ -49,7 +50,7 @@ def test_repeated_letters_survive() -> None:
 
 def test_timings_match_what_the_recognizer_hears() -> None:
     pcm, timings = tones.synthesize(SENTENCE, 24000)
-    rec = tones.ToneRecognizer(24000)
+    rec = ToneRecognizer(24000)
     words = rec.feed(pcm) + rec.flush()
     assert len(words) == len(timings)
     for heard, said in zip(words, timings, strict=True):
@@ -77,7 +78,7 @@ def test_break_tag_inserts_silence_and_flush_is_stripped() -> None:
     broken, broken_t = tones.synthesize('one <break time="1.5s" /> <flush> two', 24000)
     assert len(broken) - len(plain) == round(1.5 * 24000)
     assert broken_t[1].start_s - plain_t[1].start_s == pytest.approx(1.5, abs=1e-3)
-    assert tones.transcribe(broken, 24000) == "one two"
+    assert tone_decoder.transcribe(broken, 24000) == "one two"
     # Clamped to Gradium's 0.1-2.0 s range; milliseconds accepted.
     assert tones.parse('<break time="5s"/>') == [tones.Pause(2.0)]
     assert tones.parse("Hi — <flush> there") == [tones.Token("Hi", "hi"), tones.Flush(), tones.Token("there", "there")]
@@ -87,7 +88,7 @@ def test_break_tag_inserts_silence_and_flush_is_stripped() -> None:
 @pytest.mark.parametrize("chunk", [1, 7, 160, 1919, 4097])
 def test_streaming_any_chunk_size(chunk: int) -> None:
     pcm, _ = tones.synthesize("streaming chunks, odd sizes. fine", 16000)
-    rec = tones.ToneRecognizer(16000)
+    rec = ToneRecognizer(16000)
     words = []
     for i in range(0, len(pcm), chunk):
         words += rec.feed(pcm[i : i + chunk])
@@ -97,7 +98,7 @@ def test_streaming_any_chunk_size(chunk: int) -> None:
 
 def test_words_arrive_while_streaming_not_only_at_the_end() -> None:
     pcm, timings = tones.synthesize("early words come out early", 24000)
-    rec = tones.ToneRecognizer(24000)
+    rec = ToneRecognizer(24000)
     first_seen_at = None
     for i in range(0, len(pcm), 480):
         if rec.feed(pcm[i : i + 480]) and first_seen_at is None:
@@ -112,19 +113,19 @@ def test_level_and_noise_robustness(gain: float, noise: float) -> None:
     rng = np.random.default_rng(7)
     x = pcm.astype(np.float64) * gain + rng.normal(0.0, noise, len(pcm)) if noise else pcm * gain
     x = np.clip(x, -32768, 32767).astype(np.int16)  # gain 2.5 clips hard: harmonics, not new tones
-    assert tones.transcribe(x, 24000) == expected(SENTENCE)
+    assert tone_decoder.transcribe(x, 24000) == expected(SENTENCE)
 
 
 def test_alignment_free_delay_and_padding() -> None:
     pcm, _ = tones.synthesize("shifted by codec delay", 24000)
     shifted = np.concatenate([np.zeros(1234, np.int16), pcm[:-17], np.zeros(5000, np.int16)])
-    assert tones.transcribe(shifted, 24000) == "shifted by codec delay"
+    assert tone_decoder.transcribe(shifted, 24000) == "shifted by codec delay"
 
 
 def test_flush_mid_stream_keeps_time_base_and_continues() -> None:
     first, _ = tones.synthesize("before", 24000)
     second, second_t = tones.synthesize("after", 24000)
-    rec = tones.ToneRecognizer(24000)
+    rec = ToneRecognizer(24000)
     words = rec.feed(first[:-100])  # flush lands inside the trailing silence
     words += rec.flush()
     assert [w.text for w in words] == ["before"]
@@ -136,7 +137,7 @@ def test_flush_mid_stream_keeps_time_base_and_continues() -> None:
 
 
 def test_vad_state() -> None:
-    rec = tones.ToneRecognizer(24000)
+    rec = ToneRecognizer(24000)
     pcm, timings = tones.synthesize("done.", 24000)
     end_of_tone = round(timings[0].stop_s * 24000)
     rec.feed(pcm[: end_of_tone - 240])
@@ -152,5 +153,5 @@ def test_vad_state() -> None:
 def test_silence_and_empty_text() -> None:
     pcm, timings = tones.synthesize("", 24000)
     assert timings == []
-    assert tones.transcribe(pcm, 24000) == ""
-    assert tones.transcribe(np.zeros(48000, np.int16), 24000) == ""
+    assert tone_decoder.transcribe(pcm, 24000) == ""
+    assert tone_decoder.transcribe(np.zeros(48000, np.int16), 24000) == ""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gradium import GradiumClient
 
-from gateway.emulator import EmulatorSettings, tones
+from gateway.emulator import EmulatorSettings, tone_decoder, tones
 
 from .conftest import API_KEY, Emulator, StartEmulator
 from .helpers import drain, wav_bytes
@@ -39,9 +39,10 @@ async def test_clone_is_heard_and_private(emulator: Emulator, tmp_path) -> None:
 
     stock, _ = await _tts_ws(emulator, "hello there", voice_id=EMMA)
     clone, _ = await _tts_ws(emulator, "hello there", voice_id=uid)
-    assert tones.transcribe(clone, 48000) == tones.transcribe(stock, 48000) == "hello there"
-    assert tones.tone_length_s(stock, 48000) == pytest.approx(tones.TONE_S, abs=0.004)
-    assert tones.tone_length_s(clone, 48000) > tones.tone_length_s(stock, 48000) + 0.004  # another voice spoke
+    assert tone_decoder.transcribe(clone, 48000) == tone_decoder.transcribe(stock, 48000) == "hello there"
+    assert tone_decoder.tone_length_s(stock, 48000) == pytest.approx(tones.TONE_S, abs=0.004)
+    # another voice spoke
+    assert tone_decoder.tone_length_s(clone, 48000) > tone_decoder.tone_length_s(stock, 48000) + 0.004
 
     other = GradiumClient(base_url=emulator.api, api_key="gsk_other_org")
     assert uid not in [v["uid"] for v in await other.voice_get()]
@@ -85,7 +86,7 @@ async def test_voice_generator_to_voice(emulator: Emulator) -> None:
     got = await sdk.get("voice-generator/embeddings", params={"embedding_id": drafts[0]})
     assert got["embeddings"][0]["prompt"] == "a calm narrator"
     pcm, _ = await _tts_ws(emulator, "preview text", voice_id=drafts[0])
-    assert tones.transcribe(pcm, 48000) == "preview text"
+    assert tone_decoder.transcribe(pcm, 48000) == "preview text"
     voice = await sdk.post("voices/from-embedding", json={"voxium_embedding_id": drafts[0], "name": "Narrator"})
     assert voice["name"] == "Narrator" and voice["is_catalog"] is False
     async with emulator.http.post(f"{emulator.api}voices/from-embedding", headers=KEY,
@@ -108,7 +109,7 @@ async def test_pronunciation_rewrites_ws_speech(emulator: Emulator) -> None:
         assert resp.status == 201
         d = await resp.json()
     pcm, _ = await _tts_ws(emulator, "Gradium does TTS not tts", voice_id=EMMA, pronunciation_id=d["uid"])
-    assert tones.transcribe(pcm, 48000) == "grey dee um does tee tee ess not tts"
+    assert tone_decoder.transcribe(pcm, 48000) == "grey dee um does tee tee ess not tts"
 
     async with emulator.http.put(f"{emulator.api}pronunciations/{d['uid']}", headers=KEY,
                                  json={"rules": [{"original": "Gradium", "rewrite": "gradeum"}]}) as resp:
@@ -130,6 +131,6 @@ async def test_gradium_sdk_voice_designer_flow(emulator: Emulator) -> None:
     draft = out["embeddings"][0]["embedding_id"]
     assert (await sdk.voice_embedding_get(draft))["ready"] is True
     result = await sdk.voice_tts(draft, "draft speaking", output_format="pcm")
-    assert tones.transcribe(np.frombuffer(result.raw_data, np.int16), 48000) == "draft speaking"
+    assert tone_decoder.transcribe(np.frombuffer(result.raw_data, np.int16), 48000) == "draft speaking"
     voice = await sdk.voice_from_embedding(draft, name="Bright")
     assert voice["uid"] in [v["uid"] for v in await sdk.voice_get()]

@@ -8,7 +8,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from gateway.emulator import EmulatorSettings, tones
+from gateway.emulator import EmulatorSettings, tone_decoder, tones
 
 from .conftest import Emulator, StartEmulator
 from .helpers import audio_bytes, drain, of_type
@@ -91,7 +91,7 @@ async def test_pipelined_tts_and_ready_fields(emulator: Emulator) -> None:
     assert all(len(base64.b64decode(a["audio"])) == 7680 for a in audio)  # 3840 samples
     assert all(a["stream_id"] == 0 and a["stop_s"] - a["start_s"] == pytest.approx(0.08) for a in audio)
     assert [a["start_s"] for a in audio] == pytest.approx([0.08 * i for i in range(len(audio))])
-    assert tones.transcribe(np.frombuffer(audio_bytes(msgs), np.int16), 48000) == "hello world."
+    assert tone_decoder.transcribe(np.frombuffer(audio_bytes(msgs), np.int16), 48000) == "hello world."
 
 
 async def test_tts_streams_before_end_of_stream(emulator: Emulator) -> None:
@@ -105,7 +105,7 @@ async def test_tts_streams_before_end_of_stream(emulator: Emulator) -> None:
         await ws.send_json({"type": "end_of_stream"})
         seen += await drain(ws)
     pcm = np.frombuffer(audio_bytes(seen), np.int16)
-    assert tones.transcribe(pcm, 16000) == "audio starts before the end"
+    assert tone_decoder.transcribe(pcm, 16000) == "audio starts before the end"
 
 
 async def test_tts_flush_tag_pads_the_frame(emulator: Emulator) -> None:
@@ -120,7 +120,7 @@ async def test_tts_flush_tag_pads_the_frame(emulator: Emulator) -> None:
                 break
         await ws.send_json({"type": "end_of_stream"})
         msgs += await drain(ws)
-    assert tones.transcribe(np.frombuffer(audio_bytes(msgs), np.int16), 8000) == "now"
+    assert tone_decoder.transcribe(np.frombuffer(audio_bytes(msgs), np.int16), 8000) == "now"
     assert len(audio_bytes(msgs)) % (640 * 2) == 0
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.emulator.faults import FAULTS
 from gateway.errors import GatewayError
-from gateway.upstream.gradium import GradiumClient, classify, parse_rest_error
+from gateway.upstream.errors import classify, parse_rest_error
+from gateway.upstream.gradium import GradiumClient
 from tests.audiocheck import expected_words, speech
 from tests.conftest import Emulator
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cartesia import AsyncCartesia, BadRequestError, NotFoundError
 
-from gateway.emulator import tones
+from gateway.emulator import tone_decoder, tones
 from gateway.emulator.stats import STATS
 from tests.audiocheck import wav_bytes, words
 from tests.conftest import Gateway
@@ -53,7 +53,7 @@ async def test_clone_dictionary_bytes_sse_websocket(gateway: Gateway, trust_test
                                 output_format=RAW24, pronunciation_dict_id=d.id)
     pcm = await resp.read()
     assert heard(pcm) == "gray dium does speech."
-    assert tones.tone_length_s(np.frombuffer(pcm, "<i2"), 24000) > tones.TONE_S + 0.003  # the clone spoke
+    assert tone_decoder.tone_length_s(np.frombuffer(pcm, "<i2"), 24000) > tones.TONE_S + 0.003  # the clone spoke
     setup = gateway.emulator.app[STATS].setups[-1]["setup"]
     assert setup["voice_id"] != made.id and setup["pronunciation_id"] != d.id  # Gradium's own uids
 

@@ -20,7 +20,7 @@ from pipecat.services.cartesia.tts import CartesiaTTSService
 from pipecat.services.elevenlabs.tts import ElevenLabsTTSService
 from pipecat.tests.utils import SleepFrame, run_test
 
-from gateway.emulator import tones
+from gateway.emulator import tone_decoder, tones
 from tests.audiocheck import expected_words, wav_bytes, words
 from tests.conftest import Gateway
 from tests.voiceagents import pc_params
@@ -36,7 +36,7 @@ def _quiet_pipecat() -> None:
 
 def clone_spoke(pcm: np.ndarray, rate: int, text: str) -> None:
     assert words(pcm, rate) == expected_words(text)
-    assert tones.tone_length_s(pcm, rate) > tones.TONE_S + 0.003  # not a stock voice's tones
+    assert tone_decoder.tone_length_s(pcm, rate) > tones.TONE_S + 0.003  # not a stock voice's tones
 
 
 def sample() -> tuple[str, io.BytesIO, str]:

@@ -10,7 +10,7 @@ import pytest
 from elevenlabs.client import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from gateway.emulator import EmulatorSettings, tones
+from gateway.emulator import EmulatorSettings, tone_decoder, tones
 from gateway.emulator.stats import STATS
 from tests.audiocheck import decode, expected_words, words
 from tests.conftest import Emulator, Gateway, gateway_settings, run_app, start_gateway
@@ -50,7 +50,7 @@ async def test_design_keep_and_speak(gateway: Gateway) -> None:
                                                     output_format="pcm_24000"))
     d = decode(audio, "s16le", 24000)
     assert words(d.pcm, 24000) == expected_words("Designed voice.")
-    assert tones.tone_length_s(d.pcm, 24000) > tones.TONE_S + 0.003
+    assert tone_decoder.tone_length_s(d.pcm, 24000) > tones.TONE_S + 0.003
     assert not gateway.emulator.app[STATS].setups[-1]["setup"]["voice_id"].startswith("vox_emb_")
 
     with pytest.raises(ApiError) as e:  # the same name again

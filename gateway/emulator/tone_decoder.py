@@ -1,0 +1,228 @@
+"""The tone codec's streaming decoder (the codec itself, its alphabet and its layout: `tones.py`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gateway.emulator import tones
+from gateway.emulator.tones import FREQUENCIES, SENTENCE_END, SYMBOLS, Word, decode_symbols
+
+# Decoder parameters.
+WINDOW_S = 0.030
+HOP_S = 0.005
+MIN_RUN_FRAMES = 4  # 20 ms: shorter runs are transitions between two bursts or codec glitches
+WORD_GAP_FRAMES = 12  # 60 ms of silence ends a word; character gaps never get there
+PURITY_MIN = 0.45  # share of the window's energy the best symbol must hold
+# Below this purity a loud window is noise, not a transition between two bursts (which keeps
+# 0.2+ in each), so it counts towards a word gap.
+NOISE_PURITY = 0.12
+RELATIVE_FLOOR = 0.01  # -20 dB under the recent tone level counts as silence (codec smear)
+ABSOLUTE_FLOOR = 1e-7  # -70 dBFS mean square: digital silence and dither
+LEVEL_DECAY_PER_S = 0.25  # the level reference forgets a loud passage within a few seconds
+
+
+class ToneRecognizer:
+    """Streaming decoder of the tone codec.
+
+    Feed int16 mono chunks of any size; each call returns the words completed so far. Words end
+    on 60 ms of silence (so a word is reported shortly after it is spoken) or on `flush`.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        if sample_rate < 8000:
+            raise ValueError("the tone codec needs at least 8 kHz")
+        self.sample_rate = sample_rate
+        self._win = round(WINDOW_S * sample_rate)
+        self._hop = round(HOP_S * sample_rate)
+        window = np.hanning(self._win)
+        n = np.arange(self._win)
+        freqs = np.array(list(FREQUENCIES.values()))
+        # One windowed complex exponential per symbol: a frame's projection on it is a DFT at that
+        # exact frequency, so no bin straddling whatever the sample rate.
+        phase = 2 * math.pi * np.outer(n, freqs) / sample_rate
+        # Real cos and sin halves side by side: one real matmul (BLAS) instead of a complex one.
+        self._basis = np.ascontiguousarray(
+            np.hstack([window[:, None] * np.cos(phase), window[:, None] * np.sin(phase)])
+        )
+        self._n_symbols = len(freqs)
+        self._window = window
+        self._window_power = float(np.sum(window**2))
+        # A pure tone exactly on a symbol frequency puts |X|^2 = (A*sum(w)/2)^2 in its bin while the
+        # windowed frame holds A^2*sum(w^2)/2: this ratio maps purity to about 1.0 for a pure tone.
+        self._purity_scale = (float(np.sum(window)) ** 2 / 2.0) / self._window_power
+        self._buf = np.zeros(0, dtype=np.float64)
+        self._buf_start = 0  # absolute sample index of _buf[0]
+        self._next_frame = 0  # index of the next frame to analyze
+        self._total = 0  # samples fed
+        self._level = 0.0
+        self._level_decay = LEVEL_DECAY_PER_S ** (self._hop / sample_rate)
+        # Run and word state.
+        self._run_label = -1
+        self._run_len = 0
+        self._run_start = 0
+        self._symbols: list[int] = []
+        self._word_start = 0
+        self._word_stop = 0
+        self._silent_frames = 0
+        self._last_tone_frame = -1
+        self._last_word: Word | None = None
+
+    # -- properties for VAD ----------------------------------------------------------------------
+
+    @property
+    def time_s(self) -> float:
+        """Seconds of audio fed so far."""
+        return self._total / self.sample_rate
+
+    @property
+    def trailing_silence_s(self) -> float:
+        """Seconds since the last tone, or since the start when none was heard yet."""
+        if self._last_tone_frame < 0:
+            return self.time_s
+        end = self._frame_center(self._last_tone_frame)
+        return max(0.0, self.time_s - end)
+
+    @property
+    def speech_active(self) -> bool:
+        """A word is in progress: tones heard recently and no word boundary since."""
+        return bool(self._symbols) or (self._run_label >= 0 and self._run_len > 0)
+
+    @property
+    def sentence_ended(self) -> bool:
+        """The last completed word ended with `.`, `?` or `!`."""
+        return self._last_word is not None and self._last_word.text[-1:] in SENTENCE_END
+
+    @property
+    def last_word(self) -> Word | None:
+        return self._last_word
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def _frame_center(self, frame: int) -> float:
+        return (frame * self._hop + self._win / 2) / self.sample_rate
+
+    def feed(self, pcm_int16: np.ndarray) -> list[Word]:
+        """Add audio; return the words that completed."""
+        if len(pcm_int16) == 0:
+            return []
+        self._buf = np.concatenate([self._buf, np.asarray(pcm_int16, dtype=np.float64) / 32768.0])
+        self._total += len(pcm_int16)
+        return self._analyze(self._buf)
+
+    def flush(self) -> list[Word]:
+        """Finish the word in progress now; decoding can continue with more audio afterwards.
+
+        Frames overlapping the end of the audio are analyzed with zeros in place of the future,
+        and are not revisited: the time base stays exact and nothing is decoded twice.
+        """
+        padded = np.concatenate([self._buf, np.zeros(self._win, dtype=np.float64)])
+        words = self._analyze(padded, limit=self._total)
+        # The next frame may start past the end of the audio; `_analyze` skips to it by offset.
+        keep = min(self._next_frame * self._hop, self._total)
+        self._buf = self._buf[keep - self._buf_start :]
+        self._buf_start = keep
+        self._close_run()
+        word = self._end_word()
+        if word is not None:
+            words.append(word)
+        return words
+
+    def _analyze(self, buf: np.ndarray, limit: int | None = None) -> list[Word]:
+        """Label every whole frame available in `buf` (frames starting before `limit` if given)."""
+        first = self._next_frame * self._hop - self._buf_start
+        count = (len(buf) - first - self._win) // self._hop + 1
+        if limit is not None:
+            count = min(count, -(-(limit - self._next_frame * self._hop) // self._hop))
+        if count <= 0:
+            return []
+        span = buf[first : first + (count - 1) * self._hop + self._win]
+        frames = np.lib.stride_tricks.sliding_window_view(span, self._win)[:: self._hop][:count]
+        projected = frames @ self._basis
+        spectrum = projected[:, : self._n_symbols] ** 2 + projected[:, self._n_symbols :] ** 2
+        power = np.sum((frames * self._window) ** 2, axis=1)
+        best = np.argmax(spectrum, axis=1)
+        best_energy = spectrum[np.arange(count), best]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            purity = np.where(power > 0, best_energy / (power * self._purity_scale), 0.0)
+        mean_square = power / self._window_power
+        words: list[Word] = []
+        for i in range(count):
+            word = self._step(self._next_frame + i, int(best[i]), float(purity[i]), float(mean_square[i]))
+            if word is not None:
+                words.append(word)
+        self._next_frame += count
+        if limit is None:
+            drop = self._next_frame * self._hop - self._buf_start
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+        return words
+
+    def _step(self, frame: int, symbol: int, purity: float, mean_square: float) -> Word | None:
+        self._level *= self._level_decay
+        loud = mean_square > ABSOLUTE_FLOOR and mean_square > self._level * RELATIVE_FLOOR
+        label = symbol if loud and purity >= PURITY_MIN else -1
+        if label >= 0:
+            self._level = max(self._level, mean_square)
+            self._last_tone_frame = frame
+        word: Word | None = None
+        if loud and purity >= NOISE_PURITY:
+            self._silent_frames = 0
+        else:
+            self._silent_frames += 1
+        if label != self._run_label:
+            self._close_run()
+            self._run_label, self._run_len, self._run_start = label, 0, frame
+        self._run_len += 1
+        if self._silent_frames == WORD_GAP_FRAMES:
+            self._close_run()
+            word = self._end_word()
+        return word
+
+    def _close_run(self) -> None:
+        """Keep the current run as a symbol if it lasted long enough."""
+        if self._run_label >= 0 and self._run_len >= MIN_RUN_FRAMES:
+            # Adjacent bursts never share a symbol, so a repeat here is one burst split by a glitch.
+            if not self._symbols or self._symbols[-1] != self._run_label:
+                if not self._symbols:
+                    self._word_start = self._run_start
+                self._symbols.append(self._run_label)
+            self._word_stop = self._run_start + self._run_len - 1
+        self._run_label, self._run_len = -1, 0
+
+    def _end_word(self) -> Word | None:
+        if not self._symbols:
+            return None
+        text = decode_symbols("".join(SYMBOLS[s] for s in self._symbols))
+        self._symbols = []
+        if not text:
+            return None
+        word = Word(text, self._frame_center(self._word_start), self._frame_center(self._word_stop))
+        self._last_word = word
+        return word
+
+
+def transcribe(pcm: np.ndarray, sample_rate: int) -> str:
+    """Words decoded from a whole clip, joined with single spaces."""
+    recognizer = ToneRecognizer(sample_rate)
+    words = recognizer.feed(pcm)
+    words += recognizer.flush()
+    return " ".join(w.text for w in words)
+
+
+def tone_length_s(pcm: np.ndarray, sample_rate: int) -> float:
+    """The median length of the tone bursts in `pcm`: which voice spoke (see `voices.Voice.tone_s`).
+
+    Bursts are runs of the 1 ms envelope above a tenth of the peak; character gaps (15 ms) split them.
+    """
+    x = np.abs(pcm.astype(np.float64))
+    hop = max(1, sample_rate // 1000)
+    env = x[: len(x) // hop * hop].reshape(-1, hop).max(axis=1)
+    if not len(env) or env.max() <= 0:
+        return 0.0
+    on = np.concatenate([[False], env > env.max() * 0.1, [False]])
+    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
+    runs = (edges[1::2] - edges[::2]) * hop / sample_rate
+    runs = runs[runs > tones.MIN_BREAK_S / 10]
+    return float(np.median(runs)) if len(runs) else 0.0

@@ -397,7 +397,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     gateway: procs.Proc | None = None
     gateway_start_error: str | None = None
     try:
-        gateway = await procs.start_gateway(emulator.url, RESULTS)
+        gateway = await procs.start_gateway(emulator.url, RESULTS, *(
+            ["--workers", str(args.workers)] if args.workers else []))
     except procs.StartError as exc:
         gateway_start_error = str(exc)
         print(f"gateway did not start; gateway sides will be recorded as failed:\n{exc}", file=sys.stderr)
@@ -456,6 +457,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; well under a minute")
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent sessions for the loaded runs")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="pass --workers N to the gateway (default: serve's own, one per core)")
     parser.add_argument("--shadow", action="store_true",
                         help="traffic bench: primary first output with shadow rate 1 vs 0 (TTS socket, Deepgram live)")
     parser.add_argument("--passthrough", action="store_true",
@@ -464,6 +467,7 @@ def main() -> int:
     if args.shadow or args.passthrough:
         import traffic
 
+        traffic.WORKERS[:] = ["--workers", str(args.workers)] if args.workers else []
         out = asyncio.run(traffic.bench_traffic(args.shadow, args.passthrough, args.quick, RESULTS))
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
         print(traffic.summary(out))

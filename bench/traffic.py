@@ -33,6 +33,7 @@ from paths import SttInput, TtsInput
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PROVIDERS = ("elevenlabs", "cartesia", "deepgram")
+WORKERS: list[str] = []  # `serve --workers N` for every gateway of the run (bench/run.py --workers)
 
 
 async def _gateway(name: str, emulator_url: str, config: dict[str, Any], log_dir: Path) -> procs.Proc:
@@ -40,7 +41,7 @@ async def _gateway(name: str, emulator_url: str, config: dict[str, Any], log_dir
     log_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     port = procs.free_port()
-    argv = procs._command("serve", "--host", procs.HOST, "--port", str(port))
+    argv = procs._command("serve", "--host", procs.HOST, "--port", str(port), *WORKERS)
     # the subprocess imports this checkout's gateway, whatever the environment's install points at
     env = procs._env(GRADIUM_BASE_URL=f"{emulator_url}/api", GATEWAY_CONFIG=str(path),
                      PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))

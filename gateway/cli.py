@@ -152,7 +152,7 @@ def _supervise(args: argparse.Namespace, settings: Settings, count: int) -> int:
             "gateway.workers_without_shared_state",
             workers=count,
             message="Several workers and no state.redis_url (GATEWAY_REDIS_URL): single-use tokens and counters "
-            "are per worker, so a single-use token can be used once on each worker and budgets multiply.",
+            "are per worker, so single-use tokens are usable once per worker and budgets multiply.",
         )
     if settings.auth.token_secret is None:
         # Every worker must verify every other worker's tokens: one random secret for this start.

@@ -12,32 +12,33 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway import custom_ids
 from gateway.auth import Authenticator, Credential
+from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.traffic.identity import is_token
 
 Source = tuple[str, str]  # (param source such as `path.voice_id` or `body.voice.id`, custom id kind)
-_SOURCES: dict[tuple[str, str], tuple[Source, ...]] = {}
 
 
 def sources(mapping: CompiledMapping, route: CompiledRoute) -> tuple[Source, ...]:
-    key = (mapping.provider, route.name)
-    if key not in _SOURCES:
-        found: list[Source] = []
-        for spec in route.spec.params.values():
-            table = mapping.tables.get(spec.table) if spec.table else None
-            if table is None or table.custom_ids is None:
-                continue
-            for src in [spec.source] if isinstance(spec.source, str) else list(spec.source or []):
-                if src.startswith(("path.", "query.", "body.")):
-                    found.append((src, table.custom_ids))
-        _SOURCES[key] = tuple(found)
-    return _SOURCES[key]
+    """Where `route` may name the caller's own objects (read once per route, when the split wraps it)."""
+    found: list[Source] = []
+    for spec in route.spec.params.values():
+        table = mapping.tables.get(spec.table) if spec.table else None
+        if table is None or table.custom_ids is None:
+            continue
+        for src in [spec.source] if isinstance(spec.source, str) else list(spec.source or []):
+            if src.startswith(("path.", "query.", "body.")):
+                found.append((src, table.custom_ids))
+    return tuple(found)
+
+
+def reads_body(route_sources: tuple[Source, ...]) -> bool:
+    return any(src.startswith("body.") for src, _ in route_sources)
 
 
 def ids_caller(auth: Authenticator, cred: Credential | None, tenant: str | None) -> custom_ids.Caller | None:
@@ -49,19 +50,16 @@ def ids_caller(auth: Authenticator, cred: Credential | None, tenant: str | None)
         return None if is_token(cred) else custom_ids.Caller(cred.value)
     if tenant is None:
         return None
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(GatewayError, KeyError):  # no Gradium key for the tenant: it has no own ids
         return custom_ids.Caller(auth.tenant_key(tenant), tenant)
     return None
 
 
-async def names_own_object(request: web.Request, route_sources: tuple[Source, ...],
-                           caller: custom_ids.Caller | None) -> bool:
+def names_own_object(request: web.Request, route_sources: tuple[Source, ...], body: Any,
+                     caller: custom_ids.Caller | None) -> bool:
+    """`body`: the request's JSON body when a source reads it (else None)."""
     if not route_sources or caller is None:
         return False
-    body: Any = None
-    if any(src.startswith("body.") for src, _ in route_sources) and request.content_type == "application/json":
-        with contextlib.suppress(Exception):
-            body = orjson.loads(await request.read())  # cached by aiohttp for the handler
     data = RequestData(path=request.match_info, query=request.query, body=body)
     for src, kind in route_sources:
         value = data.get(src)

@@ -44,6 +44,7 @@ from gateway.upstream.passthrough import PassthroughError
 log = structlog.get_logger("gateway")
 TARGET_HEADER = "x-gateway-target"
 _UNIT = "gateway.traffic.unit"  # request key: (target, response id header) for the response hook
+_JSON_BODY = "gateway.traffic.json_body"  # request key: the JSON body, parsed once (`_json_body`)
 TOKEN_BUILTINS = frozenset({"mint_token", "grant_token"})
 
 
@@ -125,6 +126,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
     kind = "tts" if route.spec.gradium is not None and route.spec.gradium.kind == "tts" else "stt"
     transport = "ws" if route.is_ws else "rest"
     id_header = mapping.legacy.response_id_header
+    id_sources = own_ids.sources(mapping, route)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         traffic = request.app[TRAFFIC]
@@ -143,7 +145,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         unit = Unit(mapping.provider, route.name, kind, transport, caller.tenant,
                     keys=await _sticky_keys(request, mapping, traffic, caller) if cls == "speech" else {},
                     stitched=await _stitched(request, mapping, traffic) if cls == "speech" else None,
-                    own_object=cls == "speech" and await _own_object(request, mapping, route, cred, caller),
+                    own_object=cls == "speech" and await _own_object(request, id_sources, cred, caller),
                     override=_override(request, caller))
         decision = decide(traffic.settings.traffic, unit, datetime.now(UTC))
         if cls == "catalogue" and decision.reason not in ("serve", "override"):
@@ -269,10 +271,13 @@ async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: 
     return keys
 
 
-async def _own_object(request: web.Request, mapping: CompiledMapping, route: CompiledRoute, cred: Any,
+async def _own_object(request: web.Request, id_sources: tuple[own_ids.Source, ...], cred: Any,
                       caller: Caller) -> bool:
+    if not id_sources:
+        return False
     ids_caller = own_ids.ids_caller(request.app[AUTH], cred, caller.tenant)
-    return await own_ids.names_own_object(request, own_ids.sources(mapping, route), ids_caller)
+    body = await _json_body(request) if ids_caller is not None and own_ids.reads_body(id_sources) else None
+    return own_ids.names_own_object(request, id_sources, body, ids_caller)
 
 
 async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Traffic) -> Target | None:
@@ -283,14 +288,26 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
         return None
     name = field.partition(".")[2]
     with contextlib.suppress(Exception):
-        raw = await request.read()
-        if name.encode() not in raw:
+        if name.encode() not in await request.read():
             return None  # most requests continue nothing: no JSON parse for them
-        body = orjson.loads(raw)
-        ids = body.get(name) if isinstance(body, dict) else None
-        if isinstance(ids, list) and ids:
+    body = await _json_body(request)
+    ids = body.get(name) if isinstance(body, dict) else None
+    if isinstance(ids, list) and ids:
+        with contextlib.suppress(Exception):  # no verdict from the shared state: the split decides
             return await traffic.stitching.side_of(ids)
     return None
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body, parsed once for every look the split takes (None: not JSON, or unreadable;
+    the handler then answers it). aiohttp keeps the bytes for the handler."""
+    if _JSON_BODY not in request:
+        body = None
+        if request.method == "POST" and request.content_type == "application/json":
+            with contextlib.suppress(Exception):
+                body = orjson.loads(await request.read())
+        request[_JSON_BODY] = body
+    return request[_JSON_BODY]
 
 
 def _shadow_body(request: web.Request, traffic: Traffic) -> bytes | BodyTee | None:

@@ -81,6 +81,7 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[TRAFFIC].stitching.close()
         if app[TRAFFIC].shadow is not None:
             await app[TRAFFIC].shadow.close()
         await app[TRAFFIC].session.close()  # type: ignore[union-attr]

@@ -44,6 +44,16 @@ class Stitching:
         with contextlib.suppress(StateUnavailable):
             await self.shared.claim(f"stitch:{target}:{request_id}", STITCH_TTL_S)  # type: ignore[union-attr]
 
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Shared writes still under way finish (they are one Redis call) or are cancelled: none outlives
+        the app."""
+        if not self._writes:
+            return
+        _, late = await asyncio.wait(self._writes, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
     async def side_of(self, ids: list[Any]) -> Target | None:
         now = time.monotonic()
         wanted = [i for i in ids if isinstance(i, str) and i]

@@ -241,19 +241,22 @@ async def _first_then_respond(
     tap: Tap,
 ) -> web.StreamResponse:
     tap.upstream_format = plan.setup.get("output_format") or plan.setup.get("input_format")
-    # The encoder opens on a codec thread while Gradium prepares the first audio, not after it came.
-    primed = asyncio.ensure_future(prime_transform(plan.transform))
+    # The encoder opens on a codec thread while Gradium prepares the first audio, not after it came
+    # (only heavy transforms have a codec to open: no task for the others).
+    primed = asyncio.ensure_future(prime_transform(plan.transform)) if plan.transform.heavy else None
     try:
         first = await asyncio.wait_for(upstream.recv(), timeout=request.app[SETTINGS].gradium.ready_timeout_s)
-        await primed
+        if primed is not None:
+            await primed
         if first is None:
             raise GatewayError("upstream_error", "Gradium ended the session before it started")
         return await _respond(request, ctx, plan, upstream, first, base_scope, tap)
     except TimeoutError:
         raise GatewayError("upstream_unavailable", "Gradium did not answer in time") from None
     finally:
-        if not primed.done():
+        if primed is not None and not primed.done():
             primed.cancel()
+            await asyncio.gather(primed, return_exceptions=True)  # no task outlives the request
         await upstream.close()
 
 

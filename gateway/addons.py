@@ -131,10 +131,11 @@ class Tap:
         if self.addons.session_start:
             self.addons.emit(SessionStart(self.flow))
 
-    def frame(self, data: str | bytes) -> None:
+    def frame(self, data: str | bytes, t: float | None = None) -> None:
+        """`t`: when the frame arrived (default: now), for a caller that tells observers after forwarding it."""
         self.frames_in += 1
         if self.addons.client_frame:
-            self.addons.emit(ClientFrame(self.flow, data, time.monotonic()))
+            self.addons.emit(ClientFrame(self.flow, data, time.monotonic() if t is None else t))
 
     def action(self, action: str, context: str | None) -> None:
         if self.addons.action_taken:

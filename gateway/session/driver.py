@@ -273,11 +273,14 @@ class Driver:
             kind = msg.kind
             if kind is CLOSED:
                 raise ClientGone()
-            cmds = core.client(kind, msg.data, time.monotonic())
+            now = time.monotonic()
+            cmds = core.client(kind, msg.data, now)
             if cmds:
                 await self.run_commands(cmds)
             if kind is TEXT or kind is BINARY:
-                tap.frame(msg.data)  # observers (a shadow's tee) see the frame once the primary forwarded it
+                # observers (a shadow's tee) see the frame once the primary forwarded it, stamped with its
+                # arrival: the primary's latencies count from there, not from after its own upstream send
+                tap.frame(msg.data, now)
 
     async def _watchdog(self) -> None:
         while self.core.state is not SessionState.CLOSED:

@@ -73,7 +73,8 @@ WARMUP = 3
 
 
 async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, n: int) -> dict[str, Any]:
-    """`n` sessions per side, interleaved (a, b, a, b ...) so both sides see the same machine load, after
+    """`n` sessions per side, interleaved in alternating order (a, b, b, a, a, b ...) so both sides see the same
+    machine load and neither always runs right after the other's leftovers (a shadow leg still draining), after
     `WARMUP` untimed ones. A side's gateway CPU is its process's whole CPU over the timed sessions (its shadow
     legs and comparisons included, wherever they ran), per session."""
     got: dict[str, list[float]] = {k: [] for k in fns}
@@ -83,7 +84,8 @@ async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, 
         if i == WARMUP:
             await asyncio.sleep(0.5)
             cpu = {name: cpu_ns(proc) for name, (_, proc) in fns.items() if proc is not None}
-        for name, (fn, _) in fns.items():
+        order = list(fns.items())
+        for name, (fn, _) in order if i % 2 == 0 else order[::-1]:
             try:
                 sample = await asyncio.wait_for(fn(paths.new_trace()), 30)
                 if i >= WARMUP:
@@ -121,7 +123,9 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
         legacy = {p: {"base_url": vendor.url} for p in PROVIDERS}
         tts, stt = TtsInput.build("The quick brown fox jumps over the lazy dog."), SttInput.build(
             "Hello world, testing the gateway.")
-        n, n_stt = (30, 8) if quick else (100, 20)
+        # a p99 needs a few hundred samples to be more than the slowest session: the shadow rows get them
+        n = 30 if quick else 100
+        n_shadow, n_shadow_stt = (60, 12) if quick else (300, 40)
         p = functools.partial
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             if shadow:
@@ -134,10 +138,10 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
                 running.append(g1)
                 results["shadow_tts_ws"] = await _pairwise(
                     {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),
-                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n)
+                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n_shadow)
                 results["shadow_stt_live"] = await _pairwise(
                     {"rate0": (p(paths.stt_gateway, http, g0.url, stt, True), g0),
-                     "rate1": (p(paths.stt_gateway, http, g1.url, stt, True), g1)}, "first_word_ms", n_stt)
+                     "rate1": (p(paths.stt_gateway, http, g1.url, stt, True), g1)}, "first_word_ms", n_shadow_stt)
                 for key in ("shadow_tts_ws", "shadow_stt_live"):
                     r = results[key]
                     for q in ("p50", "p99"):

@@ -67,6 +67,7 @@ async def serve(
 ) -> None:
     """Serve until `stop` (or a signal); `socks`: listening sockets inherited from `serve --workers`."""
     from gateway.app import create_app
+    from gateway.heap import freeze_startup_heap
     from gateway.session.lifecycle import LIVE
 
     _warn_emulator(settings)
@@ -97,8 +98,10 @@ async def serve(
             sites.append(web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=ctx, reuse_address=True))
     for site in sites:
         await site.start()
+    frozen = freeze_startup_heap()
     log.info(
         "gateway.listening",
+        frozen_objects=frozen,
         http=f"http://{settings.host}:{settings.port}",
         https=f"https://{settings.host}:{settings.tls_port}" if settings.tls_enabled else None,
         providers=sorted(p.stem for p in Path(settings.mappings_dir).glob("*.yaml")),
@@ -214,6 +217,9 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         return 2
     settings = emulator_settings(args)
     _install_uvloop()
+    from gateway.heap import freeze_startup_heap
+
+    freeze_startup_heap()  # the emulator stands in for Gradium under load too: no collector pauses
     with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):
         asyncio.run(run_emulator(host, port, settings))
     return 0

@@ -101,6 +101,9 @@ async def test_two_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> 
     first = out.splitlines()[0]
     assert "gateway.using_builtin_emulator" in first  # still the first line with workers
     assert "gateway.workers_without_shared_state" in out and "gateway.worker_restarted" in out
+    # each worker froze its start-up heap before serving (gateway/heap.py): full collections skip it
+    frozen = [int(n) for n in re.findall(r'"frozen_objects": ?(\d+)', out)]
+    assert len(frozen) == 3 and min(frozen) > 10_000, frozen
 
 
 async def test_sigterm_drains_running_requests_on_every_worker(tmp_path: Path) -> None:

@@ -246,11 +246,14 @@ class Driver:
             for t in tasks:
                 t.cancel()
             try:
-                # awaited (and their outcomes read) before the close: none outlives the session
-                await asyncio.gather(*tasks, return_exceptions=True)
+                # The close goes out at once: the client reader is cancelled already (it can no longer take
+                # the client's answer from the close, which waits for it); the tasks are awaited (and their
+                # outcomes read) right after, so none outlives the session, but the client's close does
+                # not wait a loop turn or two for them.
                 if self.close_code is not None and not port.closed:
                     with contextlib.suppress(Exception):
                         await port.close(self.close_code, self.close_reason)
+                await asyncio.gather(*tasks, return_exceptions=True)
             finally:
                 await self.close_all()
 

@@ -200,7 +200,6 @@ class Requests:
         if ev.upstream_request_id is not None:
             self.upstream_request_id = ev.upstream_request_id
         nxt = self.table.finish(r)
-        self._out.append(cmd.Drop(r))
         if nxt is not None:
             self._out.append(cmd.Turn(nxt))
         if r.key not in self.table.queues:
@@ -209,5 +208,8 @@ class Requests:
             self.since = ev.t  # the client's silence counts from here
         if self.spec.contexts.on_end == "close":
             self._close(GOING_AWAY if self.going_away else 1000)
-            return
-        self._drained()
+        else:
+            self._drained()
+        # last: releasing the finished stream may wait on Gradium (its socket's close handshake), and neither
+        # the client's close nor the next request's turn waits for that
+        self._out.append(cmd.Drop(r))

@@ -36,7 +36,7 @@ def test_deepgram_finalize_then_closestream() -> None:
     pb.gradium(r, {"type": "end_of_stream"}) << [
         'Client Metadata {"channels":1,"duration":0.0,'
         '"sha256":"e6ab9edb8bf8b83b838093e880840504603533fc3ac91bea382e9efc5db11998","transaction_key":"deprecated"}']
-    pb.done(r, at=4) << ["Drop ''#1", "ContextOver None done", "Close 1000"]
+    pb.done(r, at=4) << ["ContextOver None done", "Close 1000", "Drop ''#1"]
 
 
 def test_deepgram_unknown_text_is_ignored_and_keepalive_keeps_the_socket() -> None:
@@ -62,7 +62,7 @@ def test_deepgram_closestream_with_a_slow_upstream_is_not_an_idle_timeout() -> N
     pb.tick(12) << []
     pb.tick(60) << []
     pb.gradium(r, {"type": "end_of_stream"})
-    pb.done(r, at=61) << ["Drop ''#1", "ContextOver None done", "Close 1000"]
+    pb.done(r, at=61) << ["ContextOver None done", "Close 1000", "Drop ''#1"]
 
 
 def test_flux_configure_and_force_end_turn() -> None:
@@ -99,7 +99,7 @@ def test_cartesia_continue_flush_and_the_next_request_waits_its_turn() -> None:
         'Client chunk {"context_id":"a","data":"AAAA","done":false,"flush_id":1,"status_code":206}']
     pb.gradium(r1, {"type": "end_of_stream"}) << [
         'Client flush_done {"context_id":"a","done":false,"flush_done":true,"flush_id":1,"status_code":206}']
-    pb.done(r1) << ["Drop 'a'#1", "Turn 'a'#2"]
+    pb.done(r1) << ["Turn 'a'#2", "Drop 'a'#1"]
     assert r2.state is ContextState.DRAINING
 
 
@@ -137,7 +137,7 @@ def test_elevenlabs_close_context_then_close_socket() -> None:
     r = pb.req("a")
     pb.gradium(r, {"type": "end_of_stream"}) << [
         'Client {"contextId":"a","context_id":"a","isFinal":true,"is_final":true}']
-    pb.done(r) << ["Drop 'a'#1", "ContextOver 'a' done"]
+    pb.done(r) << ["ContextOver 'a' done", "Drop 'a'#1"]
     pb.client({"close_socket": True}) << ["Close 1000"]
 
 
@@ -171,7 +171,7 @@ def test_elevenlabs_dialogue_voice_change_starts_the_next_request_in_order() -> 
     assert (r1.segment, r2.segment) == (V, V2)   # the second line's request has the other voice's params
     assert r2.message is not None and r2.message["segment"] == V2
     pb.gradium(r1, {"type": "end_of_stream"}) << []   # its `end` is hidden: the context goes on
-    pb.done(r1) << ["Drop 'd'#1", "Turn 'd'#2"]
+    pb.done(r1) << ["Turn 'd'#2", "Drop 'd'#1"]
 
 
 # -- idle timeouts ---------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_elevenlabs_inactivity_timeout_never_cuts_the_final_audio() -> None:
     pb.tick(8) << []
     pb.tick(30) << []
     pb.gradium(r, {"type": "end_of_stream"}) << ['Client {"isFinal":true}']
-    pb.done(r, at=31) << ["Drop ''#1", "ContextOver None done", "Close 1000"]
+    pb.done(r, at=31) << ["ContextOver None done", "Close 1000", "Drop ''#1"]
 
 
 def test_a_drain_has_its_own_deadline() -> None:
@@ -222,4 +222,4 @@ def test_first_message_deadline_and_shutdown() -> None:
     pb.event(Shutdown()) << ["Gradium 'a'#1 end_of_stream {}"]   # finish what is owed first...
     r = pb.req("a")
     pb.gradium(r, {"type": "end_of_stream"})
-    pb.done(r) << ["Drop 'a'#1", "ContextOver 'a' done", "Close 1001"]   # ...then going away
+    pb.done(r) << ["ContextOver 'a' done", "Close 1001", "Drop 'a'#1"]   # ...then going away

@@ -1,0 +1,52 @@
+"""Issue 9: the end of a session reaches the client first. Once a request is over, its final message and
+the socket's close go to the client without waiting for the finished Gradium stream to be released (a
+socket's return to the pool, or its close handshake with Gradium); the session itself still ends only
+after that release."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.session.headless import HeadlessSession
+from gateway.upstream.gradium import GradiumWsStream
+from tests.conftest import Gateway
+
+VOICE = "21m00Tcm4TlvDq8ikWAM"
+KEY = "gsk_test"
+
+
+async def test_the_client_is_closed_before_the_gradium_stream_is_released(
+        gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    releasing = asyncio.Event()
+    release = asyncio.Event()
+    real_close = GradiumWsStream.close
+
+    async def held_close(self: GradiumWsStream) -> None:
+        releasing.set()
+        await release.wait()  # Gradium slow to answer the close (or the pool return held up)
+        await real_close(self)
+
+    monkeypatch.setattr(GradiumWsStream, "close", held_close)
+    async with HeadlessSession(gateway.app, "elevenlabs", "tts_stream_input", path={"voice_id": VOICE},
+                               query={"output_format": "pcm_16000"}) as s:
+        for frame in ({"text": " ", "xi_api_key": KEY}, {"text": "Hello world. "}, {"text": ""}):
+            await s.send_json(frame)
+        try:
+            await asyncio.wait_for(releasing.wait(), 20)  # a guard against a hang, not a timing
+            for _ in range(50):  # a few loop turns: the close is not waiting on anything
+                if s.port.closed:
+                    break
+                await asyncio.sleep(0)
+            close_code = s.port.close_code  # what the client has while Gradium's stream is still held
+            frames: list[Any] = s.port.json()
+            ended_early = s.task is None or s.task.done()
+        finally:
+            release.set()
+        end = await s.wait(timeout=20)
+    assert close_code == 1000 and frames[-1] == {"isFinal": True}
+    assert any(f.get("audio") for f in frames)
+    assert not ended_early  # the session itself ends only once the stream is released
+    assert end.status == "ok" and end.close_code == 1000

@@ -70,13 +70,6 @@ class Driver:
         self.close_code: int | None = None
         self.close_reason = b""
         self.exc: BaseException | None = None
-        # commands by type: those done at once, and those that wait on I/O
-        self._now: dict[type, Callable[[Any], None]] = {
-            Read: self._read, Turn: self._turn, StartTimer: self._start_timer, CancelTimer: self._cancel_timer,
-            Close: self._close, Acted: self._acted, ContextOver: self._context_over, WarmUp: self._warm_up}
-        self._io: dict[type, Callable[[Any], Awaitable[None]]] = {
-            SendGradium: self._send_gradium, SendAudio: self._send_audio, FlushAudio: self._flush_audio,
-            Open: self._open, Drop: self._drop, SendClient: self._send_client}
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -91,11 +84,11 @@ class Driver:
                         await (port.send_bytes(c.data) if c.binary else port.send_text(c.data))
                         self.tap.output(c.data)
                     continue
-                now = self._now.get(c.__class__)
+                now = _NOW.get(c.__class__)
                 if now is not None:
-                    now(c)
+                    now(self, c)
                 else:
-                    await self._io[c.__class__](c)
+                    await _IO[c.__class__](self, c)
             except GatewayError as err:
                 # I/O for a request failed: the core decides what that means (the context, or the session)
                 rest = self.core.handle(Failed(err, getattr(c, "req", None)))
@@ -105,11 +98,11 @@ class Driver:
     async def run_commands_strict(self, cmds: list[Command]) -> None:
         """Before the upgrade: a failure is raised (it becomes the refusal), not handed to the core."""
         for c in cmds:
-            now = self._now.get(c.__class__)
+            now = _NOW.get(c.__class__)
             if now is not None:
-                now(c)
+                now(self, c)
             else:
-                await self._io[c.__class__](c)
+                await _IO[c.__class__](self, c)
 
     async def shutdown(self) -> None:
         """The gateway is stopping: finish what is owed, then close as a server going away."""
@@ -264,7 +257,13 @@ class Driver:
 
     async def close_all(self) -> None:
         """Every task of the session cancelled and awaited, every Gradium stream closed."""
-        await self.upstreams.close(self.core.table.requests())
+        try:
+            await self.upstreams.close(self.core.table.requests())
+        finally:
+            # the Gradium side no longer calls back into this driver: the two (and the session's core,
+            # requests, tasks and sockets they hold) are freed when the session ends, not by a later garbage
+            # collection (a pass of the collector per dozen sessions, up to a millisecond each)
+            self.upstreams.detach()
         if not self.done.done():
             self.done.cancel()  # a late failure has no one to tell (and is never an unread exception)
 
@@ -294,3 +293,13 @@ class Driver:
                 deadline = self.core.deadline()
             wait = WATCH_MAX_S if deadline is None else min(WATCH_MAX_S, max(deadline - now, 0.0))
             await asyncio.sleep(wait)
+
+
+# commands by type: those done at once, and those that wait on I/O (plain functions, not a table of bound
+# methods per driver, which would tie each driver to itself in a reference cycle)
+_NOW: dict[type, Callable[[Driver, Any], None]] = {
+    Read: Driver._read, Turn: Driver._turn, StartTimer: Driver._start_timer, CancelTimer: Driver._cancel_timer,
+    Close: Driver._close, Acted: Driver._acted, ContextOver: Driver._context_over, WarmUp: Driver._warm_up}
+_IO: dict[type, Callable[[Driver, Any], Awaitable[None]]] = {
+    SendGradium: Driver._send_gradium, SendAudio: Driver._send_audio, FlushAudio: Driver._flush_audio,
+    Open: Driver._open, Drop: Driver._drop, SendClient: Driver._send_client}

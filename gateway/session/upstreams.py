@@ -160,6 +160,13 @@ class Upstreams:
         while self.releasing:
             await asyncio.gather(*self.releasing, return_exceptions=True)
 
+    def detach(self) -> None:
+        """The session is over: drop the driver's callbacks (they tie the driver and this object in a
+        reference cycle); anything reported later has no one to tell."""
+        self.run = _run_nothing
+        self.feed = _feed_nothing
+        self.abort = _ignore
+
     # -- readers ---------------------------------------------------------------------------------
 
     def read(self, r: Request) -> None:
@@ -285,3 +292,15 @@ def _forget(tasks: set[Any]) -> Callable[[asyncio.Future[Any]], None]:
         _retrieve(task)  # its failure was handled where it happened (the tasks guard their work)
 
     return done
+
+
+async def _run_nothing(cmds: list[Command]) -> None:
+    return None
+
+
+async def _feed_nothing(ev: SessionEvent) -> None:
+    return None
+
+
+def _ignore(exc: BaseException) -> None:
+    return None

@@ -6,8 +6,9 @@ takes 50-120 ms on this project's 2-core reference machine, and the event loop r
 every stream in flight sees that pause. One comes whenever the objects that survived since the last reach
 a quarter of the long-lived ones, which live sessions' state does under load. `gc.freeze()` moves what
 exists now into a permanent generation that collections skip (a full collection then walks what sessions
-hold: a few ms for 50,000 objects); what sessions allocate later is collected as before. Call it once, when the process is ready to serve, never later:
-frozen objects are never freed, and a live session frozen by mistake would leak.
+hold: a few ms for 50,000 objects); what sessions allocate later is collected as before. Call it once,
+when the process is ready to serve, never later: frozen objects are never freed, and a live session
+frozen by mistake would leak.
 """
 
 from __future__ import annotations

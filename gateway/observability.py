@@ -72,6 +72,13 @@ def _render_message(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def debug_enabled() -> bool:
+    """Whether debug events are written (`configure_logging` gives the root logger and structlog's filter
+    one level). A hot path asks first: structlog's lazy proxy builds a logger on every call, even for an
+    event it then drops (loggers are not cached, so that reconfiguring takes effect)."""
+    return logging.root.isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str = "info", stream: Any = None) -> None:
     """JSON lines on stderr, one per event, with contextvars (request id, provider, route) merged in.
 

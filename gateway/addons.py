@@ -13,9 +13,11 @@
 The built-in list is explicit (`default_addons`: metrics and the request log). `AddonManager` computes,
 per hook, the tuple of bound methods once, when an addon is registered, so the hot path does no
 `getattr`; a runtime tests the tuple before building an event, so a hook nobody wants costs one
-truth test. Every call is guarded (mitmproxy's `safecall`): an addon's exception is logged with its
-traceback and counted (`errors`, and `gateway_addon_errors_total`), and never reaches the client or stops
-the session.
+truth test. An addon that follows only some sessions (the shadow's: the sampled ones) says which with
+`watches(flow)`, asked once after `session_start`: a session nobody watches then costs one truth test
+per frame or output, not an event per frame. Every call is guarded (mitmproxy's `safecall`): an
+addon's exception is logged with its traceback and counted (`errors`, and `gateway_addon_errors_total`),
+and never reaches the client or stops the session.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class AddonManager:
         self.metrics = metrics
         self.errors: Counter[str] = Counter()  # "<addon>.<hook>" -> exceptions caught
         self._by_hook: dict[str, Hook] = {}
+        self._owner: dict[int, object] = {}  # id(bound method) -> its addon, for `watches`
         self.session_start: Hook = ()
         self.client_frame: Hook = ()
         self.action_taken: Hook = ()
@@ -74,6 +77,7 @@ class AddonManager:
 
     def _rebuild(self) -> None:
         self._names: dict[int, str] = {}
+        self._owner = {}
         for hook in HOOKS:
             fns = []
             for a in self.addons:
@@ -81,12 +85,35 @@ class AddonManager:
                 if callable(fn):
                     fns.append(fn)
                     self._names[id(fn)] = f"{type(a).__name__}.{hook}"
+                    self._owner[id(fn)] = a
             self._by_hook[hook] = tuple(fns)
             setattr(self, hook, self._by_hook[hook])
+        self._selective = any(callable(getattr(a, "watches", None)) for a in self.addons)
 
-    def emit(self, event: Event) -> None:
-        """Call every addon that wants this event; an addon's failure is logged and counted, never raised."""
-        for fn in self._by_hook[event.hook]:
+    def per_flow(self, flow: Flow) -> tuple[Hook, Hook]:
+        """The `client_frame` and `client_output` methods to call for `flow`: those of addons without
+        `watches`, and of those whose `watches(flow)` is true (a failing `watches` counts as true)."""
+        if not self._selective:
+            return self.client_frame, self.client_output
+        verdicts: dict[int, bool] = {}
+
+        def wanted(fn: Callable[[Any], Any]) -> bool:
+            addon = self._owner[id(fn)]
+            if id(addon) not in verdicts:
+                watches = getattr(addon, "watches", None)
+                try:
+                    verdicts[id(addon)] = not callable(watches) or bool(watches(flow))
+                except Exception:
+                    log.exception("addon.error", addon=f"{type(addon).__name__}.watches")
+                    verdicts[id(addon)] = True
+            return verdicts[id(addon)]
+
+        return tuple(f for f in self.client_frame if wanted(f)), tuple(f for f in self.client_output if wanted(f))
+
+    def emit(self, event: Event, fns: Hook | None = None) -> None:
+        """Call every addon that wants this event (`fns`: those chosen for its flow); an addon's failure is
+        logged and counted, never raised."""
+        for fn in self._by_hook[event.hook] if fns is None else fns:
             try:
                 fn(event)
             except Exception:
@@ -112,7 +139,9 @@ class Tap:
         "events_out",
         "first_output",
         "flow",
+        "frame_hooks",
         "frames_in",
+        "output_hooks",
         "upstream_format",
         "upstream_request_id",
     )
@@ -120,6 +149,8 @@ class Tap:
     def __init__(self, addons: AddonManager, flow: Flow) -> None:
         self.addons = addons
         self.flow = flow
+        self.frame_hooks = addons.client_frame  # narrowed to the addons watching this flow by `start`
+        self.output_hooks = addons.client_output
         self.frames_in = 0
         self.events_out = 0
         self.bytes_out = 0
@@ -130,12 +161,13 @@ class Tap:
     def start(self) -> None:
         if self.addons.session_start:
             self.addons.emit(SessionStart(self.flow))
+        self.frame_hooks, self.output_hooks = self.addons.per_flow(self.flow)
 
     def frame(self, data: str | bytes, t: float | None = None) -> None:
         """`t`: when the frame arrived (default: now), for a caller that tells observers after forwarding it."""
         self.frames_in += 1
-        if self.addons.client_frame:
-            self.addons.emit(ClientFrame(self.flow, data, time.monotonic() if t is None else t))
+        if self.frame_hooks:
+            self.addons.emit(ClientFrame(self.flow, data, time.monotonic() if t is None else t), self.frame_hooks)
 
     def action(self, action: str, context: str | None) -> None:
         if self.addons.action_taken:
@@ -150,8 +182,8 @@ class Tap:
             self.first_output = time.monotonic()
             if self.addons.first_output:
                 self.addons.emit(FirstOutput(self.flow, self.first_output))
-        if self.addons.client_output:
-            self.addons.emit(ClientOutput(self.flow, data, len(data), time.monotonic(), first))
+        if self.output_hooks:
+            self.addons.emit(ClientOutput(self.flow, data, len(data), time.monotonic(), first), self.output_hooks)
 
     def end(self, status: str, **fields: Any) -> SessionEnd:
         ev = SessionEnd(self.flow, status, frames_in=self.frames_in, events_out=self.events_out,

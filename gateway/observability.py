@@ -72,6 +72,17 @@ def _render_message(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def log_enabled(level: int) -> bool:
+    """Whether events of `level` are written (`configure_logging` gives the root logger and structlog's
+    filter one level). A hot path asks first: structlog's lazy proxy builds a logger on every call, even
+    for an event it then drops (loggers are not cached, so that reconfiguring takes effect)."""
+    return logging.root.isEnabledFor(level)
+
+
+def debug_enabled() -> bool:
+    return log_enabled(logging.DEBUG)
+
+
 def configure_logging(level: str = "info", stream: Any = None) -> None:
     """JSON lines on stderr, one per event, with contextvars (request id, provider, route) merged in.
 
@@ -202,6 +213,8 @@ class LogAddon:
 
     def session_end(self, ev: SessionEnd) -> None:
         flow = ev.flow
+        if not log_enabled(logging.WARNING if flow.transport == "http" and ev.degraded else logging.INFO):
+            return  # the line would be dropped: not built (once per request, on a busy path)
         fields: dict[str, Any] = {
             "request_id": flow.request_id, "provider": flow.provider, "route": flow.route, "target": flow.target,
             "status": ev.status, "ms": flow.elapsed_ms(ev.t), "first_output_ms": ev.first_output_ms,

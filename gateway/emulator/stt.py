@@ -57,9 +57,10 @@ class SttEngine:
     def feed_audio(self, data: bytes) -> list[Message]:
         return self._feed_pcm(self._decoder.decode(data))
 
-    def flush(self) -> list[Message]:
-        """Finish the pending word and release every held word (`flush` -> `flushed`)."""
-        self._held.extend(self._recognizer.flush())
+    def flush(self, final: bool = False) -> list[Message]:
+        """Release every held word and the one in progress once it is over (`flush` -> `flushed`); at the
+        end of input (`final`) the word in progress is finished whatever it sounds like."""
+        self._held.extend(self._recognizer.flush(final=final))
         return self._release(force=True)
 
     def finish(self) -> list[Message]:
@@ -67,7 +68,7 @@ class SttEngine:
         out = self._feed_pcm(self._decoder.flush())
         if self._frame_fill:
             out += self._feed_pcm(np.zeros(STT_FRAME_SIZE - self._frame_fill, dtype=np.int16))
-        out += self.flush()
+        out += self.flush(final=True)
         return out
 
     def _feed_pcm(self, pcm: np.ndarray) -> list[Message]:

@@ -14,6 +14,10 @@ WINDOW_S = 0.030
 HOP_S = 0.005
 MIN_RUN_FRAMES = 4  # 20 ms: shorter runs are transitions between two bursts or codec glitches
 WORD_GAP_FRAMES = 12  # 60 ms of silence ends a word; character gaps never get there
+# A flush mid-stream ends the word in progress only after this many silent frames (40 ms of quiet: no
+# window fits in a 15 ms character gap, so the word is known to be over); a word still being spoken
+# stays open, so where a client's flush lands in the audio never splits a word.
+WORD_OVER_FRAMES = 3
 PURITY_MIN = 0.45  # share of the window's energy the best symbol must hold
 # Below this purity a loud window is noise, not a transition between two bursts (which keeps
 # 0.2+ in each), so it counts towards a word gap.
@@ -111,12 +115,22 @@ class ToneRecognizer:
         self._total += len(pcm_int16)
         return self._analyze(self._buf)
 
-    def flush(self) -> list[Word]:
+    def flush(self, final: bool = True) -> list[Word]:
         """Finish the word in progress now; decoding can continue with more audio afterwards.
 
         Frames overlapping the end of the audio are analyzed with zeros in place of the future,
         and are not revisited: the time base stays exact and nothing is decoded twice.
+        `final` False (a client's flush mid-stream): only a word the audio already shows to be over
+        is finished, from the frames analyzed so far (nothing padded, nothing skipped); one still being
+        spoken continues with the audio that follows. The words are then the same wherever the flush
+        lands, which depends on how the audio's frames happened to arrive.
         """
+        if not final:
+            if self._silent_frames < WORD_OVER_FRAMES:
+                return []
+            self._close_run()
+            word = self._end_word()
+            return [word] if word is not None else []
         padded = np.concatenate([self._buf, np.zeros(self._win, dtype=np.float64)])
         words = self._analyze(padded, limit=self._total)
         # The next frame may start past the end of the audio; `_analyze` skips to it by offset.

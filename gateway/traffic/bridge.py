@@ -122,6 +122,10 @@ class TraceAddon:
         self.open += 1
         ev.flow.data["pair_trace"] = got
 
+    def watches(self, flow: Any) -> bool:
+        """Only the sessions `session_start` opened a trace for."""
+        return "pair_trace" in flow.data
+
     def client_frame(self, ev: Any) -> None:
         if (got := ev.flow.data.get("pair_trace")) is None:
             return

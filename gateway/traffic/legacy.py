@@ -125,17 +125,17 @@ def begin(tap: Tap) -> None:
 
 
 def observers(tap: Tap) -> tuple[Any, Any]:
-    """Frame observers feeding the session events; text is decoded only when some addon listens."""
-    addons = tap.addons
+    """Frame observers feeding the session events; text is decoded only when some addon watches this
+    session (with shadowing on, only the sampled sessions are watched: the others pay nothing per frame)."""
 
     def on_in(kind: WSMsgType, data: bytes) -> None:
-        if addons.client_frame:
+        if tap.frame_hooks:
             tap.frame(_text(data) if kind == WSMsgType.TEXT else data)
         else:
             tap.frames_in += 1
 
     def on_out(kind: WSMsgType, data: bytes) -> None:
-        tap.output(_text(data) if kind == WSMsgType.TEXT and addons.client_output else data)
+        tap.output(_text(data) if kind == WSMsgType.TEXT and tap.output_hooks else data)
 
     return on_in, on_out
 

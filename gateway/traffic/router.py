@@ -27,6 +27,7 @@ from gateway.errors import GatewayError
 from gateway.events import Flow
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
+from gateway.observability import debug_enabled
 from gateway.session.refuse import refusal, refusal_response
 from gateway.state import SHARED_STATE
 from gateway.traffic import legacy, own_ids
@@ -152,8 +153,9 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         if cls == "catalogue" and decision.reason not in ("serve", "override"):
             return await handler(request)  # catalogues follow only `serve: legacy`
         traffic.metrics.assignments.labels(mapping.provider, route.name, decision.target, decision.reason).inc()
-        log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
-                  weight=decision.weight, config_version=traffic.version)
+        if debug_enabled():
+            log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
+                      weight=decision.weight, config_version=traffic.version)
         request[_UNIT] = (decision.target, id_header)
         plan = None
         if traffic.shadow is not None and cls == "speech":

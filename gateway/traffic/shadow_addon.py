@@ -34,6 +34,10 @@ class ShadowAddon:
             self.shadow.legs.add(copy)
             flow.data["shadow_noise"] = copy
 
+    def watches(self, flow: Any) -> bool:
+        """Frames and outputs matter only to a sampled unit's primary (asked after `session_start`)."""
+        return "shadow_pair" in flow.data
+
     def client_frame(self, ev: ClientFrame) -> None:
         leg = ev.flow.data.get("shadow_pair")
         if leg is not None and leg.plan.body is None:  # an HTTP leg was given the whole body up front

@@ -130,13 +130,26 @@ def _classify(exc: BaseException) -> PassthroughError:
 Observer = Callable[[WSMsgType, bytes], None]
 
 
+class _Relayed(web.StreamResponse):
+    """An answer whose headers wait for its first body write, like aiohttp's own `web.Response`: used only
+    when body bytes came in with the vendor's headers, so both leave in one write (one wake-up of the
+    client, not two). Should aiohttp drop the attribute, headers simply go out at `prepare()` again."""
+
+    _send_headers_immediately = False
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
+
+
 async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: str,
                      headers: CIMultiDict[str], *, ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
                      read_timeout_s: float, extra_response: dict[str, str] | None = None,
                      on_chunk: Callable[[bytes], None] | None = None) -> web.StreamResponse:
     """One request to the vendor, its answer streamed back chunk by chunk as it arrives; `on_chunk`
-    sees each chunk after it was written to the client."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+    sees each chunk after it was written to the client. The headers go to the client as soon as the
+    vendor's came, together with any body that came with them."""
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
     if cached is None and request.body_exists and (request.content_length or SMALL_BODY + 1) <= SMALL_BODY:
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
@@ -146,17 +159,25 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
     try:
         # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted
         upstream = await session.request(request.method, URL(url, encoded=True), headers=headers, data=body,
-                                         ssl=ssl_opt, timeout=timeout, allow_redirects=False,
-                                         skip_auto_headers=skip_auto, compress=None)
+                                         ssl=ssl_opt, timeout=_timeout(connect_timeout_s, read_timeout_s),
+                                         allow_redirects=False, skip_auto_headers=skip_auto, compress=None)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
     async with upstream:
-        out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                 headers=response_headers(upstream.headers.items()))
+        try:
+            first = upstream.content.read_nowait()  # what the vendor sent with its headers, if anything
+        except (aiohttp.ClientError, OSError):
+            first = b""  # the stream keeps its error: the loop below meets it after the headers went out
+        out = (_Relayed if first else web.StreamResponse)(status=upstream.status, reason=upstream.reason,
+                                                          headers=response_headers(upstream.headers.items()))
         if extra_response:
             out.headers.update(extra_response)
         await out.prepare(request)
         try:
+            if first:
+                await out.write(first)
+                if on_chunk is not None:
+                    on_chunk(first)
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
                 if on_chunk is not None:

@@ -25,15 +25,3 @@ async def gateway(request: pytest.FixtureRequest, emulator: Emulator, tls_files:
         settings = front_settings(standin, tls_files, traffic={"default": {"gradium": 0}})
         async with start_front(settings, standin) as gw:
             yield gw
-
-
-# Found by the legacy run: the stand-in receives byte-identical frames (tests/traffic proves it) yet its
-# translated STT splits "how" into "h" + "ow" at 32 kHz when the frames arrive in a relay's burst: the
-# translated path's transcript depends on frame arrival timing. Reported to the session-core owner.
-TIMING_DEPENDENT = {"test_resampled_rate[legacy]"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.name in TIMING_DEPENDENT:
-            item.add_marker(pytest.mark.xfail(reason="translated STT is arrival-timing dependent", strict=False))

@@ -136,6 +136,31 @@ def test_flush_mid_stream_keeps_time_base_and_continues() -> None:
     assert later[0].start_s == pytest.approx(offset + 100 / 24000 + second_t[0].start_s, abs=0.03)
 
 
+@pytest.mark.parametrize("rate", [16000, 24000])
+def test_a_flush_mid_stream_never_changes_the_words_wherever_it_lands(rate: int) -> None:
+    """A client's flush lands wherever the audio happened to have got to (how its frames arrived): a word
+    still being spoken then stays open instead of being cut in two ("h" + "ow"), and one already over is
+    finished at once, with the same start and end as without the flush."""
+    pcm, _ = tones.synthesize("hello world. how are you today?", rate)
+    plain = tone_decoder.transcribe(pcm, rate)
+    rec = ToneRecognizer(rate)
+    reference = rec.feed(pcm) + rec.flush()
+    for cut in range(0, len(pcm), rate // 100):  # every 10 ms
+        rec = ToneRecognizer(rate)
+        words = rec.feed(pcm[:cut]) + rec.flush(final=False) + rec.feed(pcm[cut:]) + rec.flush()
+        assert " ".join(w.text for w in words) == plain, f"flush at {cut / rate:.2f} s"
+        assert [(w.start_s, w.stop_s) for w in words] == [(w.start_s, w.stop_s) for w in reference]
+
+
+def test_a_flush_in_the_silence_after_a_word_finishes_it_at_once() -> None:
+    pcm, timings = tones.synthesize("one two", 24000)
+    rec = ToneRecognizer(24000)
+    end = round((timings[0].stop_s + 0.045 + tone_decoder.WINDOW_S) * 24000)  # 45 ms of silence analyzed
+    assert rec.feed(pcm[:end]) == []  # not yet the 60 ms that end a word by themselves
+    assert [w.text for w in rec.flush(final=False)] == ["one"]
+    assert [w.text for w in rec.feed(pcm[end:]) + rec.flush()] == ["two"]
+
+
 def test_vad_state() -> None:
     rec = ToneRecognizer(24000)
     pcm, timings = tones.synthesize("done.", 24000)

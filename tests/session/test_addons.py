@@ -94,6 +94,44 @@ def test_the_builtin_addons_want_nothing_per_frame() -> None:
     assert len(m.first_output) == 1 and len(m.session_end) == 2
 
 
+def test_an_addon_that_watches_some_sessions_hears_only_their_frames() -> None:
+    """`watches(flow)` is asked once the session started; an unwatched session builds no event per frame
+    or output for it, while an addon without `watches` hears every session."""
+    from gateway.addons import Tap
+
+    class Sampled:
+        def __init__(self) -> None:
+            self.frames: list[Any] = []
+            self.outputs: list[Any] = []
+
+        def session_start(self, ev: SessionStart) -> None:
+            if ev.flow.route == "sampled":
+                ev.flow.data["mine"] = True
+
+        def watches(self, flow: Flow) -> bool:
+            return "mine" in flow.data
+
+        def client_frame(self, ev: ClientFrame) -> None:
+            self.frames.append(ev.data)
+
+        def client_output(self, ev: ClientOutput) -> None:
+            self.outputs.append(ev.data)
+
+    class Everything(Sampled):
+        watches = None  # type: ignore[assignment]
+
+    sampled, every = Sampled(), Everything()
+    m = AddonManager([sampled, every])
+    for route in ("other", "sampled"):
+        tap = Tap(m, Flow("p", route, "ws"))
+        tap.start()
+        tap.frame(f"in-{route}")
+        tap.output(f"out-{route}")
+    assert sampled.frames == ["in-sampled"] and sampled.outputs == ["out-sampled"]
+    assert every.frames == ["in-other", "in-sampled"] and every.outputs == ["out-other", "out-sampled"]
+    assert m.per_flow(Flow("p", "other", "ws")) == ((every.client_frame,), (every.client_output,))
+
+
 async def test_websocket_session_events(gateway: Gateway) -> None:
     rec = Recorder()
     gateway.app[ADDONS].register(rec)

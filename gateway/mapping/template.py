@@ -37,19 +37,42 @@ class Messages(list):  # type: ignore[type-arg]
     __slots__ = ()
 
 
+def _step(value: Any, part: str) -> Any:
+    """One step of a path into anything that is not a plain dict (a dict is read with `.get` inline)."""
+    if isinstance(value, Mapping):
+        return value.get(part)
+    if isinstance(value, list | tuple) and part.lstrip("-").isdigit():
+        idx = int(part)
+        return value[idx] if -len(value) <= idx < len(value) else None
+    return getattr(value, part, None) if value is not None and not isinstance(value, str) else None
+
+
 def lookup(scope: Any, path: tuple[str, ...]) -> Any:
     value = scope
     for part in path:
-        if isinstance(value, Mapping):
-            value = value.get(part)
-        elif isinstance(value, list | tuple) and part.lstrip("-").isdigit():
-            idx = int(part)
-            value = value[idx] if -len(value) <= idx < len(value) else None
-        else:
-            value = getattr(value, part, None) if value is not None and not isinstance(value, str) else None
+        # scopes and events are plain dicts: an exact class test is much cheaper than the ABC check
+        value = value.get(part) if value.__class__ is dict else _step(value, part)
         if value is None:
             return None
     return value
+
+
+def _getter(path: tuple[str, ...]) -> Render:
+    """`lookup` for one path, with the one- and two-part paths (`$name`, `$item.field`) unrolled."""
+    if len(path) == 1:
+        key = path[0]
+        return lambda scope: scope.get(key)
+    if len(path) == 2:
+        head, field = path
+
+        def get2(scope: Scope) -> Any:
+            v = scope.get(head)
+            if v.__class__ is dict:
+                return v.get(field)
+            return None if v is None else _step(v, field)
+
+        return get2
+    return lambda scope: lookup(scope, path)
 
 
 def references(value: Any) -> set[str]:
@@ -95,14 +118,12 @@ def _compile_str(text: str) -> Render:
             if fn not in VALUE_FUNCTIONS:
                 raise TemplateError(f"unknown function {fn!r} (known: {', '.join(sorted(VALUE_FUNCTIONS))})")
         funcs = [VALUE_FUNCTIONS[f] for f in fns]
+        get = _getter(path)
         if not funcs:
-            if len(path) == 1:
-                key = path[0]
-                return lambda scope: scope.get(key)
-            return lambda scope: lookup(scope, path)
+            return get
 
         def piped(scope: Scope) -> Any:
-            v = lookup(scope, path)
+            v = get(scope)
             for f in funcs:
                 v = f(v)
             return v
@@ -157,19 +178,53 @@ def _compile_each(tpl: dict[str, Any]) -> Render:
         raise TemplateError("$each needs exactly `$each: $list` and `$as: <template>`")
     source = compile_template(tpl["$each"])
     item = compile_template(tpl["$as"])
+    fields = _projection(tpl["$as"])
 
     def render(scope: Scope) -> Any:
         seq = source(scope)
         if seq is None:
             return None
-        inner = dict(scope)
+        inner: dict[str, Any] | None = None
         out = []
         for x in seq:
+            if fields is not None and x.__class__ is dict:
+                # what `item(inner)` gives for a dict item, without a scope or a call per field
+                row = {}
+                for k, name, const in fields:
+                    v = const if name is None else x.get(name)
+                    if v is not None:
+                        row[k] = v
+                out.append(row or None)
+                continue
+            if inner is None:
+                inner = dict(scope)
             inner["item"] = x
             out.append(item(inner))
         return out
 
     return render
+
+
+def _projection(tpl: Any) -> list[tuple[str, str | None, Any]] | None:
+    """`$as` templates that only pick fields of the item (`{word: $item.text, confidence: 0.99}`, the
+    per-word shape of transcripts): (key, item field or None, constant) per key, in order; else None."""
+    if not isinstance(tpl, dict) or not tpl:
+        return None
+    out: list[tuple[str, str | None, Any]] = []
+    for k, v in tpl.items():
+        if isinstance(v, dict | list):
+            return None
+        if isinstance(v, str):
+            m = _REF.match(v.strip())
+            if m is None or m.group(2).strip():
+                return None
+            path = m.group(1).split(".")
+            if len(path) != 2 or path[0] != "item":
+                return None
+            out.append((k, path[1], None))
+        else:
+            out.append((k, None, v))
+    return out if any(name is not None for _, name, _ in out) else None
 
 
 def _compile_if(tpl: dict[str, Any]) -> Render:

@@ -41,22 +41,30 @@ class SegmentOptions(Options):
 
 
 class Word:
-    __slots__ = ("end", "punctuated", "start", "text")
+    __slots__ = ("_dict", "_dict_end", "end", "punctuated", "start", "text")
 
     def __init__(self, raw: str, start: float, capitalize: bool) -> None:
         self.text = raw.strip(_PUNCT).lower() or raw.lower()
         self.punctuated = raw[:1].upper() + raw[1:] if capitalize else raw
         self.start = start
         self.end = start
+        self._dict: dict[str, Any] | None = None
+        self._dict_end = start
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "punctuated": self.punctuated,
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "confidence": 0.99,
-        }
+        """The word as events carry it (read-only for them): built once, not once per interim result
+        that repeats it, and again only if its `end` moved since."""
+        d = self._dict
+        if d is None or self._dict_end != self.end:
+            self._dict_end = self.end
+            self._dict = d = {
+                "text": self.text,
+                "punctuated": self.punctuated,
+                "start": round(self.start, 3),
+                "end": round(self.end, 3),
+                "confidence": 0.99,
+            }
+        return d
 
 
 @register

@@ -57,10 +57,14 @@ class AudioLeg:
         out = await offload(self.heavy, self.transcoder.feed, chunk)
         return gradium.audio(out) if out else None
 
-    def feed_inline(self, chunk: bytes) -> Message | None:
-        """`feed` for a leg that is not `heavy`, with no coroutine (it runs once per client frame)."""
-        out = self.transcoder.feed(chunk)
-        return gradium.audio(out) if out else None
+    async def pcm(self, chunk: bytes) -> bytes:
+        """This chunk in Gradium's format (off the loop when heavy), for `GradiumStream.send_audio`; b"":
+        nothing yet."""
+        return await offload(self.heavy, self.transcoder.feed, chunk)
+
+    def pcm_inline(self, chunk: bytes) -> bytes:
+        """`pcm` for a leg that is not `heavy`, with no coroutine (it runs once per client frame)."""
+        return self.transcoder.feed(chunk)
 
     def flush(self, final: bool = False) -> Message | None:
         """The transcoder's tail: before a Gradium flush (a passthrough holds nothing back), or at the end

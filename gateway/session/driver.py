@@ -131,11 +131,11 @@ class Driver:
         leg = c.req.leg
         assert leg is not None
         try:
-            msg = await leg.feed(c.chunk) if leg.heavy else leg.feed_inline(c.chunk)
+            pcm = await leg.pcm(c.chunk) if leg.heavy else leg.pcm_inline(c.chunk)
         except AudioError as exc:
             raise GatewayError("invalid_audio", str(exc)) from None
-        if msg is not None:
-            await c.req.io.upstream.send(msg)
+        if pcm:
+            await c.req.io.upstream.send_audio(pcm)
 
     async def _flush_audio(self, c: FlushAudio) -> None:
         if c.req.leg is not None:

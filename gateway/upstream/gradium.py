@@ -55,6 +55,11 @@ class GradiumStream:
     async def send(self, msg: Message) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    async def send_audio(self, pcm: bytes) -> None:
+        """An `audio` message carrying `pcm` (once per client audio chunk: a stream on a socket sends it
+        as prebuilt bytes)."""
+        await self.send(protocol.audio(pcm))
+
     async def recv(self) -> Message | None:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -88,11 +93,16 @@ class GradiumWsStream(GradiumStream):
         self._closed_here = False  # closed by the gateway itself: never a stale pooled socket to replay
 
     async def send(self, msg: Message) -> None:
+        await self._send(protocol.dumps(msg))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self._send(protocol.audio_payload(pcm))
+
+    async def _send(self, payload: bytes) -> None:
         if self._closed_here:
             raise UpstreamClosed("the Gradium session was ended by the gateway")
         if self.ws.closed and self._replay is None:
             raise UpstreamClosed()
-        payload = protocol.dumps(msg)
         if self._replay is not None:
             self._replay.append(payload)
             self._replay_bytes += len(payload)

@@ -40,6 +40,9 @@ class MuxStream(GradiumStream):
             self.eos_sent = True
         await self.mux.send(msg)
 
+    async def send_audio(self, pcm: bytes) -> None:
+        await self.mux.send_payload(protocol.audio_payload(pcm, self.rid))
+
     async def recv(self) -> Message | None:
         if self.ended:
             return None
@@ -95,9 +98,13 @@ class GradiumMux:
         return stream
 
     async def send(self, msg: Message) -> None:
+        await self.send_payload(protocol.dumps(msg))
+
+    async def send_payload(self, payload: bytes) -> None:
+        """One message, already serialized (UTF-8 JSON)."""
         if self.ws is None or self.ws.closed:
             raise self.failure or GatewayError("upstream_unavailable", "Gradium connection closed")
-        await self.ws.send_frame(protocol.dumps(msg), aiohttp.WSMsgType.TEXT)
+        await self.ws.send_frame(payload, aiohttp.WSMsgType.TEXT)
 
     def forget(self, stream: MuxStream) -> None:
         if self.streams.get(stream.rid) is stream:

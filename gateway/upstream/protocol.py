@@ -14,9 +14,16 @@ module imports nothing of the gateway, so the runtime, the transforms and the em
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any, Final, Literal
 
 import orjson
+
+try:  # SIMD base64: an 80 ms chunk of client audio goes in ~0.3 us instead of ~5 us (binascii)
+    from pybase64 import b64encode as _b64
+except ImportError:  # pragma: no cover - the stdlib's, same bytes
+    def _b64(data: bytes) -> bytes:
+        return binascii.b2a_base64(data, newline=False)
 
 Message = dict[str, Any]  # one parsed message; its `type` is one of `Kind`
 Kind = Literal["setup", "ready", "text", "audio", "flush", "flushed", "end_of_stream", "end_text", "step",
@@ -76,7 +83,17 @@ def text_flush(rest: str | None) -> Message:
 
 
 def audio(pcm: bytes) -> Message:
-    return {"type": AUDIO, "audio": base64.b64encode(pcm).decode()}
+    return {"type": AUDIO, "audio": _b64(pcm).decode()}
+
+
+_AUDIO_HEAD = b'{"type":"audio","audio":"'
+
+
+def audio_payload(pcm: bytes, client_req_id: str | None = None) -> bytes:
+    """`dumps(audio(pcm))`, with `client_req_id` last as a shared socket's stream adds it: the frame of
+    every client audio chunk, built from the base64 bytes (no dict, no str of the base64, no JSON scan)."""
+    tail = b'"}' if client_req_id is None else b'","client_req_id":' + orjson.dumps(client_req_id) + b"}"
+    return b"".join((_AUDIO_HEAD, _b64(pcm), tail))
 
 
 def flush(flush_id: int | str) -> Message:

@@ -22,6 +22,7 @@ from gateway.errors import GatewayError
 from gateway.session import commands as cmd
 from gateway.session import inbound
 from gateway.session.contexts import ContextState, Request
+from gateway.session.port import BINARY
 from gateway.session.requests import GOING_AWAY, Requests, SessionState
 from gateway.upstream import protocol as gradium
 
@@ -66,7 +67,10 @@ class SessionCore(Requests):
             return []
         self._out = out = []
         try:
-            self._client(kind, data, t)
+            if kind is BINARY and self.state is SessionState.OPEN and self._binary_audio():
+                self._audio_frame(data, t)
+            else:
+                self._client(kind, data, t)
         except GatewayError as err:
             self._error(err)
         self.handling = None
@@ -152,6 +156,36 @@ class SessionCore(Requests):
         raise GatewayError(idle.error, idle.message or f"No input received within {self.idle_s:g} seconds")
 
     # -- client messages -------------------------------------------------------------------------
+
+    def _binary_audio(self) -> bool:
+        """Binary frames are plain audio on this route (`{when: binary, do: audio}`, no fields): a
+        binary frame matches the same rule whatever its bytes (matchers look at its type only)."""
+        if self._binary_is_audio is None:
+            rule = inbound.match(self.ws, b"")
+            self._binary_is_audio = rule is not None and rule.action == "audio" and rule.fields is None
+        return self._binary_is_audio
+
+    def _audio_frame(self, data: bytes, t: float) -> None:
+        """What `_message` does with a binary frame on such a route, once per client audio chunk."""
+        self.handling = None
+        self.since = t
+        if self.report_actions:
+            self._out.append(cmd.Acted("audio", None))
+        if not self.accepting:
+            return
+        r = self.table.active("")
+        if r is None:
+            if "" in self.table.cleared:
+                raise GatewayError("invalid_message", "Context  was cancelled; start a new context_id")
+            r = self._open("", None)
+        if r.leg is None:
+            raise GatewayError("invalid_message", "This socket does not take audio")
+        chunk = bytes(data)
+        if chunk:
+            self._out.append(cmd.SendAudio(r, chunk))
+        events = r.plan.transform.on_action("audio", {"audio": chunk})
+        if events:
+            self._events(r, events)
 
     def _client(self, kind: str, data: str | bytes, t: float) -> None:
         self.handling = None

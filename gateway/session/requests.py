@@ -57,6 +57,7 @@ class Requests:
         self.status = "ok"  # how the session ended: "ok" or the error kind that ended it
         self.error: GatewayError | None = None
         self.report_actions = True  # `Acted` commands (observers only): the driver turns them off if unheard
+        self._binary_is_audio: bool | None = None  # see `SessionCore._binary_audio`
         self._out: list[cmd.Command] = []
         self.render = Renderer(ctx)
         self.idle_s = self.render.idle_seconds(req)

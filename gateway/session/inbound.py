@@ -16,6 +16,11 @@ from gateway.errors import GatewayError
 from gateway.mapping.compiler import CompiledInbound, CompiledWs
 from gateway.session.port import BINARY, TEXT, TOO_BIG
 
+try:  # SIMD base64 (ElevenLabs realtime STT: every audio chunk is a base64 string)
+    from pybase64 import b64decode as _fast_b64decode
+except ImportError:  # pragma: no cover
+    _fast_b64decode = base64.b64decode
+
 
 def decode(ws: CompiledWs, kind: str, data: str | bytes) -> Any:
     if kind == TEXT:
@@ -46,6 +51,10 @@ def audio_bytes(chunk: Any) -> bytes:
         return b""
     if isinstance(chunk, str):
         try:
+            return _fast_b64decode(chunk, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+        try:  # what the fast decoder refuses, the stdlib's rules judge (it takes e.g. excess padding)
             return base64.b64decode(chunk, validate=True)
         except (binascii.Error, ValueError):
             raise GatewayError("invalid_audio", "audio is not valid base64") from None

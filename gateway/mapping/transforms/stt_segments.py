@@ -38,6 +38,9 @@ class SegmentOptions(Options):
     smart_format: bool = False
     max_segment_s: float = 8.0
     channels: int = 1
+    # the `metadata` event's sha256 of the client's audio; a route that does not render it turns it off
+    # (hashing is the dearest part of a client audio chunk's path after its base64)
+    sha256: bool = True
 
 
 class Word:
@@ -95,7 +98,7 @@ class SttSegments(EventTransform):
         self.eot_time = 0.0  # audio time when the VAD called the end of the turn
         self.eot_later: list[float] = []  # later turn ends seen while that flush was in flight
         self.eot_count = 0
-        self.sha = hashlib.sha256()
+        self.sha = hashlib.sha256() if options.sha256 else None
         self.audio_bytes = 0
         self.inactivity = gradium.Inactivity(options.vad_horizon_s)
 
@@ -162,7 +165,7 @@ class SttSegments(EventTransform):
         if kind == gradium.END_OF_STREAM:
             events = [self._results(is_final=True, speech_final=bool(self.words))] if self.words else []
             events.append(("metadata", {
-                "sha256": self.sha.hexdigest(),
+                "sha256": self.sha.hexdigest() if self.sha is not None else None,
                 "duration": round(max(self.clock, self.audio_bytes and self.clock), 3),
                 "channels": self.o.channels,
             }))
@@ -219,6 +222,7 @@ class SttSegments(EventTransform):
     def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
         if action == "audio":
             chunk = fields.get("audio") or b""
-            self.sha.update(chunk)
+            if self.sha is not None:
+                self.sha.update(chunk)
             self.audio_bytes += len(chunk)
         return []

@@ -139,6 +139,9 @@ def _compile_when(when: Any) -> Matcher:
         commands = frozenset(when)
         return lambda m: isinstance(m, str) and m in commands
     conds = [_match_condition(tuple(k.split(".")), v) for k, v in when.items()]
+    if len(conds) == 1:  # the usual `{type: X}` rule, tried on every client message: no generator
+        cond = conds[0]
+        return lambda m: isinstance(m, dict) and cond(m)
     return lambda m: isinstance(m, dict) and all(c(m) for c in conds)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Literal
 
 import aiohttp
@@ -95,8 +95,8 @@ class GradiumWsStream(GradiumStream):
     async def send(self, msg: Message) -> None:
         await self._send(protocol.dumps(msg))
 
-    async def send_audio(self, pcm: bytes) -> None:
-        await self._send(protocol.audio_payload(pcm))
+    def send_audio(self, pcm: bytes) -> Awaitable[None]:  # the coroutine of `_send`: one frame fewer per chunk
+        return self._send(protocol.audio_payload(pcm))
 
     async def _send(self, payload: bytes) -> None:
         if self._closed_here:

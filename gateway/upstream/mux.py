@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Awaitable
 
 import aiohttp
 
@@ -40,8 +41,8 @@ class MuxStream(GradiumStream):
             self.eos_sent = True
         await self.mux.send(msg)
 
-    async def send_audio(self, pcm: bytes) -> None:
-        await self.mux.send_payload(protocol.audio_payload(pcm, self.rid))
+    def send_audio(self, pcm: bytes) -> Awaitable[None]:
+        return self.mux.send_payload(protocol.audio_payload(pcm, self.rid))
 
     async def recv(self) -> Message | None:
         if self.ended:

@@ -1,0 +1,51 @@
+"""The template engine's fast paths (plain-dict paths, `$each` rows that only pick item fields) render
+exactly what the general path renders, including for items that are not dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.mapping.template import compile_template
+
+
+class Obj:
+    text = "attr"
+    start = 1.5
+
+
+ROW = {"word": "$item.text", "start": "$item.start", "confidence": 0.99, "gone": None}
+SCOPE: dict[str, Any] = {
+    "words": [{"text": "hi", "start": 1.0}, {"text": None}, {}, Obj(), "str", ["a", "b"], None],
+    "a": {"b": {"c": 3}, "l": [1, 2]},
+    "o": Obj(),
+}
+
+
+def test_each_rows_picked_from_dict_items_match_the_general_rendering() -> None:
+    rows = compile_template({"$each": "$words", "$as": ROW})(SCOPE)
+    # the same template with a piped field takes the general path for every item
+    general = compile_template({"$each": "$words", "$as": {**ROW, "word": "$item.text | to_str"}})(SCOPE)
+    assert rows == [
+        {"word": "hi", "start": 1.0, "confidence": 0.99},
+        {"confidence": 0.99},
+        {"confidence": 0.99},
+        {"word": "attr", "start": 1.5, "confidence": 0.99},
+        {"confidence": 0.99},
+        {"confidence": 0.99},
+        {"confidence": 0.99},
+    ]
+    assert rows == general
+    only_fields = compile_template({"$each": "$words", "$as": {"word": "$item.text"}})(SCOPE)
+    assert only_fields == [{"word": "hi"}, None, None, {"word": "attr"}, None, None, None]
+    assert compile_template({"$each": "$missing", "$as": ROW})(SCOPE) is None
+
+
+def test_paths_read_dicts_lists_and_attributes() -> None:
+    assert compile_template("$a.b.c")(SCOPE) == 3
+    assert compile_template("$a.l.1")(SCOPE) == 2
+    assert compile_template("$a.l.-1")(SCOPE) == 2
+    assert compile_template("$a.l.5")(SCOPE) is None
+    assert compile_template("$o.text")(SCOPE) == "attr"
+    assert compile_template("$words.4.x")(SCOPE) is None  # a string has no fields
+    assert compile_template("$nothing.x")(SCOPE) is None
+    assert compile_template("x ${a.b.c} ${o.start}")(SCOPE) == "x 3 1.5"

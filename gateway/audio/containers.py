@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import struct
 
-import av
-
 from .base import AudioError
 from .decoders import (
     Block,
@@ -15,6 +13,7 @@ from .decoders import (
     frame_to_array,
 )
 from .formats import PCM_F32LE, PCM_S16LE
+from .libav import av
 from .ogg import OggPacket, OggReader
 from .pcm import PCM_F64LE, PCM_S24LE, PCM_S32LE, PcmDecoder
 from .webm import TrackInfo, WebmReader

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from typing import Protocol, cast
 
-import av
 import numpy as np
 
 from .base import AudioError
+from .libav import av
 from .pcm import PcmDecoder
 from .wav import WavReader
 

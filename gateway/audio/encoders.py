@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Protocol, cast
 
-import av
 import numpy as np
 
 from .base import AudioError
 from .formats import AAC, FLAC, MP3, OGG, OPUS, RAW, WEBM
+from .libav import av
 from .pcm import PcmEncoder, to_float32, to_int16
 
 

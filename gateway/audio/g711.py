@@ -13,10 +13,10 @@ from fractions import Fraction
 from functools import cache
 from typing import cast
 
-import av
 import numpy as np
 
 from .formats import ALAW, MULAW
+from .libav import av
 
 G711_ENCODINGS = (MULAW, ALAW)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import struct
 
-import av
 import numpy as np
 
 from .base import AudioError, Transcoder
 from .decoders import Block, Source
 from .encoders import Sink
 from .formats import WAV, AudioFormat
+from .libav import av
 from .pcm import PcmDecoder, PcmEncoder, SampleChain
 from .wav import WavReader, wav_header
 

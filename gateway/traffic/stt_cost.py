@@ -10,7 +10,7 @@ import contextlib
 import io
 from collections.abc import Mapping
 
-import av
+from gateway.audio.libav import av
 
 PCM16_16K_BYTES_PER_S = 32_000
 RAW_SAMPLE_BYTES = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}

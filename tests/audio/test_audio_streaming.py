@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gateway.audio.formats import AAC, MP3, OGG, OPUS, RAW, WEBM, AudioFormat, pcm16
+from gateway.audio.libav import ffmpeg_threads_forced
 from gateway.audio.transcode import make_transcoder
 
 from .kit import chunk_80ms, chunks, pcm_bytes, probe, stream, tone
@@ -114,3 +117,30 @@ def test_priming_other_outputs_is_harmless(dst: AudioFormat) -> None:
     tc.prime()
     out = b"".join([tc.feed(c) for c in chunks(pcm_bytes(tone(44100, seconds=0.5)), chunk_80ms(src))]) + tc.flush()
     assert probe(out, dst).dominant_hz() == pytest.approx(440, abs=3)
+
+
+def _threads() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread ids from /proc (Linux)")
+@pytest.mark.parametrize("dst", [AudioFormat(MP3, RAW, 44100, 1, 128000), AudioFormat(OPUS, OGG, 48000, 1, 64000)],
+                         ids=["mp3", "opus"])
+def test_encoding_starts_no_ffmpeg_thread(dst: AudioFormat) -> None:
+    """PyAV cuts a stream into the encoder's frames with a filter graph built on the first chunk, and
+    FFmpeg gave every graph its own pool of threads, started then (the first chunk waited for them) and
+    joined at the end. The codec threads are ours: FFmpeg must not start any, and the stream stays whole."""
+    assert ffmpeg_threads_forced
+    src = pcm16(dst.sample_rate)
+    data = pcm_bytes(tone(dst.sample_rate, seconds=0.5))
+    tc = make_transcoder(src, dst)
+    before = _threads()
+    tc.prime()
+    parts = [tc.feed(c) for c in chunks(data, chunk_80ms(src))]
+    started = _threads() - before
+    out = b"".join(parts) + tc.flush()
+    assert not started
+    assert parts[0] or dst.encoding != MP3  # LAME: bytes from the first chunk
+    got = probe(out, dst)
+    assert got.duration == pytest.approx(0.5, abs=0.06)
+    assert got.dominant_hz() == pytest.approx(440, abs=3)

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway.addons import ADDONS
 from gateway.traffic.bridge import TraceAddon, pair_from_shadow_leg
+from gateway.traffic.comparator import ProcessComparator
 from gateway.traffic.page import token_ok
 from gateway.traffic.pair_metrics import PairMetrics
 from gateway.traffic.recorder import PairRecorder, Sink, warm_up
@@ -109,12 +110,16 @@ def _recorder_ctx(settings: Any) -> Any:
             sinks.append(store)
         if "log" in sinks_cfg:
             sinks.append(LogSink(metrics))
-        await asyncio.to_thread(warm_up)
-        # The comparator thread holds the GIL while it computes; when a socket becomes readable the event
-        # loop waits up to one switch interval for it (5 ms by default): 0.5 ms bounds what a pair being
-        # compared can add to a primary's frame.
+        store_text = bool(getattr(store_cfg, "store_text", False))
+        await asyncio.to_thread(warm_up)  # the pair builder (this process) replays frames through them too
+        # pairs are compared in a child process: in the recorder's thread, the comparison held the GIL
+        # the primaries' event loop needs (gateway/traffic/comparator.py)
+        comparator = ProcessComparator(store_text=store_text)
+        await asyncio.to_thread(comparator.warm)
+        # The recorder's thread still builds each pair (replaying a shadow leg's frames): while it holds the
+        # GIL, a socket that becomes readable waits up to one switch interval (5 ms by default), 0.5 ms here.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
-        recorder = PairRecorder(sinks, metrics=metrics, store_text=bool(getattr(store_cfg, "store_text", False)))
+        recorder = PairRecorder(sinks, metrics=metrics, store_text=store_text, compare=comparator.compare)
         app[SHADOW_RECORDER] = recorder.start()
         shadow_machine = _shadow_machine(app)
         if shadow_machine is not None:
@@ -126,6 +131,7 @@ def _recorder_ctx(settings: Any) -> Any:
             if shadow_machine is not None:
                 await shadow_machine.close()  # legs still running end now and reach the recorder first
             await asyncio.to_thread(recorder.close)
+            await asyncio.to_thread(comparator.close)
             if store is not None:
                 await asyncio.to_thread(store.close)
 

@@ -54,8 +54,12 @@ class PairRecorder:
         asr: RoundTripAsr | None = None,
         max_jobs: int = 64,
         max_audio_s: float = 120.0,
+        compare: Callable[[PairTrace], Comparison] | None = None,
     ) -> None:
+        """`compare`: where pairs are compared (a serving gateway passes a `ProcessComparator`'s); by
+        default in this worker thread."""
         self.sinks = sinks
+        self.compare = compare or self._compare_here
         self.metrics = metrics
         self.store_text = store_text
         self.asr = asr
@@ -115,8 +119,7 @@ class PairRecorder:
                     log.warning("shadow.trace_error", error=repr(exc))
                     continue
                 try:
-                    comparison = compare_pair(pair, store_text=self.store_text, asr=self.asr,
-                                              max_audio_s=self.max_audio_s)
+                    comparison = self.compare(pair)
                 except Exception as exc:  # a comparator bug must not lose the pair's outcome
                     log.warning("shadow.compare_error", pair_id=pair.pair_id, error=repr(exc))
                     row = base_row(pair)
@@ -125,6 +128,9 @@ class PairRecorder:
                 self._emit(pair, comparison)
             finally:
                 self._jobs.task_done()
+
+    def _compare_here(self, pair: PairTrace) -> Comparison:
+        return compare_pair(pair, store_text=self.store_text, asr=self.asr, max_audio_s=self.max_audio_s)
 
     def _emit(self, pair: PairTrace, comparison: Comparison) -> None:
         row = comparison.row

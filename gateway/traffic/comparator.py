@@ -1,0 +1,93 @@
+"""Where a serving gateway compares its pairs: in a child process, at a lower CPU priority.
+
+A pair's comparison is 5-15 ms of work per TTS pair (decoding both legs, BS.1770 loudness through scipy's
+filters, levels and silences with numpy) and a few ms per STT pair (normalizers, jiwer). In the recorder's
+thread that work holds the GIL: Python code for up to a switch interval, C calls (scipy, numpy) for their
+whole length, which a smaller switch interval does not shorten. The primaries' event loop then waits for
+it whenever a socket becomes readable. Measured with a loop timing 1 ms sleeps while pairs were compared
+next to it (quiet 2-core machine): p99 lateness 0.2 ms idle, 2.1-3.4 ms with the comparator in a thread
+(2.5-2.7 ms with a 0.5 ms switch interval), 0.28 ms with it in a process. So the recorder's thread only
+builds the pair and waits here; the child (forked from a server that imported the comparison libraries
+once, so it starts in milliseconds) does the work at nice 10, so that a busy machine serves first.
+
+The child is started once per gateway process and restarted if it dies; a pair whose comparison was
+lost with it gets a `compare_error` row like any comparator failure (`PairRecorder`). Like any
+multiprocessing child it imports the parent's main module (`gradium-gateway`, `python -m gateway.cli`
+and pytest guard theirs); if it cannot start at all, pairs are compared in the recorder's thread as
+before, with a warning.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+
+import structlog
+
+from gateway.traffic.compare import Comparison, compare_pair
+from gateway.traffic.trace import PairTrace
+
+log = structlog.get_logger("gateway.shadow")
+
+NICE = 10
+PRELOAD = ["gateway.traffic.compare", "gateway.traffic.recorder"]
+
+
+def _child_start() -> None:
+    os.nice(NICE)
+    from gateway.traffic.recorder import warm_up
+
+    warm_up()
+
+
+def _ready() -> bool:
+    return True
+
+
+class ProcessComparator:
+    """`compare(pair)` in the child; blocking, called from the recorder's thread."""
+
+    def __init__(self, *, store_text: bool = False, max_audio_s: float | None = None) -> None:
+        self.store_text = store_text
+        self.max_audio_s = max_audio_s
+        self._lock = threading.Lock()
+        self._pool = self._start()
+        self.in_thread = False  # the child could not start: compare in the caller's thread
+
+    @staticmethod
+    def _start() -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_child_start)
+
+    def warm(self) -> None:
+        """Start the child and its imports now (off the event loop), not at the first pair."""
+        try:
+            self._pool.submit(_ready).result(timeout=60)
+        except Exception as exc:
+            log.warning("shadow.comparator_in_thread", error=repr(exc),
+                        message="the comparison process could not start: pairs are compared in a thread")
+            self.in_thread = True
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def compare(self, pair: PairTrace) -> Comparison:
+        kwargs: dict[str, object] = {"store_text": self.store_text}
+        if self.max_audio_s is not None:
+            kwargs["max_audio_s"] = self.max_audio_s
+        if self.in_thread:
+            return compare_pair(pair, **kwargs)  # type: ignore[arg-type]
+        with self._lock:
+            pool = self._pool
+        try:
+            return pool.submit(compare_pair, pair, **kwargs).result()
+        except BrokenExecutor:
+            with self._lock:  # the child died (killed, out of memory): a new one for the next pairs
+                if self._pool is pool:
+                    self._pool = self._start()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=True, cancel_futures=True)

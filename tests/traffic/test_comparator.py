@@ -1,0 +1,85 @@
+"""The serving gateway's comparator: pairs compared in a niced child process, the same rows as in-thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import BrokenExecutor
+
+import pytest
+
+from gateway.traffic.comparator import NICE, ProcessComparator
+from gateway.traffic.compare import compare_pair
+from gateway.traffic.recorder import PairRecorder
+from tests.traffic.test_compare_tts import _pair, s16, sine
+
+
+def _tts_pair():  # type: ignore[no-untyped-def]
+    pair = _pair("gradium", "legacy")
+    pair.primary.sent_text(11, t=100.0)
+    pair.shadow.sent_text(11, t=105.0)
+    pair.primary.audio(s16(sine(1.1, -23.0)), t=180.0)
+    pair.shadow.audio(s16(sine(1.0, -20.0)), t=245.0)
+    return pair
+
+
+def _child_pids() -> list[int]:
+    import multiprocessing
+
+    return [p.pid for p in multiprocessing.active_children() if p.pid is not None]
+
+
+def test_the_child_computes_the_same_row_at_a_lower_priority() -> None:
+    comparator = ProcessComparator()
+    try:
+        comparator.warm()
+        pair = _tts_pair()
+        got = comparator.compare(pair)
+        want = compare_pair(pair)
+        assert got.row == want.row and got.units == want.units
+        assert got.row["duration_ratio"] == pytest.approx(1.1, abs=1e-3)
+        children = [pid for pid in _child_pids() if os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(
+            os.PRIO_PROCESS, 0) + NICE]
+        assert children, "no niced comparator child"
+    finally:
+        comparator.close()
+
+
+def test_a_dead_child_loses_its_pair_and_is_replaced() -> None:
+    comparator = ProcessComparator()
+    try:
+        comparator.warm()
+        for pid in _child_pids():
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenExecutor):
+            comparator.compare(_tts_pair())
+        assert comparator.compare(_tts_pair()).row["duration_ratio"] == pytest.approx(1.1, abs=1e-3)
+    finally:
+        comparator.close()
+
+
+def test_the_recorder_writes_a_compare_error_row_when_the_child_dies() -> None:
+    rows: list[dict] = []  # type: ignore[type-arg]
+
+    class Sink:
+        sink = "memory"
+
+        def put(self, row, units=None):  # type: ignore[no-untyped-def]
+            rows.append(row)
+            return True
+
+    comparator = ProcessComparator()
+    recorder = PairRecorder([Sink()], compare=comparator.compare).start()
+    try:
+        comparator.warm()
+        for pid in _child_pids():
+            os.kill(pid, signal.SIGKILL)
+        recorder.record(_tts_pair())
+        recorder.record(_tts_pair())
+        assert recorder.flush(30)
+    finally:
+        recorder.close()
+        comparator.close()
+    assert len(rows) == 2
+    assert "compare_error" in rows[0]["flags"]  # lost with the child, its outcome still stored
+    assert rows[1]["duration_ratio"] == pytest.approx(1.1, abs=1e-3)  # the next one has a new child

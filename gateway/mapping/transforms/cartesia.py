@@ -127,7 +127,8 @@ class CartesiaTts(TtsAudio):
                     fields["step_time"] = round((now - self.last_out) * 1000, 3)
                     self.last_out = now
                     out.append(("chunk", fields))
-                out.extend(self._words_event())
+                if self.words:  # most chunks carry no new word: no call, no empty list
+                    out.extend(self._words_event())
             elif name == "end":
                 out.extend(self._words_event())
                 self.shared["clock"] = self.offset + self.audio_clock

@@ -324,7 +324,7 @@ async def _respond(
     await resp.prepare(request)
     msg = first
     deadline = ReadDeadline(timeout_s)
-    clock = deadline.loop.time
+    clock = deadline.clock
     try:
         try:
             while msg is not None:

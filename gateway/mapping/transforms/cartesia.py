@@ -119,15 +119,18 @@ class CartesiaTts(TtsAudio):
                 self.stops.append(round(self.offset + max(start, stop), 3))
             return []
         out: list[Event] = []
-        for name, fields in super().on_gradium(msg):
+        for name, fields in TtsAudio.on_gradium(self, msg):  # not `super()`: no proxy object per chunk
             if name == "audio":
                 if fields.get("audio_b64"):
                     now = time.monotonic()
                     fields["flush_id"] = self.flush_id
-                    fields["step_time"] = round((now - self.last_out) * 1000, 3)
+                    # microseconds rounded as an int, then in ms: the same 3-decimal value as `round(ms, 3)`
+                    # without its correctly rounded decimal conversion (dtoa), once per chunk
+                    fields["step_time"] = round((now - self.last_out) * 1e6) / 1000
                     self.last_out = now
                     out.append(("chunk", fields))
-                out.extend(self._words_event())
+                if self.words:  # most chunks carry no new word: no call, no empty list
+                    out.extend(self._words_event())
             elif name == "end":
                 out.extend(self._words_event())
                 self.shared["clock"] = self.offset + self.audio_clock

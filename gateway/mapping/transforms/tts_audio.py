@@ -106,7 +106,6 @@ class TtsAudio(EventTransform):
         self.audio_clock = 0.0  # stop time of the last Gradium audio chunk handed out
         self.chunk_origin = 0.0
         self.collected: list[bytes] = []
-        self.bytes_out = 0
 
     def _audio_event(
         self, data: bytes | None, b64: str | None, start: float, stop: float, *, last: bool = False
@@ -143,7 +142,6 @@ class TtsAudio(EventTransform):
                 b64 = msg.get("audio") or ""
                 if not b64:
                     return []
-                self.bytes_out += len(b64) * 3 // 4
                 if self.opts.encoding == "base64":  # Gradium's base64 is the client's
                     return [self._audio_event(None, b64, start, stop)]
                 return [self._audio_event(gradium.audio_bytes(msg), None, start, stop)]
@@ -153,7 +151,6 @@ class TtsAudio(EventTransform):
                 return []
             if not out:
                 return []
-            self.bytes_out += len(out)
             return [self._audio_event(out, None, start, stop)]
         if kind == gradium.TEXT:
             start = float(msg.get("start_s") or 0.0)
@@ -179,7 +176,6 @@ class TtsAudio(EventTransform):
             events.append(("complete", fields))
         elif tail or self.timeline.sent < len(self.timeline.chars):
             # leftover codec frames, or words whose text arrived after their audio
-            self.bytes_out += len(tail)
             events.append(self._audio_event(tail, None, self.audio_clock, self.audio_clock, last=True))
         events.append(("end", {}))
         return events

@@ -8,9 +8,10 @@
 
 Every process is separate and on loopback: the gateways' emulator, the stand-in vendor with its own emulator
 (so a shadow leg never queues behind its primary in one emulator; both at nice 10, as a remote service), the
-gateways under test. Each side gets untimed warm-up sessions first (connection pools, lazy imports). Besides latency, each side reports the CPU
-its gateway process spent per unit (`gateway_cpu_ms`, from /proc schedstat: it holds on a loaded machine
-where wall-clock figures do not) and the run reports how busy the machine was (`machine`).
+gateways under test. Each side gets untimed warm-up sessions first (connection pools, lazy imports). Besides
+latency, each side reports the CPU its gateway process spent per unit (`gateway_cpu_ms`, from /proc schedstat:
+it holds on a loaded machine where wall-clock figures do not) and the run reports how busy the machine was
+(`machine`).
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gateway.traffic.report_cli import DEFAULT_DB
 from tests.conftest import Gateway
@@ -68,3 +69,23 @@ def no_store_in_the_working_directory() -> Iterator[None]:
     before = default.exists()
     yield
     assert before or not default.exists(), f"a test wrote {default.resolve()}"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def vendor(speak: Handler, host: str = "127.0.0.1") -> AsyncIterator[dict[str, dict[str, str]]]:
+    """A plain-HTTP vendor serving ElevenLabs' streaming route with `speak`: yields the `legacy` section
+    (`host` as the base URL names it: aiohttp's cookie jar keeps cookies only from named hosts)."""
+    app = web.Application()
+    app.router.add_post("/v1/text-to-speech/{voice}/stream", speak)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield {"elevenlabs": {"base_url": f"http://{host}:{port}"}}
+    finally:
+        await runner.cleanup()

@@ -12,7 +12,7 @@ from elevenlabs.client import AsyncElevenLabs
 from gateway.dialects.common import METRICS
 from tests.audiocheck import expected_words, speech, words
 from tests.standin import StandIn
-from tests.traffic.conftest import GW_KEY, VENDOR_KEYS, Front, managed_auth
+from tests.traffic.conftest import GW_KEY, VENDOR_KEYS, Front, managed_auth, vendor
 
 TEXT = "Hello world. This gateway speaks."
 RACHEL = "21m00Tcm4TlvDq8ikWAM"
@@ -215,23 +215,12 @@ async def test_a_vendor_cookie_goes_back_to_its_client_and_never_into_the_next_r
         resp.headers["Set-Cookie"] = "vendor_session=abc; Path=/"
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/text-to-speech/{voice}/stream", speak)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        # a host name, not an IP: aiohttp's default jar keeps cookies only from named hosts
-        legacy = {"elevenlabs": {"base_url": f"http://localhost:{port}"}}
-        async with front(legacy=legacy) as gw:
-            url = f"{gw.http}/v1/text-to-speech/{RACHEL}/stream"
-            for own in (None, "mine=1"):
-                async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s, s.post(
-                        url, json={"text": "Hi"}, headers={"xi-api-key": GW_KEY, **({"Cookie": own} if own else {})}
-                ) as r:
-                    assert r.status == 200 and r.headers["Set-Cookie"] == "vendor_session=abc; Path=/"
-    finally:
-        await runner.cleanup()
+    # a host name, not an IP: aiohttp's default jar keeps cookies only from named hosts
+    async with vendor(speak, host="localhost") as legacy, front(legacy=legacy) as gw:
+        url = f"{gw.http}/v1/text-to-speech/{RACHEL}/stream"
+        for own in (None, "mine=1"):
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as s, s.post(
+                    url, json={"text": "Hi"}, headers={"xi-api-key": GW_KEY, **({"Cookie": own} if own else {})}
+            ) as r:
+                assert r.status == 200 and r.headers["Set-Cookie"] == "vendor_session=abc; Path=/"
     assert cookies_seen == [None, "mine=1"]

@@ -5,34 +5,15 @@ mid-answer leaves the client with the same truncated body, not a new status."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.traffic.conftest import GW_KEY, Front
+from tests.traffic.conftest import GW_KEY, Front, vendor
 
 VOICE = "21m00Tcm4TlvDq8ikWAM"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HANG_GUARD_S = 30  # only stops a test that would otherwise hang; nothing is asserted about time
-
-
-@asynccontextmanager
-async def vendor(speak: Handler) -> AsyncIterator[dict[str, dict[str, str]]]:
-    """A plain-HTTP vendor serving ElevenLabs' streaming route with `speak`: yields the `legacy` section."""
-    app = web.Application()
-    app.router.add_post("/v1/text-to-speech/{voice}/stream", speak)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield {"elevenlabs": {"base_url": f"http://127.0.0.1:{port}"}}
-    finally:
-        await runner.cleanup()
 
 
 def post(s: aiohttp.ClientSession, base: str) -> aiohttp.client._RequestContextManager:

@@ -175,17 +175,26 @@ class SessionCore(Requests):
             return
         r = self.table.active("")
         if r is None:
-            if "" in self.table.cleared:
-                raise GatewayError("invalid_message", "Context  was cancelled; start a new context_id")
-            r = self._open("", None)
-        if r.leg is None:
-            raise GatewayError("invalid_message", "This socket does not take audio")
-        chunk = bytes(data)
-        if chunk:
-            self._out.append(cmd.SendAudio(r, chunk))
+            r = self._open_new("", None)
+        chunk = self._take_audio(r, data)
         events = r.plan.transform.on_action("audio", {"audio": chunk})
         if events:
             self._events(r, events)
+
+    def _open_new(self, key: str, first: dict[str, Any] | None) -> Request:
+        """A request for a message naming no open context; refused if the client cancelled that context."""
+        if key in self.table.cleared:
+            raise GatewayError("invalid_message", f"Context {key} was cancelled; start a new context_id")
+        return self._open(key, first)
+
+    def _take_audio(self, r: Request, raw: Any) -> bytes:
+        """`raw` (a binary frame's bytes, or a JSON field's base64) sent on to `r`'s audio leg; its bytes."""
+        if r.leg is None:  # before decoding: a socket without audio says so, not "bad base64"
+            raise GatewayError("invalid_message", "This socket does not take audio")
+        chunk = inbound.audio_bytes(raw)
+        if chunk:
+            self._out.append(cmd.SendAudio(r, chunk))
+        return chunk
 
     def _client(self, kind: str, data: str | bytes, t: float) -> None:
         self.handling = None
@@ -237,18 +246,11 @@ class SessionCore(Requests):
         if r is None:
             if action == "end_of_stream":
                 return  # nothing open under that id
-            if key in self.table.cleared:
-                raise GatewayError("invalid_message", f"Context {key} was cancelled; start a new context_id")
-            r = self._open(key, data if isinstance(data, dict) else None)
+            r = self._open_new(key, data if isinstance(data, dict) else None)
         if action == "text" and ("parts" in fields or fields.get("segment") is not None):
             r = self._text_parts(r, key, fields)
         if action == "audio":
-            if r.leg is None:
-                raise GatewayError("invalid_message", "This socket does not take audio")
-            chunk = inbound.audio_bytes(data if isinstance(data, bytes | bytearray) else fields.get("audio"))
-            if chunk:
-                self._out.append(cmd.SendAudio(r, chunk))
-            fields["audio"] = chunk
+            fields["audio"] = self._take_audio(r, data if isinstance(data, bytes | bytearray) else fields.get("audio"))
             if fields.get("flush"):  # audio and a flush in one message (ElevenLabs `commit: true`)
                 self._events(r, r.plan.transform.on_action(action, fields))
                 self._flush(r)

@@ -52,11 +52,6 @@ class AudioLeg:
 
     # -- client -> Gradium (STT)
 
-    async def feed(self, chunk: bytes) -> Message | None:
-        """The Gradium message carrying this chunk, transcoded (off the loop when heavy); None: nothing yet."""
-        out = await offload(self.heavy, self.transcoder.feed, chunk)
-        return gradium.audio(out) if out else None
-
     async def pcm(self, chunk: bytes) -> bytes:
         """This chunk in Gradium's format (off the loop when heavy), for `GradiumStream.send_audio`; b"":
         nothing yet."""

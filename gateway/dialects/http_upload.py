@@ -49,9 +49,9 @@ async def _feed(request: web.Request, req: RequestData, source: str, plan: Sessi
             tap.frame(chunk)
         tap.action("audio", None)
         plan.transform.on_action("audio", {"audio": chunk})
-        msg = await leg.feed(chunk)
-        if msg is not None:
-            await upstream.send(msg)
+        pcm = await leg.pcm(chunk)
+        if pcm:
+            await upstream.send_audio(pcm)
 
     total = 0
     if source == "body" and req.body is not None:

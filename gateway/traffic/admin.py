@@ -26,7 +26,7 @@ from gateway.traffic.bridge import TraceAddon, pair_from_shadow_leg
 from gateway.traffic.comparator import ProcessComparator
 from gateway.traffic.page import token_ok
 from gateway.traffic.pair_metrics import PairMetrics
-from gateway.traffic.recorder import PairRecorder, Sink, warm_up
+from gateway.traffic.recorder import PairRecorder, Sink
 from gateway.traffic.report_cli import store_options
 from gateway.traffic.trace import PairTrace
 from gateway.traffic.verdicts import Threshold
@@ -111,7 +111,6 @@ def _recorder_ctx(settings: Any) -> Any:
         if "log" in sinks_cfg:
             sinks.append(LogSink(metrics))
         store_text = bool(getattr(store_cfg, "store_text", False))
-        await asyncio.to_thread(warm_up)  # the pair builder (this process) replays frames through them too
         # pairs are compared in a child process: in the recorder's thread, the comparison held the GIL
         # the primaries' event loop needs (gateway/traffic/comparator.py)
         comparator = ProcessComparator(store_text=store_text)

@@ -27,6 +27,7 @@ from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 import structlog
 
 from gateway.traffic.compare import Comparison, compare_pair
+from gateway.traffic.recorder import warm_up
 from gateway.traffic.trace import PairTrace
 
 log = structlog.get_logger("gateway.shadow")
@@ -37,8 +38,6 @@ PRELOAD = ["gateway.traffic.compare", "gateway.traffic.recorder"]
 
 def _child_start() -> None:
     os.nice(NICE)
-    from gateway.traffic.recorder import warm_up
-
     warm_up()
 
 
@@ -71,6 +70,7 @@ class ProcessComparator:
                         message="the comparison process could not start: pairs are compared in a thread")
             self.in_thread = True
             self._pool.shutdown(wait=False, cancel_futures=True)
+            warm_up()  # here, then: the first pair's imports would hold the GIL for a second
 
     def compare(self, pair: PairTrace) -> Comparison:
         kwargs: dict[str, object] = {"store_text": self.store_text}

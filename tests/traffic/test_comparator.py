@@ -83,3 +83,13 @@ def test_the_recorder_writes_a_compare_error_row_when_the_child_dies() -> None:
     assert len(rows) == 2
     assert "compare_error" in rows[0]["flags"]  # lost with the child, its outcome still stored
     assert rows[1]["duration_ratio"] == pytest.approx(1.1, abs=1e-3)  # the next one has a new child
+
+
+def test_a_child_that_cannot_start_leaves_comparisons_in_the_thread() -> None:
+    comparator = ProcessComparator()
+    comparator._pool.shutdown()  # as if the child could not be started: warm() cannot reach it
+    comparator.warm()
+    assert comparator.in_thread
+    pair = _tts_pair()
+    assert comparator.compare(pair).row == compare_pair(pair).row
+    comparator.close()

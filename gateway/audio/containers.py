@@ -10,12 +10,13 @@ from .base import AudioError
 from .decoders import (
     Block,
     PacketDecoder,
+    PcmSource,
     frame_to_array,
 )
 from .formats import PCM_F32LE, PCM_S16LE
 from .libav import av
 from .ogg import OggPacket, OggReader
-from .pcm import PCM_F64LE, PCM_S24LE, PCM_S32LE, PcmDecoder
+from .pcm import PCM_F64LE, PCM_S24LE, PCM_S32LE
 from .webm import TrackInfo, WebmReader
 
 MP4_MAX_BYTES = 64 * 1024 * 1024
@@ -235,18 +236,11 @@ class OggSource:
         return []
 
 
-class _PcmPackets:
+class _PcmPackets(PcmSource):
     """PCM frames inside a container, with the same interface as `PacketDecoder`."""
 
-    __slots__ = ("_decoder", "_rate")
-
-    def __init__(self, kind: str, rate: int, channels: int) -> None:
-        self._decoder = PcmDecoder(kind, channels)
-        self._rate = rate
-
-    def decode(self, data: bytes) -> list[Block]:
-        arr = self._decoder.decode(data)
-        return [] if arr is None else [(arr, self._rate)]
+    __slots__ = ()
+    decode = PcmSource.feed
 
 
 def _webm_decoder(track: TrackInfo) -> PacketDecoder | _PcmPackets:

@@ -33,6 +33,7 @@ from gateway.traffic.trace import PairTrace
 log = structlog.get_logger("gateway.shadow")
 
 NICE = 10
+COMPARE_TIMEOUT_S = 60.0  # a pair of up to `MAX_AUDIO_S` per leg takes well under a second
 PRELOAD = ["gateway.traffic.compare", "gateway.traffic.recorder"]
 
 
@@ -48,9 +49,9 @@ def _ready() -> bool:
 class ProcessComparator:
     """`compare(pair)` in the child; blocking, called from the recorder's thread."""
 
-    def __init__(self, *, store_text: bool = False, max_audio_s: float | None = None) -> None:
+    def __init__(self, *, store_text: bool = False, timeout_s: float = COMPARE_TIMEOUT_S) -> None:
         self.store_text = store_text
-        self.max_audio_s = max_audio_s
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._pool = self._start()
         self.in_thread = False  # the child could not start: compare in the caller's thread
@@ -73,20 +74,29 @@ class ProcessComparator:
             warm_up()  # here, then: the first pair's imports would hold the GIL for a second
 
     def compare(self, pair: PairTrace) -> Comparison:
-        kwargs: dict[str, object] = {"store_text": self.store_text}
-        if self.max_audio_s is not None:
-            kwargs["max_audio_s"] = self.max_audio_s
         if self.in_thread:
-            return compare_pair(pair, **kwargs)  # type: ignore[arg-type]
+            return compare_pair(pair, store_text=self.store_text)
         with self._lock:
             pool = self._pool
         try:
-            return pool.submit(compare_pair, pair, **kwargs).result()
-        except BrokenExecutor:
-            with self._lock:  # the child died (killed, out of memory): a new one for the next pairs
-                if self._pool is pool:
-                    self._pool = self._start()
+            return pool.submit(compare_pair, pair, store_text=self.store_text).result(timeout=self.timeout_s)
+        except TimeoutError:
+            self._replace(pool, kill=True)  # a comparison that never ends would hold every later pair
             raise
+        except BrokenExecutor:
+            self._replace(pool)  # the child died (killed, out of memory): a new one for the next pairs
+            raise
+
+    def _replace(self, pool: ProcessPoolExecutor, kill: bool = False) -> None:
+        with self._lock:
+            if self._pool is not pool:
+                return
+            if kill:
+                # the executor has no way to stop a running call: its worker process is ended
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
 
     def close(self) -> None:
         with self._lock:

@@ -93,3 +93,15 @@ def test_a_child_that_cannot_start_leaves_comparisons_in_the_thread() -> None:
     pair = _tts_pair()
     assert comparator.compare(pair).row == compare_pair(pair).row
     comparator.close()
+
+
+def test_a_comparison_past_its_deadline_is_abandoned_and_the_child_replaced() -> None:
+    comparator = ProcessComparator(timeout_s=0)  # no comparison can be done at once
+    try:
+        comparator.warm()
+        with pytest.raises(TimeoutError):
+            comparator.compare(_tts_pair())
+        comparator.timeout_s = 30
+        assert comparator.compare(_tts_pair()).row["duration_ratio"] == pytest.approx(1.1, abs=1e-3)
+    finally:
+        comparator.close()

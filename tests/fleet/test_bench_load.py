@@ -28,3 +28,23 @@ def test_load_benchmark_smallest_step(tmp_path: Path) -> None:
     assert row["direct"]["first_p50"] >= 100  # the emulator's per-request first-audio delay
     assert "headline" in r.stdout and "| rest_mp3 | 1 |" in r.stdout
     assert report["lame_capacity"]["lame_x_realtime_per_core"] > 1
+
+
+def test_scaling_benchmark_smallest_ladder(tmp_path: Path) -> None:
+    """bench/scaling.py's ladder and report, without the CPU cgroup (which needs root)."""
+    out = tmp_path / "scaling.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scaling.py"), "--paths", "dg_live", "--max-streams", "2",
+         "--duration", "1", "--core-share", "0", "--json", str(out)],
+        env=clean_env(), capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())["paths"]["dg_live"]
+    for side in ("one_worker", "two_workers"):
+        steps = report[side]["steps"]
+        # 2 streams keep up unless the machine is very busy; then the ladder steps down, never up.
+        assert steps[0]["streams"] == 2 and all(s["streams"] <= 2 for s in steps), steps
+        assert steps[0]["gateway"]["sessions_ok"] >= 1 and steps[0]["gateway"]["sessions_failed"] == 0
+        assert report[side]["saturated"] == (not steps[0]["keeps_up"])
+    assert report["two_workers"]["workers"] == 2
+    assert "| dg_live | " in r.stdout and "(whole cores)" in r.stdout

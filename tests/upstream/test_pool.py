@@ -44,6 +44,25 @@ async def test_a_pooled_socket_that_fails_first_is_replayed_on_a_new_one(client:
     assert client.reused == 1 and stats.ws_connections == 3 and stats.faults_applied == 1
 
 
+async def test_the_pool_keeps_as_many_idle_sockets_as_were_in_use(client: GradiumClient,
+                                                                   emulator: Emulator) -> None:
+    """Sessions run back to back hand their sockets on: 24 at once reuse all 24 (a fixed cap kept 16)."""
+    import asyncio
+
+    async def request() -> int:
+        stream = await client.open_ws("tts", {"voice_id": EMMA, "output_format": "pcm_16000"}, "gsk_a")
+        await stream.send({"type": "text", "text": "one"})
+        await stream.send({"type": "end_of_stream"})
+        n = sum([1 async for m in stream if m["type"] == "audio"])
+        await stream.close()
+        return n
+
+    for _ in range(2):
+        assert all(await asyncio.gather(*(request() for _ in range(24))))
+        assert client.idle_count() == 24 and client.in_use == 0
+    assert emulator.app[STATS].ws_connections == 24 and client.reused == 24
+
+
 async def test_abandoned_requests_do_not_return_to_the_pool(client: GradiumClient, emulator: Emulator) -> None:
     stream = await client.open_ws("tts", {"voice_id": EMMA}, "gsk_a")
     await stream.send({"type": "text", "text": "abandoned"})

@@ -328,6 +328,9 @@ class GradiumClient:
                 max_msg_size=16 * 1024 * 1024,
                 autoping=True,
                 compress=0,
+                # text frames stay bytes: orjson parses (and checks the UTF-8 of) bytes as they are, so a
+                # `str` made of every Gradium message (audio is most of its 5 KB) would be a copy for nothing
+                decode_text=False,
             )
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status

@@ -67,7 +67,7 @@ async def serve(
 ) -> None:
     """Serve until `stop` (or a signal); `socks`: listening sockets inherited from `serve --workers`."""
     from gateway.app import create_app
-    from gateway.heap import freeze_startup_heap
+    from gateway.heap import collect_less_often, freeze_startup_heap
     from gateway.session.lifecycle import LIVE
 
     _warn_emulator(settings)
@@ -99,6 +99,7 @@ async def serve(
     for site in sites:
         await site.start()
     frozen = freeze_startup_heap()
+    collect_less_often()
     log.info(
         "gateway.listening",
         frozen_objects=frozen,

@@ -170,7 +170,43 @@ def _compile_dict(tpl: dict[str, Any]) -> Render:
                 out[k] = v
         return out if out or not nonempty else None
 
-    return render
+    picked = _fields_of_one(tpl)
+    if picked is None:
+        return render
+    head, fields = picked
+
+    def pick(scope: Scope) -> Any:
+        # what `render` gives when every value is a field of one object (`$alignment.chars`, ...): one
+        # lookup of the object, and None at once when it is absent (most audio chunks carry no alignment)
+        obj = scope.get(head)
+        if obj is None:
+            return None
+        if obj.__class__ is not dict:
+            return render(scope)
+        out = {}
+        for k, name in fields:
+            v = obj.get(name)
+            if v is not None:
+                out[k] = v
+        return out or None
+
+    return pick
+
+
+def _fields_of_one(tpl: dict[str, Any]) -> tuple[str, list[tuple[str, str]]] | None:
+    """(name, [(key, field)]) when every value of `tpl` is a plain `$name.field` of the same name; else None."""
+    head: str | None = None
+    fields: list[tuple[str, str]] = []
+    for k, v in tpl.items():
+        m = _REF.match(v.strip()) if isinstance(v, str) else None
+        if m is None or m.group(2).strip():
+            return None
+        path = m.group(1).split(".")
+        if len(path) != 2 or (head is not None and path[0] != head):
+            return None
+        head = path[0]
+        fields.append((k, path[1]))
+    return (head, fields) if head is not None else None
 
 
 def _compile_each(tpl: dict[str, Any]) -> Render:

@@ -49,3 +49,19 @@ def test_paths_read_dicts_lists_and_attributes() -> None:
     assert compile_template("$words.4.x")(SCOPE) is None  # a string has no fields
     assert compile_template("$nothing.x")(SCOPE) is None
     assert compile_template("x ${a.b.c} ${o.start}")(SCOPE) == "x 3 1.5"
+
+
+
+def test_dicts_of_one_objects_fields_match_the_general_rendering() -> None:
+    """`{chars: $al.chars, ms: $al.ms}` (ElevenLabs' per-chunk alignment): one lookup of `al`, the same result."""
+    tpl = {"chars": "$al.chars", "ms": "$al.ms"}
+    general = {**tpl, "none": None}  # a constant (null, so never rendered) keeps the general path
+    for al in ({"chars": ["a"], "ms": [1]}, {"chars": ["a"]}, {"chars": None}, {}, None, Obj(), "str", [1]):
+        assert compile_template(tpl)({"al": al}) == compile_template(general)({"al": al}), al
+    assert compile_template(tpl)({"al": {"chars": ["a"], "ms": [1]}}) == {"chars": ["a"], "ms": [1]}
+    assert compile_template(tpl)({"al": {}}) is None and compile_template(tpl)({}) is None
+    assert compile_template({"c": "$o.text"})({"o": Obj()}) == {"c": "attr"}
+    # mixed names and deeper paths keep the general path and its results
+    mixed = compile_template({"a": "$al.chars", "b": "$o.text"})
+    assert mixed({"al": {"chars": 1}, "o": Obj()}) == {"a": 1, "b": "attr"}
+    assert compile_template({"a": "$a.b.c", "k": 1})(SCOPE) == {"a": 3, "k": 1}

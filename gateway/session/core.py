@@ -53,6 +53,7 @@ class SessionCore(Requests):
     def start(self, t: float) -> list[cmd.Command]:
         """The upgrade is done."""
         self.since = t
+        self.idle_s = self.render.idle_seconds(self.req)
         return self._run(self._start)
 
     def handle(self, ev: cmd.SessionEvent) -> list[cmd.Command]:

@@ -63,6 +63,8 @@ async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, fl
     `refuse` takes the HTTP answer that replaces it (routes with `refuse_upgrade`)."""
     ctx.req = req
     tap = Tap(app[ADDONS], flow)
+    # before the upgrade: a sampled session's shadow leg starts here and connects meanwhile (told after the
+    # 101, its first frames wait in its queue for that connection and the pair is flagged `lag_excluded`)
     tap.start()
     cred = find_credential(ctx.mapping.credentials, req)
     core = SessionCore(ctx, req, app[AUTH], cred, time.monotonic())

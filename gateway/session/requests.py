@@ -60,7 +60,8 @@ class Requests:
         self._binary_is_audio: bool | None = None  # see `SessionCore._binary_audio`
         self._out: list[cmd.Command] = []
         self.render = Renderer(ctx)
-        self.idle_s = self.render.idle_seconds(req)
+        # read at `start`, after the upgrade: it reads every handshake param, which the 101 need not wait for
+        self.idle_s: float | None = None
 
     # -- Gradium -> client (the hot path: one call per Gradium message that has events) ---------------
 

@@ -238,17 +238,29 @@ class Driver:
         finally:
             for t in tasks:
                 t.cancel()
-            try:
+            if self.close_code is None or port.closed:
+                try:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                finally:
+                    await self.close_all()
+            else:
                 # The close goes out at once: the client reader is cancelled already (it can no longer take
-                # the client's answer from the close, which waits for it); the tasks are awaited (and their
-                # outcomes read) right after, so none outlives the session, but the client's close does
-                # not wait a loop turn or two for them.
-                if self.close_code is not None and not port.closed:
+                # the client's answer from the close, which waits for it). The tasks are awaited (and their
+                # outcomes read) and the Gradium side released meanwhile, while the client answers: the
+                # session is over when its answer comes, not a teardown later, when the client may be
+                # opening its next socket.
+                released = asyncio.ensure_future(self._release(tasks))
+                try:
                     with contextlib.suppress(Exception):
                         await port.close(self.close_code, self.close_reason)
-                await asyncio.gather(*tasks, return_exceptions=True)
-            finally:
-                await self.close_all()
+                finally:
+                    await asyncio.shield(released)
+
+    async def _release(self, tasks: list[asyncio.Task[Any]]) -> None:
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await self.close_all()
 
     async def _fail(self, err: GatewayError) -> None:
         if self.core.state is not SessionState.CLOSED:

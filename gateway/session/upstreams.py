@@ -141,6 +141,8 @@ class Upstreams:
     async def close(self, requests: list[Request]) -> None:
         """The session is over: every task cancelled and awaited, every stream and the shared socket
         closed. Once started it finishes, even if the session's own task is cancelled meanwhile."""
+        if not requests and not self.tasks and self.mux is None and not self.releasing:
+            return  # nothing left (the usual end: every request finished): no task, no loop turns
         done = asyncio.ensure_future(self._close(requests))
         _CLOSING.add(done)
         done.add_done_callback(_forget(_CLOSING))

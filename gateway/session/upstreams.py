@@ -123,7 +123,8 @@ class Upstreams:
                 io.timer = None
             if io.reader is not None and io.reader is not asyncio.current_task():
                 io.reader.cancel()
-            await self._release(io.upstream.close())
+            if not io.upstream.close_now():  # else released already: no task, no loop turn
+                await self._release(io.upstream.close())
         if failed and self.mux is not None and self.mux.failure is not None:
             mux, self.mux = self.mux, None
             await self._release(mux.close())

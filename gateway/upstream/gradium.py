@@ -66,6 +66,11 @@ class GradiumStream:
     async def close(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def close_now(self) -> bool:
+        """Close at once when that takes no I/O (the usual end of a request): True if it is closed. A
+        caller that gets False awaits `close`; one that gets True needs no task to release the stream."""
+        return False
+
     async def __aiter__(self) -> AsyncIterator[Message]:
         while True:
             msg = await self.recv()
@@ -142,16 +147,27 @@ class GradiumWsStream(GradiumStream):
             # binary and ping frames are not part of the protocol
         return None
 
-    async def close(self) -> None:
+    def close_now(self) -> bool:
         if self._closed_here:
-            return
+            return True
+        pooled = self.ended and self.client is not None and self.pool_key is not None
+        if not self.ws.closed and not pooled:
+            return False  # a request still talking: its close is a handshake with Gradium (`close`)
+        self._mark_closed()
+        if not self.ws.closed and self.client is not None and self.pool_key is not None:
+            self.client.give_back(self.pool_key, self.ws)
+        return True
+
+    def _mark_closed(self) -> None:
         self._closed_here = True
         if self.client is not None:
             self.client.in_use -= 1
-        if self.ended and self.client is not None and self.pool_key is not None and not self.ws.closed:
-            self.client.give_back(self.pool_key, self.ws)
-        elif not self.ws.closed:
-            await self.ws.close()
+
+    async def close(self) -> None:
+        if self.close_now():
+            return
+        self._mark_closed()
+        await self.ws.close()
 
 
 class GradiumRestStream(GradiumStream):
@@ -182,6 +198,10 @@ class GradiumRestStream(GradiumStream):
                 return self._note(protocol.parse(line))  # NDJSON lines are the WS messages
             except protocol.Malformed:
                 raise malformed() from None
+
+    def close_now(self) -> bool:
+        self.resp.release()
+        return True
 
     async def close(self) -> None:
         self.resp.release()

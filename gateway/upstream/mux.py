@@ -53,9 +53,19 @@ class MuxStream(GradiumStream):
             raise item
         return self._note(item)
 
-    async def close(self) -> None:
+    def _owes_end(self) -> bool:
         live = self.mux.streams.get(self.rid) is self  # Gradium has not ended or failed it
-        if live and not self.closed and not self.eos_sent and self.mux.ws is not None and not self.mux.ws.closed:
+        return live and not self.closed and not self.eos_sent and self.mux.ws is not None and not self.mux.ws.closed
+
+    def close_now(self) -> bool:
+        if self._owes_end():
+            return False
+        self.closed = True
+        self.mux.forget(self)
+        return True
+
+    async def close(self) -> None:
+        if self._owes_end():
             # Dropped before its input ended (a cancelled context): Gradium has no abort, but ending the
             # input lets the request finish instead of lingering on the shared socket until it closes.
             with contextlib.suppress(Exception):

@@ -36,6 +36,8 @@ async def test_the_client_is_closed_before_the_gradium_stream_is_released(
         await real_close(self)
 
     monkeypatch.setattr(GradiumWsStream, "close", held_close)
+    # a release that takes I/O (a pool return takes none: `close_now` does it without a task)
+    monkeypatch.setattr(GradiumWsStream, "close_now", lambda self: False)
     async with HeadlessSession(gateway.app, "elevenlabs", "tts_stream_input", path={"voice_id": VOICE},
                                query={"output_format": "pcm_16000"}) as s:
         for frame in ({"text": " ", "xi_api_key": KEY}, {"text": "Hello world. "}, {"text": ""}):

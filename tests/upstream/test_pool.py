@@ -100,3 +100,21 @@ async def test_idle_sockets_are_swept_on_a_timer(emulator: Emulator) -> None:
     finally:
         await client.close_idle()
         await session.close()
+
+
+async def test_a_finished_request_goes_back_to_the_pool_at_once_and_an_unfinished_one_does_not(
+        client: GradiumClient, emulator: Emulator) -> None:
+    """`close_now`: an ended request's socket returns to the pool with no I/O (the session releases it
+    without a task); one still talking needs `close` (its close handshake) and is never pooled."""
+    stream = await client.open_ws("tts", {"voice_id": EMMA, "output_format": "pcm_16000"}, "gsk_a")
+    await stream.send({"type": "text", "text": "one"})
+    await stream.send({"type": "end_of_stream"})
+    assert [m["type"] async for m in stream][-1] == "end_of_stream"  # read to its end
+    assert stream.close_now() and stream.close_now()  # done, and a second call is a no-op
+    busy = await client.open_ws("tts", {"voice_id": EMMA}, "gsk_a")
+    assert client.reused == 1
+    await busy.send({"type": "text", "text": "abandoned"})
+    assert not busy.close_now()
+    await busy.close()
+    assert await speak(client, "fresh") == ["fresh"]
+    assert client.reused == 1 and emulator.app[STATS].ws_connections == 2

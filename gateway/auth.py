@@ -10,7 +10,7 @@ gateway keys (stored as SHA-256) and uses the tenant's Gradium key. Gateway-mint
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config import AuthSettings
 from gateway.custom_ids import CALLER, Caller
@@ -37,10 +37,18 @@ class Credential:
     source: str = ""
     token_only: bool = False
     subprotocol: str | None = None  # the subprotocol to echo when it came from Sec-WebSocket-Protocol
+    _sha256: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def malformed(self) -> bool:
         return not well_formed(self.value)
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the value: the caller's identity, the managed-mode key lookup and the forward-mode
+        caller id all need it, in one request (hashed once, kept only as long as the credential)."""
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.value.encode()).hexdigest()
+        return self._sha256
 
 
 def _subprotocol_credential(header: str, schemes: list[str]) -> tuple[str, str] | None:
@@ -106,7 +114,7 @@ class Authenticator:
         claims = self._token_claims(cred, provider, route)
         if claims is None:
             assert cred is not None
-            return self._caller(*self._api_key(cred.value))
+            return self._caller(*self._api_key(cred.value, cred.sha256()))
         if claims.single_use and not await self.used.claim(claims.id, claims.expires_at):
             raise GatewayError("unauthorized", "This single-use token was already used")
         return self._caller(claims.tenant, self._token_key(claims))
@@ -122,7 +130,7 @@ class Authenticator:
         claims = self._token_claims(cred, provider, route)
         if claims is None:
             assert cred is not None
-            return self._caller(*self._api_key(cred.value))
+            return self._caller(*self._api_key(cred.value, cred.sha256()))
         if claims.single_use:
             if not isinstance(self.used, MemoryUsedTokens):
                 raise GatewayError("internal", "single-use tokens on this route need the asynchronous check")
@@ -161,11 +169,12 @@ class Authenticator:
             raise GatewayError("unauthorized", "Invalid or expired token")
         return self.tenant_key(tenant)
 
-    def _api_key(self, value: str) -> tuple[str, str]:
-        """(tenant, upstream key) for an API key."""
+    def _api_key(self, value: str, digest: str | None = None) -> tuple[str, str]:
+        """(tenant, upstream key) for an API key; `digest`: its SHA-256, when known already."""
+        digest = digest or hashlib.sha256(value.encode()).hexdigest()
         if self.settings.mode == "forward":
-            return "key:" + hashlib.sha256(value.encode()).hexdigest()[:16], value
-        tenant = self.settings.tenant_for(value)
+            return "key:" + digest[:16], value
+        tenant = self.settings.tenant_of_digest(digest)
         if tenant is None:
             raise GatewayError("unauthorized", "Invalid API key")
         return tenant, self.tenant_key(tenant)
@@ -185,8 +194,8 @@ class Authenticator:
             raise _malformed()
         if is_gateway_token(cred.value) or cred.token_only:
             raise GatewayError("forbidden", "A token cannot create tokens; use an API key")
-        tenant, key = self._api_key(cred.value)
-        return Minter(tenant, key, hashlib.sha256(cred.value.encode()).hexdigest())
+        tenant, key = self._api_key(cred.value, cred.sha256())
+        return Minter(tenant, key, cred.sha256())
 
     def mint(self, minter: Minter, provider: str, routes: list[str], ttl_s: float, *, single_use: bool,
              shape: str = "jwt") -> tuple[str, float]:

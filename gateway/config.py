@@ -114,7 +114,10 @@ class AuthSettings(_Strict):
         return self
 
     def tenant_for(self, presented: str) -> str | None:
-        digest = hashlib.sha256(presented.encode()).hexdigest()
+        return self.tenant_of_digest(hashlib.sha256(presented.encode()).hexdigest())
+
+    def tenant_of_digest(self, digest: str) -> str | None:
+        """The tenant of the key whose SHA-256 (hex) is `digest`."""
         for k in self.keys:
             if k.sha256 == digest:
                 return k.tenant

@@ -12,13 +12,21 @@ Times are `time.monotonic()` seconds.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 Transport = Literal["http", "ws"]
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID's text, like `str(uuid.uuid4())`, without building the UUID object: made
+    for every request, before its upstream call."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 @dataclass(slots=True, eq=False)
@@ -29,7 +37,7 @@ class Flow:
     route: str
     transport: Transport
     target: str = "gradium"  # who answers: "gradium" (translated) or e.g. "legacy" (a passthrough)
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.monotonic)
     headless: bool = False  # no client socket: driven programmatically (a shadow leg, a test)
     data: dict[str, Any] = field(default_factory=dict)  # per-addon state, keyed by the addon's own name

@@ -4,7 +4,6 @@ turning a route's params into a Gradium session plan (setup, audio formats, tran
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,7 +22,7 @@ from gateway.audio.transcode import AudioError
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.errors import GatewayError
-from gateway.events import Degraded
+from gateway.events import Degraded, new_request_id
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute, audio_format
 from gateway.mapping.params import RequestData
 from gateway.mapping.transforms import Event, EventTransform, SessionInfo
@@ -46,12 +45,15 @@ R = TypeVar("R")
 class RequestContext:
     mapping: CompiledMapping
     route: CompiledRoute
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.monotonic)
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds")
-                         .replace("+00:00", "Z"))
+    wall: float = field(default_factory=time.time)  # `created`, formatted only for the answers that show it
     req: RequestData | None = None  # path/query/headers, for the mapping's `errors.params`
     degraded: tuple[Degraded, ...] = ()  # what the answer lacks (the session end reports it)
+
+    @property
+    def created(self) -> str:
+        return datetime.fromtimestamp(self.wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def scope(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         base = {"request_id": self.request_id, "created": self.created, "provider": self.mapping.provider}

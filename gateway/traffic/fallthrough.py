@@ -39,5 +39,5 @@ async def serve(request: web.Request) -> web.StreamResponse | None:
         return None
     ws = request.headers.get("Upgrade", "").lower() == "websocket"
     leg = LegacyLeg(mapping, None, traffic.settings.traffic.session_query, ws=ws)
-    traffic.metrics.assignments.labels(provider, leg.name, "legacy", REASON).inc()
+    traffic.metrics.assigned(provider, leg.name, "legacy", REASON)
     return await serve_legacy(leg, request, traffic, cred, Decision("legacy", REASON), None)

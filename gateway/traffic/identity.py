@@ -43,7 +43,7 @@ def identify(auth: Authenticator, cred: Credential | None) -> Caller:
         if forward:
             return Caller(None, _sha(claims.upstream_key) if claims.upstream_key else None)
         return Caller(claims.tenant, claims.minter)
-    digest = _sha(cred.value)
+    digest = cred.sha256()
     if forward:
         return Caller(None, digest)
     for k in auth.settings.keys:
@@ -60,7 +60,7 @@ async def vendor_key(auth: Authenticator, cred: Credential | None, provider: str
     assert cred is not None
     if auth.settings.mode == "forward":
         return configured or upstream
-    tenant = auth.issuer.verify(cred.value).tenant if is_token(cred) else auth.settings.tenant_for(cred.value)
+    tenant = auth.issuer.verify(cred.value).tenant if is_token(cred) else auth.settings.tenant_of_digest(cred.sha256())
     entry = auth.settings.tenants.get(tenant) if tenant else None
     key = entry.legacy_keys.get(provider) if entry is not None else None
     if key is None:

@@ -82,7 +82,7 @@ class LegacyLeg:
         self.facts = mapping.legacy
         self.positions = CredentialPositions.of(mapping)
         self.drop_headers = frozenset(h.lower() for h in self.positions.headers)
-        self.strip_query_names = [*self.positions.query, session_query]
+        self.strip_query_names = frozenset(n.lower() for n in [*self.positions.query, session_query])
         self.prefix = f"/{mapping.provider}"
         ws = route.ws if route is not None else None
         # ElevenLabs: the key may come in the first message, read after the upgrade
@@ -93,7 +93,8 @@ class LegacyLeg:
         path = request.rel_url.raw_path
         if path == self.prefix or path.startswith(self.prefix + "/"):
             path = path[len(self.prefix):] or "/"
-        query = strip_query(request.rel_url.raw_query_string, [*self.strip_query_names, *drop_query])
+        names = self.strip_query_names | {n.lower() for n in drop_query} if drop_query else self.strip_query_names
+        query = strip_query(request.rel_url.raw_query_string, names)
         base = vendor.ws_url if ws else vendor.base_url
         return base + path + ("?" + query if query else "")
 

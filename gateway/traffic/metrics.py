@@ -5,6 +5,8 @@ No session, pair or request ids in labels; tenants are bounded by the configurat
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -51,3 +53,13 @@ class TrafficMetrics:
             registry=registry,
         )
         self.config_info.labels(config_version).set(1)
+        self._assigned: dict[tuple[str, ...], Any] = {}
+
+    def assigned(self, provider: str, route: str, target: str, reason: str) -> None:
+        """`assignments` + 1, once per unit: the labelled child is kept (`labels()` costs more than the
+        increment, on the path before the unit's first upstream byte); the label sets are bounded."""
+        key = (provider, route, target, reason)
+        child = self._assigned.get(key)
+        if child is None:
+            child = self._assigned[key] = self.assignments.labels(*key)
+        child.inc()

@@ -47,6 +47,7 @@ TARGET_HEADER = "x-gateway-target"
 _UNIT = "gateway.traffic.unit"  # request key: (target, response id header) for the response hook
 _JSON_BODY = "gateway.traffic.json_body"  # request key: the JSON body, parsed once (`_json_body`)
 TOKEN_BUILTINS = frozenset({"mint_token", "grant_token"})
+_NO_RAMPS = datetime(2000, 1, 1, tzinfo=UTC)  # `now` for a decision no ramp depends on
 
 
 def config_version(settings: Settings) -> str:
@@ -67,6 +68,8 @@ class Traffic:
         self.stitching = Stitching()
         self.shadow: Shadow | None = None
         self.active = self.active or settings.shadow.enabled
+        # the clock is read for a decision only when some weight depends on it
+        self.ramps = any(rule.ramp for rule in settings.traffic.rules)
 
 
 TRAFFIC = web.AppKey("traffic", Traffic)
@@ -149,10 +152,10 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
                     stitched=await _stitched(request, mapping, traffic) if cls == "speech" else None,
                     own_object=cls == "speech" and await _own_object(request, id_sources, cred, caller),
                     override=_override(request, caller))
-        decision = decide(traffic.settings.traffic, unit, datetime.now(UTC))
+        decision = decide(traffic.settings.traffic, unit, datetime.now(UTC) if traffic.ramps else _NO_RAMPS)
         if cls == "catalogue" and decision.reason not in ("serve", "override"):
             return await handler(request)  # catalogues follow only `serve: legacy`
-        traffic.metrics.assignments.labels(mapping.provider, route.name, decision.target, decision.reason).inc()
+        traffic.metrics.assigned(mapping.provider, route.name, decision.target, decision.reason)
         if debug_enabled():
             log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
                       weight=decision.weight, config_version=traffic.version)
@@ -177,7 +180,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
                 return await serve_legacy(leg, request, traffic, cred, decision, handler, (first[0], first[2]))
             if decision.target == "gradium":
                 return await handler(request)
-            return await serve_legacy(leg, request, traffic, cred, decision, handler)
+            return await serve_legacy(leg, request, traffic, cred, decision, handler, req=req)
         finally:
             if token is not None:
                 PLAN.reset(token)
@@ -189,11 +192,13 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
 
 async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any,
                        decision: Decision, fallback: Handler | None,
-                       accepted: tuple[web.WebSocketResponse, bytes] | None = None) -> web.StreamResponse:
-    """One unit from the vendor; `fallback` (the Gradium handler) serves it when `decision.failover` allows."""
+                       accepted: tuple[web.WebSocketResponse, bytes] | None = None,
+                       req: RequestData | None = None) -> web.StreamResponse:
+    """One unit from the vendor; `fallback` (the Gradium handler) serves it when `decision.failover` allows.
+    `req`: the request's path, query and headers, when the caller has them already."""
     mapping = leg.mapping
     ctx = RequestContext(mapping, leg.error_route)
-    ctx.req = RequestData(path=request.match_info, query=request.query, header=request.headers)
+    ctx.req = req or RequestData(path=request.match_info, query=request.query, header=request.headers)
     vendor = traffic.settings.legacy.get(mapping.provider)
     extra = {TARGET_HEADER: "legacy"} if traffic.settings.traffic.expose_target_header else {}
     structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=leg.name,
@@ -219,7 +224,7 @@ async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Tra
         # nothing reached the client yet: the vendor was never reached
         if decision.failover and fallback is not None and accepted is None:
             traffic.metrics.passthrough_errors.labels(mapping.provider, exc.kind).inc()
-            traffic.metrics.assignments.labels(mapping.provider, leg.name, "gradium", "failover").inc()
+            traffic.metrics.assigned(mapping.provider, leg.name, "gradium", "failover")
             request[_UNIT] = ("gradium", request[_UNIT][1])
             log.info("traffic.failover", kind=exc.kind, to="gradium")
             return await fallback(request)

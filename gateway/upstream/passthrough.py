@@ -54,10 +54,14 @@ class VendorRefusal(Exception):
 
 
 def strip_query(raw: str, names: Iterable[str]) -> str:
-    """The raw query string without the named parameters; every other byte is kept as sent."""
-    drop = {n.lower() for n in names}
+    """The raw query string without the named parameters; every other byte is kept as sent. `names` as a
+    frozenset: lower-case already."""
+    drop = names if isinstance(names, frozenset) else frozenset(n.lower() for n in names)
     if not raw or not drop:
         return raw
+    decoded = unquote_plus(raw).lower()
+    if not any(n in decoded for n in drop):
+        return raw  # no parameter, however encoded, can be one of them (most requests: nothing to split)
     kept = [p for p in raw.split("&") if unquote_plus(p.partition("=")[0]).lower() not in drop]
     return "&".join(kept)
 
@@ -72,30 +76,36 @@ def _skipped(drop: frozenset[str], forward_ip: bool, ws: bool) -> frozenset[str]
     return skip
 
 
-def _named_by_connection(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    return frozenset(n.strip().lower() for k, v in headers if k.lower() == "connection" for n in v.split(","))
+def _without(headers: Iterable[tuple[str, str]], skip: frozenset[str],
+             prefixes: tuple[str, ...]) -> CIMultiDict[str]:
+    """`headers` minus the names in `skip` (lower-case), those starting with `prefixes` and what `Connection`
+    names; one pass (it runs for every relayed request and answer, before the bytes move on)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    add = out.add
+    named: list[str] = []
+    for k, v in headers:
+        lk = k.lower()
+        if lk in skip or lk.startswith(prefixes):
+            if lk == "connection":
+                named.extend(n.strip() for n in v.split(","))
+            continue
+        add(k, v)
+    for name in named:
+        if name:
+            out.popall(name, None)
+    return out
 
 
 def upstream_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str], forward_ip: bool = False,
                      ws: bool = False) -> CIMultiDict[str]:
     """The client's request headers minus hop-by-hop, credentials (`drop`) and the gateway's own."""
-    pairs = list(headers)
     skip = _skipped(drop if isinstance(drop, frozenset) else frozenset(d.lower() for d in drop), forward_ip, ws)
-    if named := _named_by_connection(pairs):
-        skip = skip | named
-    out: CIMultiDict[str] = CIMultiDict()
-    for k, v in pairs:
-        lk = k.lower()
-        if lk in skip or lk.startswith(("x-gateway-", "proxy-")):
-            continue
-        out.add(k, v)
-    return out
+    return _without(headers, skip, ("x-gateway-", "proxy-"))
 
 
 def response_headers(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    pairs = list(headers)
-    skip = HOP_BY_HOP | named if (named := _named_by_connection(pairs)) else HOP_BY_HOP
-    return CIMultiDict((k, v) for k, v in pairs if (lk := k.lower()) not in skip and not lk.startswith("proxy-"))
+    """The vendor's answer headers minus hop-by-hop."""
+    return _without(headers, HOP_BY_HOP, ("proxy-",))
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext | bool:

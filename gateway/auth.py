@@ -38,10 +38,14 @@ class Credential:
     token_only: bool = False
     subprotocol: str | None = None  # the subprotocol to echo when it came from Sec-WebSocket-Protocol
     _sha256: str | None = field(default=None, repr=False, compare=False)
+    _malformed: bool | None = field(default=None, repr=False, compare=False)
 
     @property
     def malformed(self) -> bool:
-        return not well_formed(self.value)
+        """Asked by every check a request passes (identity, own ids, authorization): judged once."""
+        if self._malformed is None:
+            self._malformed = not well_formed(self.value)
+        return self._malformed
 
     def sha256(self) -> str:
         """Hex SHA-256 of the value: the caller's identity, the managed-mode key lookup and the forward-mode

@@ -41,6 +41,16 @@ def reads_body(route_sources: tuple[Source, ...]) -> bool:
     return any(src.startswith("body.") for src, _ in route_sources)
 
 
+def body_fields(route_sources: tuple[Source, ...]) -> tuple[bytes, ...]:
+    """The top-level JSON fields the body sources read, as bytes: a body naming none of them (nor escaping
+    any key) cannot name an own object, and is not parsed for it."""
+    return tuple(sorted({src.split(".")[1].encode() for src, _ in route_sources if src.startswith("body.")}))
+
+
+def may_name(raw: bytes, fields: tuple[bytes, ...]) -> bool:
+    return b"\\u" in raw or any(f in raw for f in fields)
+
+
 def ids_caller(auth: Authenticator, cred: Credential | None, tenant: str | None) -> custom_ids.Caller | None:
     """The identity the caller's ids were sealed for (see `Authenticator._caller`), without using up a
     single-use token; None when it cannot be known here (a forward-mode token)."""
@@ -60,9 +70,18 @@ def names_own_object(request: web.Request, route_sources: tuple[Source, ...], bo
     """`body`: the request's JSON body when a source reads it (else None)."""
     if not route_sources or caller is None:
         return False
-    data = RequestData(path=request.match_info, query=request.query, body=body)
+    data: RequestData | None = None
     for src, kind in route_sources:
-        value = data.get(src)
+        where, _, name = src.partition(".")
+        if where == "path":  # read directly: most routes name objects in the path only
+            value: Any = request.match_info.get(name)
+        elif where == "query":
+            value = request.query.get(name)
+        elif body is None:
+            continue
+        else:
+            data = data or RequestData(body=body)
+            value = data.get(src)
         if isinstance(value, str) and custom_ids.decode(kind, value, caller=caller) is not None:
             return True
     return False

@@ -132,6 +132,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
     transport = "ws" if route.is_ws else "rest"
     id_header = mapping.legacy.response_id_header
     id_sources = own_ids.sources(mapping, route)
+    id_body_fields = own_ids.body_fields(id_sources)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         traffic = request.app[TRAFFIC]
@@ -150,7 +151,8 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         unit = Unit(mapping.provider, route.name, kind, transport, caller.tenant,
                     keys=await _sticky_keys(request, mapping, traffic, caller) if cls == "speech" else {},
                     stitched=await _stitched(request, mapping, traffic) if cls == "speech" else None,
-                    own_object=cls == "speech" and await _own_object(request, id_sources, cred, caller),
+                    own_object=cls == "speech" and await _own_object(request, id_sources, id_body_fields, cred,
+                                                                          caller),
                     override=_override(request, caller))
         decision = decide(traffic.settings.traffic, unit, datetime.now(UTC) if traffic.ramps else _NO_RAMPS)
         if cls == "catalogue" and decision.reason not in ("serve", "override"):
@@ -279,13 +281,24 @@ async def _sticky_keys(request: web.Request, mapping: CompiledMapping, traffic: 
     return keys
 
 
-async def _own_object(request: web.Request, id_sources: tuple[own_ids.Source, ...], cred: Any,
-                      caller: Caller) -> bool:
+async def _own_object(request: web.Request, id_sources: tuple[own_ids.Source, ...], body_fields: tuple[bytes, ...],
+                      cred: Any, caller: Caller) -> bool:
     if not id_sources:
         return False
     ids_caller = own_ids.ids_caller(request.app[AUTH], cred, caller.tenant)
-    body = await _json_body(request) if ids_caller is not None and own_ids.reads_body(id_sources) else None
+    body = None
+    if ids_caller is not None and body_fields and await _body_may_name(request, body_fields):
+        body = await _json_body(request)
     return own_ids.names_own_object(request, id_sources, body, ids_caller)
+
+
+async def _body_may_name(request: web.Request, fields: tuple[bytes, ...]) -> bool:
+    if request.method != "POST" or request.content_type != "application/json":
+        return False  # `_json_body` would give None
+    try:
+        return own_ids.may_name(await request.read(), fields)
+    except Exception:
+        return True  # `_json_body` decides (and gives None)
 
 
 async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Traffic) -> Target | None:

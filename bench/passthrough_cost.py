@@ -12,7 +12,8 @@ After untimed warm-up requests, the gateway under test is measured over `--reque
     ... --bare                                              # the floor: a minimal aiohttp proxy instead
 
 The critical path of a request has two parts: `req`, client request bytes in -> the request written to the
-vendor, and `resp`, the vendor's first bytes in -> the first write to the client. `--segment` counts only
+vendor, and `resp`, the vendor's first bytes in -> the first body bytes handed to the client's writer (what
+the client's time to first audio waits for; a headers-only write does not end it). `--segment` counts only
 one of them: under callgrind by toggling collection (CALLGRIND_TOGGLE_COLLECT, from a two-line C library
 built on the fly); without it callgrind counts whole requests (every body chunk too). `--keep` leaves the
 dump for `callgrind_annotate --inclusive=yes`. Valgrind makes the gateway slow, so more of the vendor's
@@ -100,7 +101,7 @@ async def measure(tool: str, n: int, warm: int, keep: Path | None, segment: str 
                 await asyncio.sleep(1)
                 dumps = sorted(out.parent.glob(out.name + "*"), key=lambda p: p.stat().st_mtime)
                 total = _total(dumps[-1])
-                what = {"req": "client request -> vendor write", "resp": "vendor bytes -> client write"}.get(
+                what = {"req": "client request -> vendor write", "resp": "vendor bytes -> first client body write"}.get(
                     segment or "", "whole request")
                 print(f"callgrind: {total / n:,.0f} instructions per request, {what} ({n} requests; dump {dumps[-1]})")
             elif tool == "strace":
@@ -270,34 +271,40 @@ def _serve_probed() -> None:
     def wrap(cls: type, name: str, edge: object) -> None:
         orig = getattr(cls, name)
 
-        def probed(self: object, *args: object) -> object:
+        def probed(self: object, *args: object, **kwargs: object) -> object:
             if on[0]:
-                edge(self)  # type: ignore[operator]
-            return orig(self, *args)
+                edge(self, *args)  # type: ignore[operator]
+            return orig(self, *args, **kwargs)
 
         setattr(cls, name, probed)
 
-    def client_in(_: object) -> None:
+    def client_in(_: object, *__: object) -> None:
         if not marks or "out" in marks:
             marks.clear()
             mark("in", segment == "req")
 
-    def vendor_in(_: object) -> None:
+    def vendor_in(_: object, *__: object) -> None:
         if "sent" in marks and "resp" not in marks:
             mark("resp", segment == "resp")
 
-    def written(writer: object) -> None:
+    def sent(writer: object, *_: object) -> None:
         to_vendor = isinstance(writer._protocol, client_proto.ResponseHandler)  # type: ignore[attr-defined]
         if to_vendor and "in" in marks and "sent" not in marks:
             mark("sent", segment == "req")
-        elif not to_vendor and "resp" in marks and "out" not in marks:
+
+    def body_out(writer: object, chunk: bytes = b"", *_: object) -> None:
+        """The first body bytes handed to the client's writer: what its time to first audio waits for
+        (a headers-only write at `prepare` is not it)."""
+        to_client = not isinstance(writer._protocol, client_proto.ResponseHandler)  # type: ignore[attr-defined]
+        if to_client and chunk and "resp" in marks and "out" not in marks:
             mark("out", segment == "resp")
             rows.append((marks["sent"] - marks["in"], marks["out"] - marks["resp"]))
 
     wrap(web_protocol.RequestHandler, "data_received", client_in)
     wrap(client_proto.ResponseHandler, "data_received", vendor_in)
-    wrap(http_writer.StreamWriter, "_write", written)
-    wrap(http_writer.StreamWriter, "_writelines", written)
+    wrap(http_writer.StreamWriter, "_write", sent)
+    wrap(http_writer.StreamWriter, "_writelines", sent)
+    wrap(http_writer.StreamWriter, "write", body_out)
 
     def stop(*_: object) -> None:
         on[0] = False
@@ -305,7 +312,7 @@ def _serve_probed() -> None:
             dump()
         med = [statistics.median(r[i] for r in rows) / 1e3 for i in (0, 1)]
         out.write_text(f"critical-path CPU, median of {len(rows)} requests: client request -> vendor write "
-                       f"{med[0]:.1f} us, vendor bytes -> client write {med[1]:.1f} us, "
+                       f"{med[0]:.1f} us, vendor bytes -> first client body write {med[1]:.1f} us, "
                        f"sum {med[0] + med[1]:.1f} us\n")
 
     signal.signal(signal.SIGUSR1, lambda *_: on.__setitem__(0, True))

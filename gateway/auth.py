@@ -37,8 +37,8 @@ class Credential:
     source: str = ""
     token_only: bool = False
     subprotocol: str | None = None  # the subprotocol to echo when it came from Sec-WebSocket-Protocol
-    _sha256: str | None = field(default=None, repr=False, compare=False)
-    _malformed: bool | None = field(default=None, repr=False, compare=False)
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
+    _malformed: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def malformed(self) -> bool:

@@ -3,6 +3,7 @@ paths must drop exactly what the general path drops), and the per-request ids an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 
@@ -66,6 +67,8 @@ def test_a_credential_is_hashed_once_and_judged_once() -> None:
     assert cred.sha256() is cred.sha256()
     assert cred.malformed and cred.malformed
     assert not Credential("sk_ok").malformed
+    other = dataclasses.replace(cred, value="sk_ok")  # a copy judges and hashes its own value
+    assert not other.malformed and other.sha256() == hashlib.sha256(b"sk_ok").hexdigest()
 
 
 def test_a_body_is_parsed_for_own_ids_only_when_it_may_hold_one() -> None:

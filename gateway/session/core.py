@@ -68,7 +68,9 @@ class SessionCore(Requests):
             return []
         self._out = out = []
         try:
-            if kind is BINARY and self.state is SessionState.OPEN and self._binary_audio():
+            audio = self._binary_is_audio  # known after the first binary frame: no call per frame
+            if kind is BINARY and self.state is SessionState.OPEN and (audio or (audio is None
+                                                                                 and self._binary_audio())):
                 self._audio_frame(data, t)
             else:
                 self._client(kind, data, t)
@@ -192,7 +194,7 @@ class SessionCore(Requests):
         """`raw` (a binary frame's bytes, or a JSON field's base64) sent on to `r`'s audio leg; its bytes."""
         if r.leg is None:  # before decoding: a socket without audio says so, not "bad base64"
             raise GatewayError("invalid_message", "This socket does not take audio")
-        chunk = inbound.audio_bytes(raw)
+        chunk = raw if raw.__class__ is bytes else inbound.audio_bytes(raw)  # a binary frame is its bytes
         if chunk:
             self._out.append(cmd.SendAudio(r, chunk))
         return chunk

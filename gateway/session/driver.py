@@ -78,17 +78,27 @@ class Driver:
         for c in cmds:
             i += 1
             try:
-                if c.__class__ is SendClient:  # the per-frame command, inline
+                cls = c.__class__
+                if cls is SendClient:  # the per-frame commands, inline
                     port = self.port
                     if port is not None and not port.closed:
                         await (port.send_bytes(c.data) if c.binary else port.send_text(c.data))
                         self.tap.output(c.data)
                     continue
-                now = _NOW.get(c.__class__)
+                if cls is SendAudio and (leg := c.req.leg) is not None and not leg.heavy:
+                    # a client audio chunk (STT) that needs no codec thread: no coroutine of its own
+                    try:
+                        pcm = leg.pcm_inline(c.chunk)
+                    except AudioError as exc:
+                        raise GatewayError("invalid_audio", str(exc)) from None
+                    if pcm:
+                        await c.req.io.upstream.send_audio(pcm)
+                    continue
+                now = _NOW.get(cls)
                 if now is not None:
                     now(self, c)
                 else:
-                    await _IO[c.__class__](self, c)
+                    await _IO[cls](self, c)
             except GatewayError as err:
                 # I/O for a request failed: the core decides what that means (the context, or the session)
                 rest = self.core.handle(Failed(err, getattr(c, "req", None)))

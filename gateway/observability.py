@@ -185,26 +185,37 @@ class MetricsAddon:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # labelled children by label values: `labels()` checks and locks on every call, and these are
+        # five calls per session; the children are never removed, and the label sets are small (routes,
+        # statuses, targets)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def session_start(self, ev: SessionStart) -> None:
         if ev.flow.transport == "ws" and not ev.flow.headless:
-            self.metrics.active_ws.labels(ev.flow.provider).inc()
+            self._child(self.metrics.active_ws, ev.flow.provider).inc()
 
     def first_output(self, ev: FirstOutput) -> None:
         if not ev.flow.data.get("shadow_leg"):
             flow = ev.flow
-            self.metrics.first_output.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
+            self._child(self.metrics.first_output, flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 
     def session_end(self, ev: SessionEnd) -> None:
         flow = ev.flow
         if flow.transport == "ws" and not flow.headless:
-            self.metrics.active_ws.labels(flow.provider).dec()
+            self._child(self.metrics.active_ws, flow.provider).dec()
         if flow.data.get("shadow_leg"):
             return  # shadow legs are not the client's traffic (their outcomes: gateway_shadow_legs_total)
-        self.metrics.requests.labels(flow.provider, flow.route, ev.status, flow.target).inc()
+        self._child(self.metrics.requests, flow.provider, flow.route, ev.status, flow.target).inc()
         for d in ev.degraded:
             self.metrics.degraded.labels(flow.provider, flow.route, d.what).inc()
-        self.metrics.duration.labels(flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
+        self._child(self.metrics.duration, flow.provider, flow.route, flow.target).observe(ev.t - flow.started)
 
 
 class LogAddon:

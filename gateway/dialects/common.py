@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.audio.formats import (
     GRADIUM_INPUT_FORMATS,
@@ -159,12 +160,32 @@ def plan_session(ctx: RequestContext, params: dict[str, Any], shared: dict[str, 
         name = nearest_gradium_input(have) if have is not None else "pcm"
         setup["input_format"] = name
         info.audio_in, info.gradium_in = have, GRADIUM_INPUT_FORMATS[name]
-    options = route.transform.Options.model_validate((route.transform_options or (lambda s: {}))(scope) or {})
+    options = _options(route.transform, (route.transform_options or (lambda s: {}))(scope) or {})
     try:
         transform = route.transform(info, options)
     except AudioError as exc:
         raise GatewayError("unsupported_format", str(exc)) from None
     return SessionPlan(kind, setup, info, transform)
+
+
+_OPTIONS: dict[tuple[type, bytes], BaseModel] = {}  # validated transform options by their rendered JSON
+_OPTIONS_MAX = 1024
+
+
+def _options(transform: type[EventTransform], raw: dict[str, Any]) -> BaseModel:
+    """The transform's options, validated once per distinct value (once per session, most routes render
+    the same few): transforms only read them, so sessions share one model."""
+    try:
+        key = (transform, orjson.dumps(raw, option=orjson.OPT_SORT_KEYS))
+    except TypeError:  # not JSON (no such option today): validated every time
+        return transform.Options.model_validate(raw)
+    options = _OPTIONS.get(key)
+    if options is None:
+        options = transform.Options.model_validate(raw)  # a ValidationError is not cached
+        if len(_OPTIONS) >= _OPTIONS_MAX:
+            _OPTIONS.clear()
+        _OPTIONS[key] = options
+    return options
 
 
 def _prime(transform: EventTransform) -> None:

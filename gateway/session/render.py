@@ -24,12 +24,25 @@ class Renderer:
         self.ws = ctx.route.ws
         self.templates = ctx.route.render  # event name -> template
         self._scope: dict[str, Any] | None = None
+        self._params: dict[str, Any] | GatewayError | None = None
+
+    def handshake_params(self, req: RequestData) -> dict[str, Any]:
+        """The route's params from the handshake alone (path, query, headers; no message): read once per
+        session, for the session scope and for a request the handshake opens (a copy each)."""
+        if self._params is None:
+            try:
+                self._params = self.route.read_params(RequestData(req.path, req.query, req.header))
+            except GatewayError as err:
+                self._params = err
+        if isinstance(self._params, GatewayError):
+            raise self._params
+        return self._params.copy()
 
     def session_scope(self, req: RequestData, sequence: int) -> dict[str, Any]:
         """Scope for socket-level templates (greeting, inbound fields, cleared): handshake params only."""
         if self._scope is None:
             try:
-                params = self.route.read_params(RequestData(req.path, req.query, req.header))
+                params = self.handshake_params(req)
             except GatewayError:
                 params = {}
             self._scope = self.ctx.scope(params)

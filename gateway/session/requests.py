@@ -124,7 +124,8 @@ class Requests:
             if self.cred is None and message is not None:
                 self.cred = find_credential(self.ctx.mapping.credentials, req)
             self.key = self._upstream_key()
-        params = self.route.read_params(req)
+        # with no message, the params are the handshake's, which the session scope reads too
+        params = self.render.handshake_params(self.req) if message is None else self.route.read_params(req)
         r = new_request(self.ctx, key, params, self.table, message)
         self.table.add(r)
         self._out.append(cmd.Open(r, ready))

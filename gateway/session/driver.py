@@ -70,6 +70,7 @@ class Driver:
         self.close_code: int | None = None
         self.close_reason = b""
         self.exc: BaseException | None = None
+        self._watch_timer: asyncio.TimerHandle | None = None
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -222,8 +223,8 @@ class Driver:
         try:
             await self.run_commands(self.core.start(time.monotonic()))
             if not self.done.done():
-                tasks = [asyncio.create_task(self._client_loop(), name="client"),
-                         asyncio.create_task(self._watchdog(), name="watchdog")]
+                tasks = [asyncio.create_task(self._client_loop(), name="client")]
+                self._watch()
                 await asyncio.wait([*tasks, self.done], return_when=asyncio.FIRST_COMPLETED)
             if self.done.done():
                 self.done.result()  # raises the failure, if that is how it ended
@@ -246,6 +247,9 @@ class Driver:
             await self._fail(GatewayError("internal", "Internal gateway error"))
             return "internal"
         finally:
+            if self._watch_timer is not None:
+                self._watch_timer.cancel()
+                self._watch_timer = None
             for t in tasks:
                 t.cancel()
             if self.close_code is None or port.closed:
@@ -306,15 +310,28 @@ class Driver:
                 # arrival: the primary's latencies count from there, not from after its own upstream send
                 tap.frame(msg.data, now)
 
-    async def _watchdog(self) -> None:
-        while self.core.state is not SessionState.CLOSED:
-            deadline = self.core.deadline()
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                await self.feed(Tick(now))
-                deadline = self.core.deadline()
-            wait = WATCH_MAX_S if deadline is None else min(WATCH_MAX_S, max(deadline - now, 0.0))
-            await asyncio.sleep(wait)
+    def _watch(self) -> None:
+        """The watchdog: a loop timer, not a task (no coroutine, no future per wake-up), re-armed at the
+        core's deadline or WATCH_MAX_S, whichever is sooner; a deadline passed feeds a `Tick` (a task of
+        the session, whose failure ends the session like any other)."""
+        self._watch_timer = None
+        if self.core.state is SessionState.CLOSED or self.done.done():
+            return
+        deadline = self.core.deadline()
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            self.upstreams.spawn(self._tick(now), "watchdog")
+            return
+        wait = WATCH_MAX_S if deadline is None else min(WATCH_MAX_S, deadline - now)
+        self._watch_timer = asyncio.get_running_loop().call_later(wait, self._watch)
+
+    async def _tick(self, now: float) -> None:
+        try:
+            await self.feed(Tick(now))
+        except Exception as exc:
+            self._abort(exc)
+            return
+        self._watch()
 
 
 # commands by type: those done at once, and those that wait on I/O (plain functions, not a table of bound

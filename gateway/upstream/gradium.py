@@ -33,6 +33,9 @@ Kind = Literal["tts", "asr"]
 _WS_ROUTES = {"tts": "speech/tts", "asr": "speech/asr"}
 _REST_ROUTES = {"tts": "post/speech/tts", "asr": "post/speech/asr"}
 API_SOURCE = "gradium-gateway"
+RETIRE_S = 2.0  # a retired socket's request must end within this, or the socket is closed
+RETIRE_MAX = 1024  # retirements under way at once; past it a socket is closed outright
+_END_OF_STREAM = protocol.dumps(protocol.end_of_stream())
 _NOTED = frozenset((protocol.READY, protocol.END_OF_STREAM, protocol.ERROR))  # the types `_note` acts on
 
 
@@ -41,6 +44,7 @@ class GradiumStream:
 
     request_id: str | None = None
     ended: bool = False
+    failed: bool = False  # Gradium sent an error
 
     def _note(self, data: Message) -> Message:
         """Remember Gradium's request id and whether the request is over; an `error` raises its GatewayError."""
@@ -50,6 +54,7 @@ class GradiumStream:
         elif mtype == protocol.END_OF_STREAM:
             self.ended = True
         elif mtype == protocol.ERROR:
+            self.failed = True
             raise error_from(data)
         return data
 
@@ -173,6 +178,9 @@ class GradiumWsStream(GradiumStream):
         if self.close_now():
             return
         self._mark_closed()
+        if (self.client is not None and self.pool_key is not None and self.request_id is not None
+                and not self.failed and self.client.retire(self.pool_key, self.ws)):
+            return  # Gradium ends the request in the background; the socket then goes back to the pool
         await self.ws.close()
 
 
@@ -234,6 +242,8 @@ class GradiumClient:
         self._sweeper: asyncio.Task[None] | None = None
         self._reachable: tuple[float, bool] | None = None
         self._closing: set[asyncio.Task[Any]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # see `retire`
+        self._stopping = False
         self.reused = 0  # sockets taken from the pool (for metrics and tests)
         # Streams open now, and the most open at once since the last sweep: the pool keeps up to that
         # many idle sockets (at least `pool_max_idle`). Sessions run back to back hand their socket to the
@@ -268,6 +278,44 @@ class GradiumClient:
         if idle is not None and not idle:
             del self._idle[key]
         return None
+
+    def retire(self, key: tuple[str, str], ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """A speech-to-text socket whose request did not end (the client left mid-stream, e.g. after an
+        ElevenLabs commit): end the request on Gradium's side (`end_of_stream`, then read to Gradium's) in
+        a task and pool the socket, rather than close it and pay a new connection (TCP, TLS, WebSocket
+        handshakes) for the next request. Within RETIRE_S, or the socket is closed. False: close it now
+        (text-to-speech, whose end would be more audio to synthesize for nobody; a full pool; shutdown)."""
+        if (key[0] != "asr" or ws.closed or self._stopping or len(self._retiring) >= RETIRE_MAX
+                or len(self._idle.get(key, ())) >= max(self.pool_max_idle, self._peak_in_use)):
+            return False
+        task = asyncio.get_running_loop().create_task(self._retire(key, ws), name="gradium-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return True
+
+    async def _retire(self, key: tuple[str, str], ws: aiohttp.ClientWebSocketResponse) -> None:
+        kept = False
+        try:
+            async with asyncio.timeout(RETIRE_S):
+                await ws.send_frame(_END_OF_STREAM, aiohttp.WSMsgType.TEXT)
+                while not kept:
+                    msg = await ws.receive()
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        break  # closed or failed: nothing to keep
+                    raw = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                    if b'"end_of_stream"' in raw or b'"error"' in raw:  # else a text or step: skipped
+                        kind = orjson.loads(raw).get("type")
+                        if kind == protocol.ERROR:
+                            break
+                        if kind == protocol.END_OF_STREAM and not ws.closed and not self._stopping:
+                            self.give_back(key, ws)
+                            kept = True
+        except Exception:  # whatever went wrong, the socket is closed below, not pooled
+            pass
+        finally:
+            if not kept:
+                with contextlib.suppress(Exception):
+                    await ws.close()
 
     def _close_later(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         task = asyncio.get_running_loop().create_task(ws.close())
@@ -332,6 +380,11 @@ class GradiumClient:
         return sum(1 for idle in self._idle.values() for _, ws in idle if not ws.closed)
 
     async def close_idle(self) -> None:
+        self._stopping = True  # retirements close their sockets instead of pooling them
+        if self._retiring:
+            for task in self._retiring:
+                task.cancel()
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(BaseException):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import aiohttp
 
+from gateway.dialects.common import GRADIUM
 from gateway.emulator.faults import FAULTS
 from gateway.emulator.stats import STATS
 from gateway.upstream.gradium import GradiumClient
-from tests.audiocheck import decode, expected_words, words
+from tests.audiocheck import decode, expected_words, speech, words
 from tests.conftest import Emulator, Gateway
 
 EMMA = "YTpq7expH9539ERJ"
@@ -83,8 +85,6 @@ async def test_gateway_reuses_upstream_sockets(gateway: Gateway) -> None:
 
 async def test_idle_sockets_are_swept_on_a_timer(emulator: Emulator) -> None:
     """Issue 8, defect 13: an idle pooled socket is closed after `pool_idle_s` even if its key never returns."""
-    import asyncio
-
     session = aiohttp.ClientSession()
     client = GradiumClient(session, emulator.url, pool_idle_s=0.3)
     try:
@@ -118,3 +118,48 @@ async def test_a_finished_request_goes_back_to_the_pool_at_once_and_an_unfinishe
     await busy.close()
     assert await speak(client, "fresh") == ["fresh"]
     assert client.reused == 1 and emulator.app[STATS].ws_connections == 2
+
+
+async def test_an_abandoned_speech_to_text_request_is_ended_and_its_socket_pooled(
+        client: GradiumClient, emulator: Emulator) -> None:
+    """A live STT client that leaves mid-request (an ElevenLabs realtime client after its commit): the
+    gateway ends the request on Gradium's side and pools the socket, so the next request skips the
+    handshakes; the next request on it hears only its own words."""
+    stream = await client.open_ws("asr", {"input_format": "pcm_16000"}, "gsk_a")
+    assert (await stream.recv() or {}).get("type") == "ready"
+    await stream.send_audio(speech("one two", 16000))
+    await stream.close()  # mid-request: no end_of_stream from the client
+    for _ in range(200):
+        if client.idle_count() == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert client.idle_count() == 1
+    again = await client.open_ws("asr", {"input_format": "pcm_16000"}, "gsk_a")
+    await again.send_audio(speech("three", 16000))
+    await again.send({"type": "end_of_stream"})
+    msgs = [m async for m in again]
+    await again.close()
+    assert [m["text"] for m in msgs if m["type"] == "text"] == expected_words("three")
+    assert client.reused == 1 and emulator.app[STATS].ws_connections == 1
+
+
+async def test_realtime_stt_sessions_reuse_the_gradium_socket(gateway: Gateway) -> None:
+    """ElevenLabs realtime STT: the client leaves after its committed transcript, the request still open
+    on Gradium's side; the next session gets the same Gradium socket, not a new connection."""
+    pcm = speech("one two", 16000)
+    url = gateway.ws + "/v1/speech-to-text/realtime?model_id=scribe_v2_realtime&audio_format=pcm_16000"
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.ws_connect(url, headers={"xi-api-key": "gsk_rt_pool"}) as ws:
+                await ws.send_json({"message_type": "input_audio_chunk", "commit": True,
+                                    "audio_base_64": base64.b64encode(pcm).decode()})
+                async for msg in ws:
+                    data = msg.json()
+                    if data["message_type"] == "committed_transcript":
+                        assert data["text"].lower().split() == expected_words("one two")
+                        break
+            for _ in range(200):  # the retirement runs after the session
+                if gateway.app[GRADIUM].idle_count() == 1:
+                    break
+                await asyncio.sleep(0.02)
+    assert gateway.emulator.app[STATS].ws_connections == 1

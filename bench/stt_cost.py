@@ -129,8 +129,8 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, dict[str, float]
                             await fn()
                         await asyncio.sleep(0.5)
                         t1 = cpu_times(pid)
-                        counts[phase] = t1[0] + t1[1] - t0[0] - t0[1]
-                        counts[phase + "_sys"] = t1[1] - t0[1]
+                        counts[phase] = round(t1[0] + t1[1] - t0[0] - t0[1], 6)  # whole ticks: no -1e-17
+                        counts[phase + "_sys"] = round(t1[1] - t0[1], 6)
                         continue
                     control(pid, "-z")
                     control(pid, "-i", "on")

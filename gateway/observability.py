@@ -36,14 +36,32 @@ _SECRET_HEADER = re.compile(
 _PROTOCOL_LIST = re.compile(r"(Client protocols\s*)(\[[^\]]*\]|\([^)]*\))", re.I)
 
 
+# Every word the three patterns above need: a text without any of them has nothing to redact, and one
+# search says so (log lines are mostly ids, names and statuses) instead of three substitutions.
+_MAY_HOLD_SECRET = re.compile(r"token|bearer|api[-_]key|basic|authorization|cookie|sec-websocket-protocol|"
+                              r"client protocols", re.I)
+_KEY_IS_SECRET: dict[str, bool] = {}  # field name -> `_SECRET_KEY` matches it (field names repeat)
+
+
 def redact_text(text: str) -> str:
+    if _MAY_HOLD_SECRET.search(text) is None:
+        return text
     text = _SECRET_HEADER.sub(lambda m: m.group(1) + "***", text)
     text = _PROTOCOL_LIST.sub(lambda m: m.group(1) + "[***]", text)
     return _SECRET_TEXT.sub(lambda m: m.group(1) + "***", text)
 
 
+def _secret_key(key: str) -> bool:
+    secret = _KEY_IS_SECRET.get(key)
+    if secret is None:
+        secret = _SECRET_KEY.search(key) is not None
+        if len(_KEY_IS_SECRET) < 4096:  # field names are few; a flood of new ones is not kept
+            _KEY_IS_SECRET[key] = secret
+    return secret
+
+
 def _redact(value: Any, key: str = "") -> Any:
-    if key and _SECRET_KEY.search(key):
+    if key and _secret_key(key):
         return "***" if value not in (None, "") else value
     if isinstance(value, str):
         return redact_text(value)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Literal
+from collections.abc import Awaitable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -23,64 +23,18 @@ from gateway.upstream.errors import (
     _CLOSED,
     UpstreamClosed,
     closed_error,
-    error_from,
     malformed,
     parse_rest_error,
 )
 from gateway.upstream.protocol import Message
 from gateway.upstream.retire import Retirements
+from gateway.upstream.stream import NOTED, GradiumRestStream, GradiumStream, Kind
 
-Kind = Literal["tts", "asr"]
+__all__ = ["API_SOURCE", "GradiumClient", "GradiumRestStream", "GradiumStream", "GradiumWsStream", "Kind"]
+
 _WS_ROUTES = {"tts": "speech/tts", "asr": "speech/asr"}
 _REST_ROUTES = {"tts": "post/speech/tts", "asr": "post/speech/asr"}
 API_SOURCE = "gradium-gateway"
-_NOTED = frozenset((protocol.READY, protocol.END_OF_STREAM, protocol.ERROR))  # the types `_note` acts on
-
-
-class GradiumStream:
-    """One Gradium request: send messages, receive parsed messages; `None` means finished."""
-
-    request_id: str | None = None
-    ended: bool = False
-    failed: bool = False  # Gradium sent an error
-
-    def _note(self, data: Message) -> Message:
-        """Remember Gradium's request id and whether the request is over; an `error` raises its GatewayError."""
-        mtype = data.get("type")
-        if mtype == protocol.READY:
-            self.request_id = data.get("request_id")
-        elif mtype == protocol.END_OF_STREAM:
-            self.ended = True
-        elif mtype == protocol.ERROR:
-            self.failed = True
-            raise error_from(data)
-        return data
-
-    async def send(self, msg: Message) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    async def send_audio(self, pcm: bytes) -> None:
-        """An `audio` message carrying `pcm` (once per client audio chunk: a stream on a socket sends it
-        as prebuilt bytes)."""
-        await self.send(protocol.audio(pcm))
-
-    async def recv(self) -> Message | None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    async def close(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def close_now(self) -> bool:
-        """Close at once when that takes no I/O (the usual end of a request): True if it is closed. A
-        caller that gets False awaits `close`; one that gets True needs no task to release the stream."""
-        return False
-
-    async def __aiter__(self) -> AsyncIterator[Message]:
-        while True:
-            msg = await self.recv()
-            if msg is None:
-                return
-            yield msg
 
 
 class GradiumWsStream(GradiumStream):
@@ -145,7 +99,7 @@ class GradiumWsStream(GradiumStream):
                 if data.__class__ is not dict:
                     raise malformed()
                 mtype = data.get("type")
-                return self._note(data) if mtype.__class__ is str and mtype in _NOTED else data
+                return self._note(data) if mtype.__class__ is str and mtype in NOTED else data
             if msg.type in _CLOSED:
                 if self._closed_here:
                     raise UpstreamClosed("the Gradium session was ended by the gateway")
@@ -177,49 +131,12 @@ class GradiumWsStream(GradiumStream):
             return
         self._mark_closed()
         if (self.client is not None and self.pool_key is not None and self.request_id is not None
-                and not self.failed and self.client.retire(self.pool_key, self.ws)):
+                and not self.failed and self.client.retirements.retire(self.pool_key, self.ws)):
             return  # Gradium ends the request in the background; the socket then goes back to the pool
         await self.ws.close()
 
 
-class GradiumRestStream(GradiumStream):
-    """REST speech endpoint read as NDJSON; the whole input was sent with the request."""
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self.resp = resp
-        self.ended = False
-
-    async def send(self, msg: Message) -> None:
-        raise GatewayError("internal", "REST sessions take all their input up front")
-
-    async def recv(self) -> Message | None:
-        if self.ended:
-            return None
-        while True:
-            try:
-                line = await self.resp.content.readline()
-            except aiohttp.ClientError:
-                raise GatewayError("upstream_unavailable", "Gradium connection failed mid-stream") from None
-            if not line:
-                self.ended = True
-                return protocol.end_of_stream()
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                return self._note(protocol.parse(line))  # NDJSON lines are the WS messages
-            except protocol.Malformed:
-                raise malformed() from None
-
-    def close_now(self) -> bool:
-        self.resp.release()
-        return True
-
-    async def close(self) -> None:
-        self.resp.release()
-
-
-class GradiumClient(Retirements):
+class GradiumClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -240,8 +157,7 @@ class GradiumClient(Retirements):
         self._sweeper: asyncio.Task[None] | None = None
         self._reachable: tuple[float, bool] | None = None
         self._closing: set[asyncio.Task[Any]] = set()
-        self._retiring: set[asyncio.Task[None]] = set()  # see `retire`
-        self._stopping = False
+        self.retirements = Retirements(self.give_back, self._has_room)
         self.reused = 0  # sockets taken from the pool (for metrics and tests)
         # Streams open now, and the most open at once since the last sweep: the pool keeps up to that
         # many idle sockets (at least `pool_max_idle`). Sessions run back to back hand their socket to the
@@ -313,7 +229,7 @@ class GradiumClient(Retirements):
         stale = []
         while idle and now - idle[0][0] >= self.pool_idle_s:  # oldest first: sockets are appended as they come back
             stale.append(idle.pop(0)[1])
-        if len(idle) >= max(self.pool_max_idle, self._peak_in_use):
+        if not self._has_room(key):
             stale.append(ws)
         else:
             idle.append((now, ws))
@@ -321,6 +237,9 @@ class GradiumClient(Retirements):
             self._close_later(w)
         if self._sweeper is None:  # idle sockets are closed on a timer, not only when their key comes back
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    def _has_room(self, key: tuple[str, str]) -> bool:
+        return len(self._idle.get(key, ())) < max(self.pool_max_idle, self._peak_in_use)
 
     async def reachable(self, timeout_s: float = 2.0, cache_s: float = 2.0) -> bool:
         """Does Gradium answer HTTP at all (any status)? Cached briefly: readiness probes come often."""
@@ -340,11 +259,7 @@ class GradiumClient(Retirements):
         return sum(1 for idle in self._idle.values() for _, ws in idle if not ws.closed)
 
     async def close_idle(self) -> None:
-        self._stopping = True  # retirements close their sockets instead of pooling them
-        if self._retiring:
-            for task in self._retiring:
-                task.cancel()
-            await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self.retirements.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(BaseException):

@@ -19,7 +19,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,6 +245,26 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def path_list(parser: argparse.ArgumentParser, paths: str, known: Iterable[str]) -> list[str]:
+    """`--paths a,b` as a list; an unknown name is a usage error."""
+    out = [p for p in paths.split(",") if p]
+    if unknown := set(out) - set(known):
+        parser.error(f"unknown paths {sorted(unknown)}; known: {', '.join(known)}")
+    return out
+
+
+def run_load(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Runs a load generator: every file descriptor the hard limit allows (thousands of sockets; the
+    gateway and emulator children inherit it), on uvloop where it is installed."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="6 s per step, at most 500 streams: a few minutes")
@@ -256,19 +276,10 @@ def main() -> int:
     parser.add_argument("--tts-speed", type=float, default=5.0, help="emulator TTS pacing, times real time")
     parser.add_argument("--json", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
-    args.paths = [p for p in args.paths.split(",") if p]
-    if unknown := set(args.paths) - set(STEPS):
-        parser.error(f"unknown paths {sorted(unknown)}; known: {', '.join(STEPS)}")
+    args.paths = path_list(parser, args.paths, STEPS)
     args.max_streams = args.max_streams or (500 if args.quick else 10**9)
     args.duration = args.duration or (6.0 if args.quick else 15.0)
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of sockets; children inherit it
-    try:
-        import uvloop
-
-        report = uvloop.run(bench(args))
-    except ImportError:
-        report = asyncio.run(bench(args))
+    report = run_load(bench(args))
     print(load_report.render(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import math
 import os
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -200,18 +199,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per step after the ramp")
     parser.add_argument("--json", type=Path, default=RESULTS / "scaling.json")
     args = parser.parse_args()
-    args.paths = [p for p in args.paths.split(",") if p]
-    if unknown := set(args.paths) - set(START):
-        parser.error(f"unknown paths {sorted(unknown)}; known: {', '.join(START)}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    args.paths = load.path_list(parser, args.paths, START)
     t0 = time.perf_counter()
-    try:
-        import uvloop
-
-        report = uvloop.run(bench(args))
-    except ImportError:
-        report = asyncio.run(bench(args))
+    report = load.run_load(bench(args))
     report["duration_s"] = time.perf_counter() - t0
     print(render(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -37,10 +37,6 @@ def sources(mapping: CompiledMapping, route: CompiledRoute) -> tuple[Source, ...
     return tuple(found)
 
 
-def reads_body(route_sources: tuple[Source, ...]) -> bool:
-    return any(src.startswith("body.") for src, _ in route_sources)
-
-
 def body_fields(route_sources: tuple[Source, ...]) -> tuple[bytes, ...]:
     """The top-level JSON fields the body sources read, as bytes: a body naming none of them (nor escaping
     any key) cannot name an own object, and is not parsed for it."""

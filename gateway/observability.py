@@ -198,22 +198,30 @@ class Metrics:
         )
 
 
-class MetricsAddon:
-    """Requests, durations, time to first output and open sockets, per provider and route."""
+class LabelledChildren:
+    """`metric.labels(*values)`, kept: `labels()` checks and locks on every call, and the callers run once
+    per request or session. Children are never removed, and the label sets are bounded (providers, routes,
+    statuses, targets, reasons)."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        # labelled children by label values: `labels()` checks and locks on every call, and these are
-        # five calls per session; the children are never removed, and the label sets are small (routes,
-        # statuses, targets)
+    __slots__ = ("_children",)
+
+    def __init__(self) -> None:
         self._children: dict[tuple[Any, ...], Any] = {}
 
-    def _child(self, metric: Any, *values: str) -> Any:
+    def __call__(self, metric: Any, *values: str) -> Any:
         key = (id(metric), *values)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*values)
         return child
+
+
+class MetricsAddon:
+    """Requests, durations, time to first output and open sockets, per provider and route."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._child = LabelledChildren()  # five label lookups per session
 
     def session_start(self, ev: SessionStart) -> None:
         if ev.flow.transport == "ws" and not ev.flow.headless:

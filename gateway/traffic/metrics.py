@@ -5,9 +5,9 @@ No session, pair or request ids in labels; tenants are bounded by the configurat
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.observability import LabelledChildren
 
 
 class TrafficMetrics:
@@ -53,13 +53,8 @@ class TrafficMetrics:
             registry=registry,
         )
         self.config_info.labels(config_version).set(1)
-        self._assigned: dict[tuple[str, ...], Any] = {}
+        self._child = LabelledChildren()
 
     def assigned(self, provider: str, route: str, target: str, reason: str) -> None:
-        """`assignments` + 1, once per unit: the labelled child is kept (`labels()` costs more than the
-        increment, on the path before the unit's first upstream byte); the label sets are bounded."""
-        key = (provider, route, target, reason)
-        child = self._assigned.get(key)
-        if child is None:
-            child = self._assigned[key] = self.assignments.labels(*key)
-        child.inc()
+        """`assignments` + 1, once per unit, on the path before the unit's first upstream byte."""
+        self._child(self.assignments, provider, route, target, reason).inc()

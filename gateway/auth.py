@@ -118,7 +118,7 @@ class Authenticator:
         claims = self._token_claims(cred, provider, route)
         if claims is None:
             assert cred is not None
-            return self._caller(*self._api_key(cred.value, cred.sha256()))
+            return self._caller(*self._api_key(cred))
         if claims.single_use and not await self.used.claim(claims.id, claims.expires_at):
             raise GatewayError("unauthorized", "This single-use token was already used")
         return self._caller(claims.tenant, self._token_key(claims))
@@ -134,7 +134,7 @@ class Authenticator:
         claims = self._token_claims(cred, provider, route)
         if claims is None:
             assert cred is not None
-            return self._caller(*self._api_key(cred.value, cred.sha256()))
+            return self._caller(*self._api_key(cred))
         if claims.single_use:
             if not isinstance(self.used, MemoryUsedTokens):
                 raise GatewayError("internal", "single-use tokens on this route need the asynchronous check")
@@ -173,11 +173,11 @@ class Authenticator:
             raise GatewayError("unauthorized", "Invalid or expired token")
         return self.tenant_key(tenant)
 
-    def _api_key(self, value: str, digest: str | None = None) -> tuple[str, str]:
-        """(tenant, upstream key) for an API key; `digest`: its SHA-256, when known already."""
-        digest = digest or hashlib.sha256(value.encode()).hexdigest()
+    def _api_key(self, cred: Credential) -> tuple[str, str]:
+        """(tenant, upstream key) for an API key."""
+        digest = cred.sha256()
         if self.settings.mode == "forward":
-            return "key:" + digest[:16], value
+            return "key:" + digest[:16], cred.value
         tenant = self.settings.tenant_of_digest(digest)
         if tenant is None:
             raise GatewayError("unauthorized", "Invalid API key")
@@ -198,7 +198,7 @@ class Authenticator:
             raise _malformed()
         if is_gateway_token(cred.value) or cred.token_only:
             raise GatewayError("forbidden", "A token cannot create tokens; use an API key")
-        tenant, key = self._api_key(cred.value, cred.sha256())
+        tenant, key = self._api_key(cred)
         return Minter(tenant, key, cred.sha256())
 
     def mint(self, minter: Minter, provider: str, routes: list[str], ttl_s: float, *, single_use: bool,

@@ -198,15 +198,21 @@ def _fields_of_one(tpl: dict[str, Any]) -> tuple[str, list[tuple[str, str]]] | N
     head: str | None = None
     fields: list[tuple[str, str]] = []
     for k, v in tpl.items():
-        m = _REF.match(v.strip()) if isinstance(v, str) else None
-        if m is None or m.group(2).strip():
+        ref = _field_ref(v)
+        if ref is None or (head is not None and ref[0] != head):
             return None
-        path = m.group(1).split(".")
-        if len(path) != 2 or (head is not None and path[0] != head):
-            return None
-        head = path[0]
-        fields.append((k, path[1]))
+        head = ref[0]
+        fields.append((k, ref[1]))
     return (head, fields) if head is not None else None
+
+
+def _field_ref(value: Any) -> tuple[str, str] | None:
+    """(name, field) when `value` is exactly a `$name.field` reference (no function), else None."""
+    m = _REF.match(value.strip()) if isinstance(value, str) else None
+    if m is None or m.group(2).strip():
+        return None
+    path = m.group(1).split(".")
+    return (path[0], path[1]) if len(path) == 2 else None
 
 
 def _compile_each(tpl: dict[str, Any]) -> Render:
@@ -251,13 +257,10 @@ def _projection(tpl: Any) -> list[tuple[str, str | None, Any]] | None:
         if isinstance(v, dict | list):
             return None
         if isinstance(v, str):
-            m = _REF.match(v.strip())
-            if m is None or m.group(2).strip():
+            ref = _field_ref(v)
+            if ref is None or ref[0] != "item":
                 return None
-            path = m.group(1).split(".")
-            if len(path) != 2 or path[0] != "item":
-                return None
-            out.append((k, path[1], None))
+            out.append((k, ref[1], None))
         else:
             out.append((k, None, v))
     return out if any(name is not None for _, name, _ in out) else None

@@ -163,9 +163,11 @@ async def start_emulator(log_dir: Path, *extra: str) -> Proc:
     return await _start("emulator", argv, _env(), port, log_dir, http=False)
 
 
-async def start_gateway(emulator_url: str, log_dir: Path, *extra: str) -> Proc:
+async def start_gateway(emulator_url: str, log_dir: Path, *extra: str, exe: str | None = None) -> Proc:
+    """`exe`: another version's `gradium-gateway` to serve (the emulator stays this checkout's)."""
     port = free_port()
-    argv = _command("serve", "--host", HOST, "--port", str(port), *extra)
+    serve = ("serve", "--host", HOST, "--port", str(port), *extra)
+    argv = [exe, *serve] if exe else _command(*serve)
     return await _start("gateway", argv, _env(GRADIUM_BASE_URL=f"{emulator_url}/api"), port, log_dir, http=True)
 
 

@@ -398,7 +398,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     gateway_start_error: str | None = None
     try:
         gateway = await procs.start_gateway(emulator.url, RESULTS, *(
-            ["--workers", str(args.workers)] if args.workers else []))
+            ["--workers", str(args.workers)] if args.workers else []), exe=args.gateway_bin)
     except procs.StartError as exc:
         gateway_start_error = str(exc)
         print(f"gateway did not start; gateway sides will be recorded as failed:\n{exc}", file=sys.stderr)
@@ -459,6 +459,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results")
     parser.add_argument("--workers", type=int, default=None,
                         help="pass --workers N to the gateway (default: serve's own, one per core)")
+    parser.add_argument("--gateway-bin", default=None, metavar="PATH",
+                        help="serve with another version's gradium-gateway executable, on this checkout's emulator "
+                             "(to compare versions on one test rig)")
     parser.add_argument("--shadow", action="store_true",
                         help="traffic bench: primary first output with shadow rate 1 vs 0 (TTS socket, Deepgram live)")
     parser.add_argument("--passthrough", action="store_true",

@@ -66,6 +66,7 @@ class CompiledRoute:
     is_ws: bool
     spec: Route
     params: dict[str, ParamReader]
+    message_params: dict[str, ParamReader] = field(default_factory=dict)  # the params a message can set
     setup: Render | None = None
     text: Render | None = None
     segments: Render | None = None
@@ -221,6 +222,9 @@ def _compile_route(
         is_ws = True
     out = CompiledRoute(name=name, provider=provider, method=method, path=path, is_ws=is_ws, spec=route,
                         params=params)
+    out.message_params = {pname: params[pname] for pname, p in route.params.items()
+                          if any(src.split(".")[0] == "message"
+                                 for src in ([p.source] if isinstance(p.source, str) else p.source or []))}
     out.headers = _check_names(route.response.headers, known | {"char_count"}, (*loc, "response", "headers"))
     if route.static is not None:
         out.static = _check_names(route.static, known, (*loc, "static"))

@@ -66,6 +66,7 @@ class CompiledRoute:
     is_ws: bool
     spec: Route
     params: dict[str, ParamReader]
+    message_params: dict[str, ParamReader] = field(default_factory=dict)  # the params a message can set
     setup: Render | None = None
     text: Render | None = None
     segments: Render | None = None
@@ -74,6 +75,9 @@ class CompiledRoute:
     transform: type[EventTransform] | None = None
     transform_options: Render | None = None
     render: dict[str, Render] = field(default_factory=dict)
+    # events whose template reads only the event's own fields (no param, no built-in name): rendered
+    # from the fields alone, without a copy of the request's scope per event (per audio chunk)
+    local_render: frozenset[str] = frozenset()
     headers: Render | None = None
     static: Render | None = None
     ws: CompiledWs | None = None
@@ -218,6 +222,9 @@ def _compile_route(
         is_ws = True
     out = CompiledRoute(name=name, provider=provider, method=method, path=path, is_ws=is_ws, spec=route,
                         params=params)
+    out.message_params = {pname: params[pname] for pname, p in route.params.items()
+                          if any(src.split(".")[0] == "message"
+                                 for src in ([p.source] if isinstance(p.source, str) else p.source or []))}
     out.headers = _check_names(route.response.headers, known | {"char_count"}, (*loc, "response", "headers"))
     if route.static is not None:
         out.static = _check_names(route.static, known, (*loc, "static"))
@@ -249,7 +256,7 @@ def _compile_route(
             raise CompileError((*tloc, "options"), f"unknown option(s) {sorted(extra)}; allowed: {sorted(allowed)}")
         out.transform = cls
         out.transform_options = _check_names(route.transform.options, known, (*tloc, "options"))
-    out.render = _compile_render(route, out.transform, known, error_params, loc)
+    out.render, out.local_render = _compile_render(route, out.transform, known, error_params, loc)
     if route.websocket is not None:
         wloc = (*loc, "websocket")
         inbound = []
@@ -279,11 +286,13 @@ def _compile_route(
 
 
 def _compile_render(route: Route, transform: type[EventTransform] | None, known: set[str],
-                    error_params: frozenset[str], loc: tuple[str | int, ...]) -> dict[str, Render]:
+                    error_params: frozenset[str], loc: tuple[str | int, ...]
+                    ) -> tuple[dict[str, Render], frozenset[str]]:
     """Each `render` key must be an event the route can emit, and its template may name that event's
     fields (besides the params and the names every template has)."""
     events, who = route_events(route, transform, error_params)
     out = {}
+    local = set()
     for ev, tpl in route.render.items():
         fields = events.get(ev)
         if fields is None:
@@ -291,7 +300,10 @@ def _compile_render(route: Route, transform: type[EventTransform] | None, known:
                                f"no event {ev!r} here: {who} emit(s) {', '.join(sorted(events)) or 'none'}")
         hint = f" (event {ev!r} has {', '.join(sorted(fields)) or 'no fields'}; or a param)"
         out[ev] = _check_names(tpl, known | fields, (*loc, "render", ev), hint)
-    return out
+        refs = references(tpl)
+        if refs <= fields and not refs & (known | BUILTIN_NAMES):
+            local.add(ev)
+    return out, frozenset(local)
 
 
 def _compile_rule(rule: InboundRule, known: set[str], loc: tuple[str | int, ...]) -> CompiledInbound:

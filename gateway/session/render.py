@@ -23,6 +23,7 @@ class Renderer:
         self.route = ctx.route
         self.ws = ctx.route.ws
         self.templates = ctx.route.render  # event name -> template
+        self.local = ctx.route.local_render  # templates that read only their event's fields
         self._scope: dict[str, Any] | None = None
         self._params: dict[str, Any] | GatewayError | None = None
 
@@ -81,11 +82,14 @@ class Renderer:
                 continue  # the context's next request (another `segment`) ends it
             tpl = templates.get(name)
             if tpl is not None:
-                scope = r.scope.copy()
-                if "sequence_id" not in scope:
-                    scope["sequence_id"] = sequence
-                scope.update(fields)
-                rendered = tpl(scope)
+                if name in self.local:
+                    rendered = tpl(fields)  # templates only read: the event's dict is the whole scope
+                else:
+                    scope = r.scope.copy()
+                    if "sequence_id" not in scope:
+                        scope["sequence_id"] = sequence
+                    scope.update(fields)
+                    rendered = tpl(scope)
                 if rendered is not None:
                     if isinstance(rendered, Messages):  # one event rendered as several messages (`$messages`)
                         self.client(rendered, out)

@@ -125,7 +125,7 @@ class Requests:
                 self.cred = find_credential(self.ctx.mapping.credentials, req)
             self.key = self._upstream_key()
         # with no message, the params are the handshake's, which the session scope reads too
-        params = self.render.handshake_params(self.req) if message is None else self.route.read_params(req)
+        params = self.render.handshake_params(self.req) if message is None else self._params(req)
         r = new_request(self.ctx, key, params, self.table, message)
         self.table.add(r)
         self._out.append(cmd.Open(r, ready))
@@ -134,6 +134,18 @@ class Requests:
             if r.head:
                 self._out.append(cmd.Turn(r))
         return r
+
+    def _params(self, req: RequestData) -> dict[str, Any]:
+        """A request's params with its first message: the handshake's (read once per session) with the
+        message-sourced ones read again, which is what reading them all gives when the handshake's are
+        valid; else all of them, so the error is the first invalid param's, as ever."""
+        try:
+            params = self.render.handshake_params(self.req)
+        except GatewayError:
+            return self.route.read_params(req)
+        for name, read in self.route.message_params.items():
+            params[name] = read(req)
+        return params
 
     def _flush(self, r: Request) -> None:
         if r.plan.kind == "tts":

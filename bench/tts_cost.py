@@ -1,0 +1,194 @@
+"""The gateway's instructions per ElevenLabs stream-input session and per audio frame, from a gateway of its own.
+
+    python bench/tts_cost.py                               # 20 sessions per phase, callgrind (a few minutes)
+    python bench/tts_cost.py --sessions 10 --annotate /tmp/cg   # also keep the dumps
+    python bench/tts_cost.py --tool cpu --sessions 100     # process CPU instead (noisy on a shared machine)
+
+`bench/load.py`'s `tts_ws` sessions are short (handshake, `{"text":" "}`, 4 text chunks, `{"text":""}`,
+a few seconds of audio, `isFinal`, close), so their cost mixes what a session costs once with what each
+Gradium audio frame costs. Like `stt_cost.py`, this runs `gradium-gateway serve --workers 1` under
+`valgrind --tool=callgrind` (instrumentation off until the warm-up is over), the emulator paced like a
+provider (`--first-audio-delay-ms 100 --tts-speed 5`, as `load.py` runs it) and the client as other
+processes, then two phases whose instructions are dumped separately (`callgrind_control`):
+
+- `empty`: connect, `{"text":" "}`, `{"text":""}`, read until the close: the per-session cost
+  (handshake, mapping setup, the upstream socket's checkout and setup, teardown, log line, metrics);
+- `full`: `load.py`'s session (`load_paths.tts_ws_gateway`, pcm_24000 passthrough): per frame =
+  (full - empty) / frames, where frames are the Gradium `audio` messages of one session (counted on
+  the direct path before the run).
+
+Instruction counts are deterministic up to a fraction of a percent (`PYTHONHASHSEED=0`), so a busy
+machine does not move them. `--annotate DIR` keeps the dumps for `callgrind_annotate --inclusive=yes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import load_paths
+import paths
+import procs
+from load import TTS_TEXT
+from paths import API_KEY, MODEL_ID, VOICE_ID, WS_OPTS, TtsInput, _ws_url
+from stt_cost import control, cpu_times, total
+
+# `--tool cprofile`: the gateway under cProfile, on from SIGUSR1 to SIGUSR2 (then dumped): Python call counts
+CPROFILE_SERVE = """
+import cProfile, os, signal, sys
+from gateway.cli import main
+prof = cProfile.Profile()
+def stop(*_):
+    prof.disable()
+    prof.dump_stats(os.path.join(os.environ["TTS_COST_DIR"], "last.prof"))
+    prof.clear()
+signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
+signal.signal(signal.SIGUSR2, stop)
+sys.argv[0] = "gradium-gateway"
+sys.exit(main())
+"""
+
+
+async def empty_session(http: aiohttp.ClientSession, base: str) -> None:
+    url = f"{_ws_url(base)}/v1/text-to-speech/{VOICE_ID}/stream-input"
+    params = {"model_id": MODEL_ID, "output_format": "pcm_24000"}
+    async with http.ws_connect(url, params=params, headers={"xi-api-key": API_KEY}, **WS_OPTS) as ws:
+        await ws.send_str('{"text":" "}')
+        await ws.send_str('{"text":""}')
+        async for _ in ws:
+            pass
+        assert ws.close_code == 1000, ws.close_code
+
+
+async def count_frames(http: aiohttp.ClientSession, emulator: str, inp: TtsInput) -> int:
+    """Gradium `audio` messages for the bench's text, straight from the emulator."""
+    frames = 0
+    async with http.ws_connect(f"{_ws_url(emulator)}/api/speech/tts", headers={"x-api-key": API_KEY},
+                               **WS_OPTS) as ws:
+        for m in inp.ws_direct_msgs:
+            await ws.send_str(m)
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.TEXT and orjson.loads(msg.data).get("type") == "audio":
+                frames += 1
+    return frames
+
+
+async def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
+    log_dir = out / "logs"
+    emulator = await procs.start_emulator(log_dir, "--first-audio-delay-ms", str(args.first_audio_ms),
+                                          "--tts-speed", str(args.tts_speed))
+    port = procs.free_port()
+    cpu, prof = args.tool == "cpu", args.tool == "cprofile"
+    argv = [] if cpu or prof else ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                   f"--callgrind-out-file={out}/cg.out"]
+    argv += [sys.executable, "-c", CPROFILE_SERVE] if prof else [sys.executable, "-m", "gateway.cli"]
+    argv += ["serve", "--workers", "1", "--host", procs.HOST, "--port", str(port)]
+    env = procs._env(GRADIUM_BASE_URL=f"{emulator.url}/api", PYTHONHASHSEED="0")
+    env["GATEWAY_LOG_LEVEL"] = args.log_level
+    env["TTS_COST_DIR"] = str(out)
+    procs.START_TIMEOUT_S = 600.0
+    gateway = await procs._start("gateway", argv, env, port, log_dir, http=True)
+    pid = gateway.process.pid
+    inp = TtsInput.build(TTS_TEXT)
+    counts: dict[str, float] = {}
+    try:
+        async with aiohttp.ClientSession() as http:
+            n_frames = await count_frames(http, emulator.url, inp)
+
+            async def empty() -> None:
+                await empty_session(http, gateway.url)
+
+            async def full() -> None:
+                sample = await load_paths.tts_ws_gateway(http, gateway.url, inp, paths.new_trace())
+                assert sample["underruns"] is not None and sample["audio_s"] > 0, sample
+
+            for fn in (empty, full, empty, full):  # warm-up: imports, the upstream pool, caches
+                await fn()
+            for phase, fn in (("empty", empty), ("full", full)):
+                if cpu:
+                    t0 = cpu_times(pid)
+                    for _ in range(args.sessions):
+                        await fn()
+                    await asyncio.sleep(0.5)
+                    t1 = cpu_times(pid)
+                    counts[phase] = round(t1[0] + t1[1] - t0[0] - t0[1], 6)
+                    continue
+                if prof:
+                    os.kill(pid, signal.SIGUSR1)
+                    await asyncio.sleep(0.2)
+                    for _ in range(args.sessions):
+                        await fn()
+                    await asyncio.sleep(0.5)
+                    os.kill(pid, signal.SIGUSR2)
+                    await asyncio.sleep(1.0)
+                    (out / "last.prof").rename(out / f"tts_ws-{phase}.prof")
+                    counts[phase] = 0
+                    continue
+                control(pid, "-z")
+                control(pid, "-i", "on")
+                for _ in range(args.sessions):
+                    await fn()
+                await asyncio.sleep(0.5)  # the last session's close and log line
+                control(pid, "-i", "off")
+                control(pid, "-d", f"tts_ws-{phase}")
+                dump = max(out.glob("cg.out*"), key=lambda p: p.stat().st_mtime)
+                final = out / f"tts_ws-{phase}.cg"
+                dump.rename(final)
+                counts[phase] = total(final)
+    finally:
+        await procs.stop(gateway)
+        await procs.stop(emulator)
+    return {"per_session": counts["empty"] / args.sessions,
+            "per_frame": (counts["full"] - counts["empty"]) / (args.sessions * n_frames),
+            "full_session": counts["full"] / args.sessions, "frames": n_frames}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=20, help="sessions per phase")
+    ap.add_argument("--first-audio-ms", type=float, default=100.0, help="emulator first-audio delay (load.py: 100)")
+    ap.add_argument("--tts-speed", type=float, default=5.0, help="emulator TTS pacing, times real time (load.py: 5)")
+    ap.add_argument("--log-level", default="warning", help="the gateway's (load.py runs it at warning)")
+    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps in this directory")
+    ap.add_argument("--tool", choices=["callgrind", "cpu", "cprofile"], default="callgrind",
+                    help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions); "
+                    "cprofile: Python call counts per phase in DIR/tts_ws-PHASE.prof (needs --annotate DIR)")
+    args = ap.parse_args()
+    if (args.tool == "callgrind" and shutil.which("valgrind") is None) or shutil.which("callgrind_control") is None:
+        raise SystemExit("needs valgrind (callgrind_control)")
+    out = args.annotate or Path(tempfile.mkdtemp(prefix="tts_cost-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tool == "cprofile" and args.annotate is None:
+        raise SystemExit("--tool cprofile needs --annotate DIR")
+    r = asyncio.run(run(args, out))
+    if args.tool == "cprofile":
+        print(f"profiles: {sorted(str(p) for p in out.glob('*.prof'))} (python -m pstats)")
+        return
+    if args.tool == "cpu":
+        print(f"gateway CPU (process time, 10 ms ticks), {args.sessions} sessions per phase, "
+              f"log level {args.log_level}, load average {os.getloadavg()[0]:.1f}")
+        print(f"tts_ws   per session {r['per_session'] * 1e3:6.2f} ms   per frame {r['per_frame'] * 1e6:6.1f} us"
+              f"   whole session ({r['frames']} frames) {r['full_session'] * 1e3:6.2f} ms")
+        return
+    print(f"gateway instructions (callgrind), {args.sessions} sessions per phase, log level {args.log_level}")
+    print(f"tts_ws   per session {r['per_session'] / 1e6:7.2f} M   per frame {r['per_frame'] / 1e3:7.1f} k"
+          f"   whole session ({r['frames']} frames) {r['full_session'] / 1e6:7.2f} M")
+    if args.annotate is None:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        print(f"dumps: {sorted(str(p) for p in out.glob('*.cg'))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -160,10 +160,12 @@ def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
 async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: str,
                      headers: CIMultiDict[str], *, ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
                      read_timeout_s: float, extra_response: dict[str, str] | None = None,
-                     on_chunk: Callable[[bytes], None] | None = None) -> web.StreamResponse:
+                     on_chunk: Callable[[bytes], None] | None = None,
+                     on_first: Callable[[], None] | None = None) -> web.StreamResponse:
     """One request to the vendor, its answer streamed back chunk by chunk as it arrives; `on_chunk`
-    sees each chunk after it was written to the client. The headers go to the client as soon as the
-    vendor's came, together with any body that came with them."""
+    sees each chunk after it was written to the client, `on_first` is called once, after the first body
+    write (before `on_chunk`). The headers go to the client as soon as the vendor's came, together with
+    any body that came with them."""
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
     if cached is None and request.body_exists and (request.content_length or SMALL_BODY + 1) <= SMALL_BODY:
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
@@ -190,10 +192,16 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         try:
             if first:
                 await out.write(first)
+                if on_first is not None:
+                    on_first()
+                    on_first = None
                 if on_chunk is not None:
                     on_chunk(first)
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
+                if on_first is not None:
+                    on_first()
+                    on_first = None
                 if on_chunk is not None:
                     on_chunk(chunk)
         except (TimeoutError, aiohttp.ClientError, OSError):

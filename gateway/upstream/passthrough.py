@@ -63,7 +63,8 @@ def strip_query(raw: str, names: Iterable[str]) -> str:
     drop = names if isinstance(names, frozenset) else frozenset(n.lower() for n in names)
     if not raw or not drop:
         return raw
-    decoded = unquote_plus(raw).lower()
+    # most queries have nothing encoded: urllib's unquoting (pure Python) only when something is
+    decoded = (unquote_plus(raw) if "%" in raw or "+" in raw else raw).lower()
     if not any(n in decoded for n in drop):
         return raw  # no parameter, however encoded, can be one of them (most requests: nothing to split)
     kept = [p for p in raw.split("&") if unquote_plus(p.partition("=")[0]).lower() not in drop]
@@ -152,6 +153,10 @@ class _Relayed(web.StreamResponse):
     _send_headers_immediately = False
 
 
+# headers aiohttp would add of its own: only those the client sent reach the vendor
+_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
+
+
 @functools.lru_cache(maxsize=64)
 def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
@@ -171,7 +176,7 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
         cached = await request.read()
     body: object = cached if cached is not None else request.content if request.body_exists else None
-    skip_auto = [h for h in ("User-Agent", "Accept-Encoding", "Content-Type", "Accept") if h not in headers]
+    skip_auto = [h for h in _AUTO_HEADERS if h not in headers]
     try:
         # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted
         upstream = await session.request(request.method, URL(url, encoded=True), headers=headers, data=body,

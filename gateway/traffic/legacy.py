@@ -8,6 +8,7 @@ with `Retry-After`; vendor answers and refusals are replayed untouched.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,15 +144,16 @@ def observers(tap: Tap) -> tuple[Any, Any]:
 
 async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, session: aiohttp.ClientSession,
                      vendor: LegacyVendor, cred: Credential | None, metrics: TrafficMetrics,
-                     extra: dict[str, str], tap: Tap) -> web.StreamResponse:
+                     extra: dict[str, str], tap: Tap, settle: Callable[[], None]) -> web.StreamResponse:
+    """`settle`: the request's bookkeeping, `session_start` included, run after its first body write."""
     auth = request.app[AUTH]
     key = await vendor_key(auth, cred, ctx.mapping.provider, leg.name, _configured(vendor))
     url = leg.target_url(request, vendor, ws=False, drop_query=[])
     headers = leg.vendor_headers(request, vendor, key, ws=False)
-    begin(tap)
+    tap.flow.data["passthrough"] = True  # the router owes it a `session_end` (and `settle` a `session_start`)
     resp = await proxy_http(request, session, url, headers, ssl_opt=ssl_context(vendor.ca_file),
                             connect_timeout_s=vendor.connect_timeout_s, read_timeout_s=vendor.read_timeout_s,
-                            extra_response=extra, on_chunk=tap.output)
+                            extra_response=extra, on_chunk=tap.output, on_first=settle)
     tap.upstream_request_id = resp.headers.get(leg.facts.response_id_header or ctx.mapping.request_id_header or "")
     metrics.passthrough.labels(ctx.mapping.provider, leg.name, str(resp.status)).inc()
     return resp

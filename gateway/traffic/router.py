@@ -24,7 +24,7 @@ from gateway.config import Settings
 from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
 from gateway.dialects.http import Handler
 from gateway.errors import GatewayError
-from gateway.events import Flow
+from gateway.events import Flow, new_request_id
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.observability import debug_enabled
@@ -157,10 +157,10 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
         decision = decide(traffic.settings.traffic, unit, datetime.now(UTC) if traffic.ramps else _NO_RAMPS)
         if cls == "catalogue" and decision.reason not in ("serve", "override"):
             return await handler(request)  # catalogues follow only `serve: legacy`
-        traffic.metrics.assigned(mapping.provider, route.name, decision.target, decision.reason)
-        if debug_enabled():
-            log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
-                      weight=decision.weight, config_version=traffic.version)
+        # a REST unit the vendor serves counts its assignment once its request is on the way (`serve_legacy`)
+        deferred = decision.target == "legacy" and first is None and transport == "rest"
+        if not deferred:
+            _assigned(traffic, mapping.provider, route.name, decision)
         request[_UNIT] = (decision.target, id_header)
         plan = None
         if traffic.shadow is not None and cls == "speech":
@@ -182,7 +182,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
                 return await serve_legacy(leg, request, traffic, cred, decision, handler, (first[0], first[2]))
             if decision.target == "gradium":
                 return await handler(request)
-            return await serve_legacy(leg, request, traffic, cred, decision, handler, req=req)
+            return await serve_legacy(leg, request, traffic, cred, decision, handler, req=req, assign=deferred)
         finally:
             if token is not None:
                 PLAN.reset(token)
@@ -195,20 +195,38 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
 async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Traffic, cred: Any,
                        decision: Decision, fallback: Handler | None,
                        accepted: tuple[web.WebSocketResponse, bytes] | None = None,
-                       req: RequestData | None = None) -> web.StreamResponse:
+                       req: RequestData | None = None, assign: bool = False) -> web.StreamResponse:
     """One unit from the vendor; `fallback` (the Gradium handler) serves it when `decision.failover` allows.
-    `req`: the request's path, query and headers, when the caller has them already."""
+    `req`: path, query and headers, if read already; `assign`: the assignment is yet to count. A REST unit's
+    bookkeeping (request id, log context, assignment, `session_start`) waits for its first body bytes to be
+    written to the client (or for an earlier end): the vendor's request and the first bytes do not wait."""
     mapping = leg.mapping
-    ctx = RequestContext(mapping, leg.error_route)
+    http = not leg.is_ws
+    ctx = RequestContext(mapping, leg.error_route, request_id="" if http else new_request_id())
     ctx.req = req or RequestData(path=request.match_info, query=request.query, header=request.headers)
     vendor = traffic.settings.legacy.get(mapping.provider)
     extra = {TARGET_HEADER: "legacy"} if traffic.settings.traffic.expose_target_header else {}
-    structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=leg.name,
-                                           target="legacy")
     assert traffic.session is not None
-    flow = Flow(mapping.provider, leg.name, "ws" if leg.is_ws else "http", target="legacy",
-                request_id=ctx.request_id, started=ctx.started)
+    flow = Flow(mapping.provider, leg.name, "http" if http else "ws", target="legacy", request_id=ctx.request_id,
+                started=ctx.started)
     tap = Tap(request.app[ADDONS], flow)
+    settled = [False]
+
+    def settle() -> None:
+        if settled[0]:
+            return
+        settled[0] = True
+        if http:  # a random id costs a system call: it waited too
+            ctx.request_id = flow.request_id = new_request_id()
+        structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider,
+                                               route=leg.name, target="legacy")
+        if assign:
+            _assigned(traffic, mapping.provider, leg.name, decision)
+        if flow.data.get("passthrough"):
+            tap.start()
+
+    if not http:
+        settle()
     status, end = "internal", {}
     try:
         if vendor is None:
@@ -218,10 +236,11 @@ async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Tra
                                          tap, accepted)
         else:
             resp = await legacy.serve_http(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
-                                           tap)
+                                           tap, settle)
         status, end = _end_status(resp, flow)
         return resp
     except PassthroughError as exc:
+        settle()
         status = exc.kind
         # nothing reached the client yet: the vendor was never reached
         if decision.failover and fallback is not None and accepted is None:
@@ -232,15 +251,24 @@ async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Tra
             return await fallback(request)
         return legacy.gateway_failure(ctx, exc, traffic.metrics)
     except GatewayError as err:  # the gateway's own verdict (credentials), in the dialect's shape
+        settle()
         if leg.route is not None and leg.is_ws and not mapping.errors.refuse_upgrade:
             return await legacy.refuse_in_socket(request, ctx, err, extra)
         resp = _refuse_upgrade(ctx, err) if leg.is_ws else http_error(ctx, err)
         resp.headers.update(extra)
         return resp
     finally:
+        settle()
         if flow.data.get("passthrough"):
             tap.end(status, **end)
         structlog.contextvars.unbind_contextvars("request_id", "provider", "route", "target")
+
+
+def _assigned(traffic: Traffic, provider: str, route: str, decision: Decision) -> None:
+    traffic.metrics.assigned(provider, route, decision.target, decision.reason)
+    if debug_enabled():
+        log.debug("traffic.assign", target=decision.target, reason=decision.reason, bucket=decision.bucket,
+                  weight=decision.weight, config_version=traffic.version)
 
 
 def _end_status(resp: web.StreamResponse, flow: Flow) -> tuple[str, dict[str, Any]]:
@@ -309,7 +337,7 @@ async def _stitched(request: web.Request, mapping: CompiledMapping, traffic: Tra
         return None
     name = field.partition(".")[2]
     with contextlib.suppress(Exception):
-        if name.encode() not in await request.read():
+        if (await request.read()).find(name.encode()) < 0:  # `find`: see own_ids.may_name
             return None  # most requests continue nothing: no JSON parse for them
     body = await _json_body(request)
     ids = body.get(name) if isinstance(body, dict) else None

@@ -63,7 +63,8 @@ def strip_query(raw: str, names: Iterable[str]) -> str:
     drop = names if isinstance(names, frozenset) else frozenset(n.lower() for n in names)
     if not raw or not drop:
         return raw
-    decoded = unquote_plus(raw).lower()
+    # most queries have nothing encoded: urllib's unquoting (pure Python) only when something is
+    decoded = (unquote_plus(raw) if "%" in raw or "+" in raw else raw).lower()
     if not any(n in decoded for n in drop):
         return raw  # no parameter, however encoded, can be one of them (most requests: nothing to split)
     kept = [p for p in raw.split("&") if unquote_plus(p.partition("=")[0]).lower() not in drop]
@@ -152,6 +153,10 @@ class _Relayed(web.StreamResponse):
     _send_headers_immediately = False
 
 
+# headers aiohttp would add of its own: only those the client sent reach the vendor
+_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
+
+
 @functools.lru_cache(maxsize=64)
 def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
@@ -160,16 +165,18 @@ def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
 async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: str,
                      headers: CIMultiDict[str], *, ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
                      read_timeout_s: float, extra_response: dict[str, str] | None = None,
-                     on_chunk: Callable[[bytes], None] | None = None) -> web.StreamResponse:
+                     on_chunk: Callable[[bytes], None] | None = None,
+                     on_first: Callable[[], None] | None = None) -> web.StreamResponse:
     """One request to the vendor, its answer streamed back chunk by chunk as it arrives; `on_chunk`
-    sees each chunk after it was written to the client. The headers go to the client as soon as the
-    vendor's came, together with any body that came with them."""
+    sees each chunk after it was written to the client, `on_first` is called once, after the first body
+    write (before `on_chunk`). The headers go to the client as soon as the vendor's came, together with
+    any body that came with them."""
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
     if cached is None and request.body_exists and (request.content_length or SMALL_BODY + 1) <= SMALL_BODY:
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
         cached = await request.read()
     body: object = cached if cached is not None else request.content if request.body_exists else None
-    skip_auto = [h for h in ("User-Agent", "Accept-Encoding", "Content-Type", "Accept") if h not in headers]
+    skip_auto = [h for h in _AUTO_HEADERS if h not in headers]
     try:
         # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted
         upstream = await session.request(request.method, URL(url, encoded=True), headers=headers, data=body,
@@ -190,10 +197,16 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         try:
             if first:
                 await out.write(first)
+                if on_first is not None:
+                    on_first()
+                    on_first = None
                 if on_chunk is not None:
                     on_chunk(first)
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
+                if on_first is not None:
+                    on_first()
+                    on_first = None
                 if on_chunk is not None:
                     on_chunk(chunk)
         except (TimeoutError, aiohttp.ClientError, OSError):

@@ -336,43 +336,10 @@ def _callgrind_toggle() -> object:
 
 
 def _bare_proxy(port: str) -> None:
-    """The floor: a minimal aiohttp streaming proxy to the stand-in vendor (no credentials, no split, no
-    metrics), on uvloop like `serve`."""
-    import uvloop
-    from aiohttp import web
-    from yarl import URL
+    import bare_proxy
 
     vendor = yaml.safe_load(Path(os.environ["GATEWAY_CONFIG"]).read_text())["legacy"]["elevenlabs"]["base_url"]
-    hop = {"host", "connection", "keep-alive", "transfer-encoding", "xi-api-key"}
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        session = request.app["session"]
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in hop}
-        headers["xi-api-key"] = "vendor"
-        async with session.request(request.method, URL(vendor + request.rel_url.raw_path_qs, encoded=True),
-                                   headers=headers, data=await request.read()) as up:
-            resp = web.StreamResponse(status=up.status, headers={k: v for k, v in up.headers.items()
-                                                                 if k.lower() not in hop})
-            await resp.prepare(request)
-            async for chunk in up.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
-        return resp
-
-    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-        app["session"] = aiohttp.ClientSession(auto_decompress=False)
-        yield
-        await app["session"].close()
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.cleanup_ctx.append(session_ctx)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    uvloop.install()
-    web.run_app(app, host=procs.HOST, port=int(port), access_log=None, print=None)
+    bare_proxy.serve(procs.HOST, int(port), vendor)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,13 @@ async def _gateway(name: str, emulator_url: str, config: dict[str, Any], log_dir
     env = procs._env(GRADIUM_BASE_URL=f"{emulator_url}/api", GATEWAY_CONFIG=str(path),
                      PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return await procs._start(name, argv, env, port, log_dir, http=True)
+
+
+async def _bare_proxy(vendor_url: str, log_dir: Path) -> procs.Proc:
+    """`bare_proxy.py` in front of the vendor: what aiohttp alone adds to a relayed request, in the same run."""
+    port = procs.free_port()
+    argv = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port), "--vendor", vendor_url]
+    return await procs._start("bare-proxy", argv, procs._env(), port, log_dir, http=True)
 
 
 VENDOR_NICE = 10
@@ -170,9 +178,13 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
                 results["passthrough_tts_ws"] = _added(await _pairwise(
                     {"direct": (p(paths.tts_ws_gateway, http, vendor.url, tts), None),
                      "passthrough": (p(paths.tts_ws_gateway, http, gp.url, tts), gp)}, "ttfa_ms", n))
+                bare = await _bare_proxy(vendor.url, log_dir)
+                running.append(bare)
                 results["passthrough_tts_rest"] = _added(await _pairwise(
                     {"direct": (p(paths.tts_rest_gateway, http, vendor.url, tts, "pcm_24000"), None),
-                     "passthrough": (p(paths.tts_rest_gateway, http, gp.url, tts, "pcm_24000"), gp)}, "ttfa_ms", n))
+                     "passthrough": (p(paths.tts_rest_gateway, http, gp.url, tts, "pcm_24000"), gp),
+                     "bare_proxy": (p(paths.tts_rest_gateway, http, bare.url, tts, "pcm_24000"), bare)},
+                    "ttfa_ms", n))
     finally:
         for proc in running:
             await procs.stop(proc)
@@ -183,6 +195,8 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
 def _added(r: dict[str, Any]) -> dict[str, Any]:
     a, b = r["direct"]["p50"], r["passthrough"]["p50"]
     r["added_p50_ms"] = round(b - a, 3) if a is not None and b is not None else None
+    if (bare := r.get("bare_proxy", {}).get("p50")) is not None and a is not None:
+        r["bare_proxy_added_p50_ms"] = round(bare - a, 3)
     return r
 
 
@@ -198,7 +212,10 @@ def summary(results: dict[str, Any]) -> str:
         if (r := results.get(key)) is not None:
             lines.append(f"{key:22} added p50 {r['added_p50_ms']} ms (target <= 1)   direct p50 {r['direct']['p50']}"
                          f" ms, passthrough p50 {r['passthrough']['p50']} ms,"
-                         f" gateway CPU/unit {r['passthrough'].get('gateway_cpu_ms')} ms")
+                         f" gateway CPU/unit {r['passthrough'].get('gateway_cpu_ms')} ms"
+                         + (f"; a bare aiohttp proxy adds {r['bare_proxy_added_p50_ms']} ms"
+                            f" (CPU/unit {r['bare_proxy'].get('gateway_cpu_ms')} ms)"
+                            if "bare_proxy_added_p50_ms" in r else ""))
     m = results.get("machine", {})
     lines.append(f"machine: {m.get('cpus')} CPUs, busy {m.get('busy_fraction')}, loadavg {m.get('loadavg')},"
                  f" {m.get('duration_s')} s")

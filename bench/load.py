@@ -1,13 +1,14 @@
 """Realistic load: a paced emulator, clients at real time, stream counts stepped up, direct vs gateway.
 
     python bench/load.py [--quick] [--max-streams N] [--paths tts_ws,rest_mp3,dg_live,el_stt]
-                         [--workers N] [--first-audio-ms 100] [--tts-speed 5] [--json PATH]
+                         [--workers N] [--first-audio-ms 100] [--tts-speed 5] [--stt-seconds 30] [--json PATH]
 
 The emulator answers like a provider (first audio after --first-audio-ms per request, then
 --tts-speed times real time; STT replays computed answers so its decoder does not hide the gateway).
 For each path and stream count N, N streams run side by side for --duration seconds (each stream runs
 sessions back to back), first straight to the emulator (direct), then through the gateway, in the same
-run. See bench/README.md ("Realistic load") for the columns and the targets.
+run. An STT session lasts --stt-seconds (the clip looped), as a live stream does, not one 2.9 s clip.
+See bench/README.md ("Realistic load") for the columns and the targets.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ STEPS = {
     "dg_live": (200, 500, 1000, 2000),
     "el_stt": (200, 500, 1000, 2000),
 }
-SESSION_TIMEOUT_S = 30.0
+SESSION_TIMEOUT_S = 30.0  # STT: beyond the session's audio
+STT_SECONDS = 30.0  # a live STT session (a call, a voice agent's turn-taking) lasts minutes, not a clip
+STT_SECONDS_QUICK = 10.0
+# The per-session share of a live stream's gateway CPU: sessions with no audio, a few at a time.
+CALIBRATION_SESSIONS, CALIBRATION_STREAMS = 200, 10
 RAMP_S = 2.0  # stream starts spread over this, so live streams are out of phase like real ones
 SessionFn = Callable[[paths.Trace], Awaitable[dict[str, Any]]]
 
@@ -66,12 +71,12 @@ class Side:
     rss_idle_mb: float = 0.0
 
 
-async def guarded(fn: SessionFn) -> dict[str, Any] | str:
+async def guarded(fn: SessionFn, timeout_s: float = SESSION_TIMEOUT_S) -> dict[str, Any] | str:
     trace = paths.new_trace()
     try:
-        return await asyncio.wait_for(fn(trace), SESSION_TIMEOUT_S)
+        return await asyncio.wait_for(fn(trace), timeout_s)
     except TimeoutError:
-        return f"timeout after {SESSION_TIMEOUT_S:.0f}s; last messages: {list(trace)}"
+        return f"timeout after {timeout_s:.0f}s; last messages: {list(trace)}"
     except paths.PathError as exc:
         return str(exc)
     except aiohttp.WSServerHandshakeError as exc:
@@ -81,7 +86,7 @@ async def guarded(fn: SessionFn) -> dict[str, Any] | str:
 
 
 async def run_step(fn: SessionFn, n: int, duration_s: float, gateway: procs.Proc | None,
-                   running: list[procs.Proc]) -> Side:
+                   running: list[procs.Proc], timeout_s: float = SESSION_TIMEOUT_S) -> Side:
     """`n` streams for `duration_s` (plus the ramp); every session started before the deadline is waited for."""
     side = Side()
     if gateway is not None:
@@ -94,7 +99,7 @@ async def run_step(fn: SessionFn, n: int, duration_s: float, gateway: procs.Proc
         await asyncio.sleep(i * RAMP_S / n)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            result = await guarded(fn)
+            result = await guarded(fn, timeout_s)
             side.stream_s += time.perf_counter() - start
             (side.samples if isinstance(result, dict) else side.errors).append(result)  # type: ignore[arg-type]
 
@@ -120,7 +125,9 @@ def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def summarize(side: Side, n: int) -> dict[str, Any]:
+def summarize(side: Side, n: int, session_cpu_ms: float | None = None) -> dict[str, Any]:
+    """One side of a step; `session_cpu_ms` (STT: a session's own gateway CPU, see `session_cpu`) splits the
+    gateway's CPU into per session and per frame."""
     first = [s["first_ms"] for s in side.samples]
     gaps = [g for s in side.samples for g in s.get("gaps_ms", ())]
     out: dict[str, Any] = {
@@ -149,18 +156,44 @@ def summarize(side: Side, n: int) -> dict[str, Any]:
         audio_s = sum(s.get("audio_s", 0.0) for s in side.samples)  # TTS: audio the clients received
         if audio_s:
             out["gw_cpu_ms_per_audio_s"] = 1e3 * side.cpu_s["gateway"] / audio_s
+        frames = sum(s.get("frames", 0) for s in side.samples)
+        if session_cpu_ms is not None and frames and not side.errors:
+            # what the sessions' own cost leaves is the frames' (an estimate: the calibration ran a few
+            # streams at a time, where each loop turn serves fewer sockets than at N)
+            frames_ms = 1e3 * side.cpu_s["gateway"] - len(side.samples) * session_cpu_ms
+            out["gw_cpu_ms_per_session"] = session_cpu_ms
+            out["gw_cpu_us_per_frame"] = 1e3 * max(0.0, frames_ms) / frames
     return out
 
 
-def sessions(emu: str, gw: str, http: aiohttp.ClientSession) -> dict[str, tuple[SessionFn, SessionFn]]:
-    tts, stt = TtsInput.build(TTS_TEXT), SttInput.build(STT_TEXT)
+async def session_cpu(fn: SessionFn, gateway: procs.Proc) -> float | None:
+    """The gateway's CPU ms per STT session with no audio (handshake, setup, the Gradium socket, close):
+    CALIBRATION_SESSIONS of them, CALIBRATION_STREAMS at a time; None if one failed."""
+    failed = 0
+
+    async def stream() -> None:
+        nonlocal failed
+        for _ in range(CALIBRATION_SESSIONS // CALIBRATION_STREAMS):
+            failed += not isinstance(await guarded(fn), dict)
+
+    cpu0 = gateway.cpu_s() or 0.0
+    await asyncio.gather(*(stream() for _ in range(CALIBRATION_STREAMS)))
+    await asyncio.sleep(0.5)  # the last sessions' ends on the gateway's side
+    cpu = (gateway.cpu_s() or 0.0) - cpu0
+    return None if failed else 1e3 * cpu / (CALIBRATION_SESSIONS // CALIBRATION_STREAMS * CALIBRATION_STREAMS)
+
+
+def sessions(emu: str, gw: str, http: aiohttp.ClientSession, stt_seconds: float = 0.0,
+             paced: bool = True) -> dict[str, tuple[SessionFn, SessionFn]]:
+    """(direct, gateway) per path; STT sessions last `stt_seconds` (0: one clip), at real time unless not `paced`."""
+    tts, stt = TtsInput.build(TTS_TEXT), SttInput.build(STT_TEXT, stt_seconds)
     rt = paths_elevenlabs.RealtimeInput.build(stt)
     p = functools.partial
 
     def stt_first(fn: Callable[..., Awaitable[dict[str, Any]]], *a: Any) -> SessionFn:
         async def run(trace: paths.Trace) -> dict[str, Any]:
             sample = await fn(*a, trace)
-            return {"first_ms": sample["first_word_ms"], "words_ok": sample["words_ok"]}
+            return {"first_ms": sample["first_word_ms"], "words_ok": sample["words_ok"], "frames": len(stt.chunks)}
 
         return run
 
@@ -168,14 +201,17 @@ def sessions(emu: str, gw: str, http: aiohttp.ClientSession) -> dict[str, tuple[
         "tts_ws": (p(load_paths.tts_ws_direct, http, emu, tts), p(load_paths.tts_ws_gateway, http, gw, tts)),
         "rest_mp3": (p(load_paths.rest_direct, http, emu, tts), p(load_paths.rest_mp3_gateway, http, gw, tts)),
         "dg_live": (
-            stt_first(paths.stt_direct, http, emu, stt, True),
-            stt_first(paths.stt_gateway, http, gw, stt, True),
+            stt_first(paths.stt_direct, http, emu, stt, paced),
+            stt_first(paths.stt_gateway, http, gw, stt, paced),
         ),
         "el_stt": (
-            stt_first(paths_elevenlabs.realtime_direct, http, emu, rt, True),
-            stt_first(paths_elevenlabs.realtime_gateway, http, gw, rt, True),
+            stt_first(paths_elevenlabs.realtime_direct, http, emu, rt, paced),
+            stt_first(paths_elevenlabs.realtime_gateway, http, gw, rt, paced),
         ),
     }
+
+
+EMPTY = {"dg_live": load_paths.dg_empty, "el_stt": load_paths.el_empty}  # the STT paths: sessions with no audio
 
 
 def steps_for(lame: dict[str, float]) -> dict[str, tuple[int, ...]]:
@@ -188,17 +224,26 @@ async def bench_path(path: str, path_steps: tuple[int, ...], args: argparse.Name
                      emulator: procs.Proc, gateway: procs.Proc) -> list[dict[str, Any]]:
     """Every step of one path, direct and through `gateway`, alternating which side goes first."""
     running = [emulator, gateway]
-    direct, gw = sessions(emulator.url, gateway.url, http)[path]
-    for fn in (direct, gw):  # warm up: pools, imports, caches (the STT replay trie)
+    stt = path in EMPTY
+    direct, gw = sessions(emulator.url, gateway.url, http, args.stt_seconds)[path]
+    # warm up: pools, imports, caches (the STT replay trie); the same sessions, not paced (as fast as the
+    # emulator decodes them), so a long STT session does not take minutes
+    for fn in sessions(emulator.url, gateway.url, http, args.stt_seconds, paced=False)[path]:
         for _ in range(3):
             await guarded(fn)
+    timeout_s = SESSION_TIMEOUT_S + (args.stt_seconds if stt else 0.0)
+    session_ms = await session_cpu(functools.partial(EMPTY[path], http, gateway.url), gateway) if stt else None
     rows: list[dict[str, Any]] = []
-    for i, n in enumerate(s for s in path_steps if s <= args.max_streams):
+    # below every step, one step at --max-streams (a smoke run)
+    counts = [s for s in path_steps if s <= args.max_streams] or [args.max_streams]
+    for i, n in enumerate(counts):
         order = [("direct", direct), ("gateway", gw)]
         row: dict[str, Any] = {"path": path, "streams": n}
+        if stt:
+            row["stt_session_s"] = SttInput.build(STT_TEXT, args.stt_seconds).audio_s
         for name, fn in order if i % 2 == 0 else reversed(order):
-            side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running)
-            row[name] = summarize(side, n)
+            side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running, timeout_s)
+            row[name] = summarize(side, n, session_ms if name == "gateway" else None)
             await asyncio.sleep(1.0)  # let sockets close before the next side
         row |= load_report.compare(row)
         rows.append(row)
@@ -267,18 +312,24 @@ def run_load(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="6 s per step, at most 500 streams: a few minutes")
+    parser.add_argument("--quick", action="store_true",
+                        help="6 s per step, at most 500 streams, 10 s STT sessions: a few minutes")
     parser.add_argument("--max-streams", type=int, default=None, help="skip steps above this many streams")
     parser.add_argument("--paths", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     parser.add_argument("--duration", type=float, default=None, help="seconds per step after the ramp (default 15)")
     parser.add_argument("--workers", type=int, default=None, help="pass --workers N to the gateway")
     parser.add_argument("--first-audio-ms", type=float, default=100.0, help="emulator first-audio delay")
     parser.add_argument("--tts-speed", type=float, default=5.0, help="emulator TTS pacing, times real time")
+    parser.add_argument("--stt-seconds", type=float, default=None,
+                        help=f"seconds per STT session, the clip looped (default {STT_SECONDS:g}, "
+                        f"--quick {STT_SECONDS_QUICK:g})")
     parser.add_argument("--json", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
     args.paths = path_list(parser, args.paths, STEPS)
     args.max_streams = args.max_streams or (500 if args.quick else 10**9)
     args.duration = args.duration or (6.0 if args.quick else 15.0)
+    if args.stt_seconds is None:
+        args.stt_seconds = STT_SECONDS_QUICK if args.quick else STT_SECONDS
     report = run_load(bench(args))
     print(load_report.render(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)

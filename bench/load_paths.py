@@ -3,7 +3,8 @@
 A TTS session records when each audio chunk arrives and how much audio came before it. A player that
 starts on the first chunk and plays in real time runs dry when a chunk arrives after the audio before
 it has finished playing: that is an underrun. Inter-chunk gaps are the arrival gaps between chunks.
-The STT sessions are `paths.stt_*` and `paths_elevenlabs.realtime_*` (paced at real time).
+The STT sessions are `paths.stt_*` and `paths_elevenlabs.realtime_*` (paced at real time); `dg_empty` and
+`el_empty` are STT sessions with no audio (what a session costs the gateway besides its frames).
 """
 
 from __future__ import annotations
@@ -12,7 +13,21 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
-from paths import API_KEY, MODEL_ID, VOICE_ID, WS_OPTS, PathError, Trace, TtsInput, _closed_early, _texts, _ws_url, now
+from paths import (
+    API_KEY,
+    MODEL_ID,
+    STT_RATE,
+    VOICE_ID,
+    WS_OPTS,
+    PathError,
+    Trace,
+    TtsInput,
+    _closed_early,
+    _texts,
+    _ws_url,
+    now,
+)
+from paths_elevenlabs import COMMIT
 
 UNDERRUN_SLACK_S = 0.005  # a player's clock and the network are not that exact
 
@@ -124,3 +139,30 @@ async def rest_direct(http: aiohttp.ClientSession, base: str, inp: TtsInput, tra
     play = Playback(96000, now())  # pcm_48000
     async with http.post(f"{base}/api/post/speech/tts", data=inp.rest_direct_body, headers=headers) as r:
         return await _rest_body(r, play)
+
+
+async def dg_empty(http: aiohttp.ClientSession, base: str, trace: Trace) -> dict[str, object]:
+    """Deepgram live with no audio: connect, `CloseStream`, read until the close."""
+    params = {"model": "nova-3", "encoding": "linear16", "sample_rate": str(STT_RATE), "interim_results": "true"}
+    async with http.ws_connect(f"{_ws_url(base)}/v1/listen", params=params,
+                               headers={"Authorization": f"Token {API_KEY}"}, **WS_OPTS) as ws:
+        await ws.send_str('{"type":"CloseStream"}')
+        async for raw in _texts(ws, trace):
+            trace.append(f"recv: {raw[:200]}")
+        if ws.close_code != 1000:
+            raise _closed_early(ws, "a 1000 close", trace)
+    return {}
+
+
+async def el_empty(http: aiohttp.ClientSession, base: str, trace: Trace) -> dict[str, object]:
+    """ElevenLabs realtime STT with no audio: connect, a commit, read until the `committed_transcript`."""
+    params = {"model_id": "scribe_v2_realtime", "audio_format": f"pcm_{STT_RATE}", "commit_strategy": "manual",
+              "language_code": "en"}
+    async with http.ws_connect(f"{_ws_url(base)}/v1/speech-to-text/realtime", params=params,
+                               headers={"xi-api-key": API_KEY}, **WS_OPTS) as ws:
+        await ws.send_str(COMMIT)
+        async for raw in _texts(ws, trace):
+            if "committed_transcript" in raw:
+                return {}
+            trace.append(f"recv: {raw[:200]}")
+    raise _closed_early(ws, "committed_transcript", trace)

@@ -15,6 +15,8 @@ MP3_FIRST_P50_MS_AT_1 = 5.0  # with the provider at real time (--tts-speed 1)
 STT_WORD_P99_MS = 50.0
 STT_CPU_MS_PER_STREAM_S = 0.5
 STT_RSS_MB_PER_1000 = 400.0
+LIVE_SESSION_S = 30.0  # the session length the CPU split is projected to
+FRAMES_PER_S = 12.5  # 80 ms frames
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -81,6 +83,14 @@ def lame_capacity(provider_speed: float) -> dict[str, float]:
             "target_streams": 0.8 * cores * factor / max(provider_speed, 1.0)}
 
 
+CALIBRATION = "measured alone, a few at a time"
+
+
+def projected_cpu(session_ms: float, frame_us: float, session_s: float) -> float:
+    """Gateway CPU ms per stream-second for sessions of `session_s`, from the per-session and per-frame split."""
+    return session_ms / session_s + FRAMES_PER_S * frame_us / 1e3
+
+
 def _f(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:+.{digits}f}" if digits >= 0 else f"{x:.0f}"
 
@@ -90,8 +100,14 @@ def _n(x: float | None, digits: int = 1) -> str:
 
 
 HEADER = ("path", "streams", "added first p50/p99 ms", "added gap p99 ms", "underruns gw/direct",
-          "failed gw/direct", "gw CPU ms/stream-s", "gw RSS MB (KB/stream)", "loadgen CPU %", "emu CPU %",
-          "machine busy % (others' CPU %)", "meets targets")
+          "failed gw/direct", "gw CPU ms/stream-s", "gw CPU ms/session + us/frame", "gw RSS MB (KB/stream)",
+          "loadgen CPU %", "emu CPU %", "machine busy % (others' CPU %)", "meets targets")
+
+
+def _split(g: dict[str, Any]) -> str:
+    if "gw_cpu_us_per_frame" not in g:
+        return "-"
+    return f"{g['gw_cpu_ms_per_session']:.2f} + {g['gw_cpu_us_per_frame']:.0f}"
 
 
 def cells(row: dict[str, Any]) -> tuple[str, ...]:
@@ -105,6 +121,7 @@ def cells(row: dict[str, Any]) -> tuple[str, ...]:
         f"{g['underrun_sessions']}/{d['underrun_sessions']}",
         f"{g['sessions_failed']}/{d['sessions_failed']}",
         _n(g.get("gw_cpu_ms_per_stream_s"), 2),
+        _split(g),
         f"{_n(g.get('gw_rss_mb'), 0)} ({_n(g.get('gw_rss_kb_per_stream'), 0)})",
         f"{_n(g['loadgen_cpu_pct'], 0)}/{_n(d['loadgen_cpu_pct'], 0)}",
         _n(emu_pct, 0),
@@ -142,6 +159,17 @@ def render(report: dict[str, Any]) -> str:
         cells_ = ", ".join(f"{n}: {ms:.1f}" for n, ms in mp3)
         lines.append(f"REST mp3 gateway CPU ms per second of mp3 delivered, by streams: {cells_} "
                      f"(LAME alone: {1e3 / lame['lame_x_realtime_per_core']:.1f})")
+    stt = [r for r in report["rows"] if "stt_session_s" in r]
+    if stt:
+        lines.append(f"STT sessions: {stt[0]['stt_session_s']:.1f} s of audio each (--stt-seconds "
+                     f"{cfg['stt_seconds']:g}, the clip looped)")
+    for r in stt:
+        g = r["gateway"]
+        if "gw_cpu_us_per_frame" in g:
+            per_s = projected_cpu(g["gw_cpu_ms_per_session"], g["gw_cpu_us_per_frame"], LIVE_SESSION_S)
+            lines.append(f"  {r['path']} at {r['streams']}: gw CPU per session {g['gw_cpu_ms_per_session']:.2f} ms "
+                         f"(no audio, {CALIBRATION}) + {g['gw_cpu_us_per_frame']:.0f} us per frame -> "
+                         f"{per_s:.2f} ms/stream-s for {LIVE_SESSION_S:.0f} s sessions")
     lines += ["", "headline (highest stream count meeting the targets):"]
     for path in dict.fromkeys(r["path"] for r in report["rows"]):
         ok = [r["streams"] for r in report["rows"] if r["path"] == path and not r["misses"]]

@@ -132,17 +132,21 @@ class SttInput:
     first_word_chunk: int  # index of the chunk holding the end of the first word
 
     @classmethod
-    def build(cls, text: str) -> SttInput:
+    def build(cls, text: str, seconds: float = 0.0) -> SttInput:
+        """`text` spoken once; with `seconds`, that clip looped (a whole number of times, the nearest) to last
+        about that long, so a session is as long as a live stream's, not a clip's (the first word is the first
+        clip's)."""
         audio, timings = tones.synthesize(text, STT_RATE)
-        pcm = audio.astype("<i2", copy=False).tobytes()
+        loops = max(1, round(seconds * STT_RATE / len(audio)))
+        pcm = audio.astype("<i2", copy=False).tobytes() * loops
         step = CHUNK_SAMPLES * 2
         chunks = tuple(pcm[i : i + step] for i in range(0, len(pcm), step))
         msgs = tuple(orjson.dumps({"type": "audio", "audio": base64.b64encode(c).decode()}).decode() for c in chunks)
         end_sample = round(timings[0].stop_s * STT_RATE)
         return cls(
             text=text,
-            expected=tuple(_words(" ".join(t.text for t in timings))),
-            audio_s=len(audio) / STT_RATE,
+            expected=tuple(_words(" ".join(t.text for t in timings))) * loops,
+            audio_s=loops * len(audio) / STT_RATE,
             chunks=chunks,
             direct_msgs=msgs,
             first_word_chunk=min(len(chunks) - 1, max(0, -(-end_sample // CHUNK_SAMPLES) - 1)),

@@ -36,34 +36,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import load_paths
 import paths
 import paths_elevenlabs
 import procs
 from load import STT_TEXT
-from paths import API_KEY, STT_RATE, WS_OPTS, SttInput, _ws_url
-
-
-async def dg_empty(http: aiohttp.ClientSession, base: str) -> None:
-    params = {"model": "nova-3", "encoding": "linear16", "sample_rate": str(STT_RATE), "interim_results": "true"}
-    async with http.ws_connect(f"{_ws_url(base)}/v1/listen", params=params,
-                               headers={"Authorization": f"Token {API_KEY}"}, **WS_OPTS) as ws:
-        await ws.send_str('{"type":"CloseStream"}')
-        async for _ in ws:
-            pass
-        assert ws.close_code == 1000, ws.close_code
-
-
-async def el_empty(http: aiohttp.ClientSession, base: str) -> None:
-    params = {"model_id": "scribe_v2_realtime", "audio_format": f"pcm_{STT_RATE}", "commit_strategy": "manual",
-              "language_code": "en"}
-    async with http.ws_connect(f"{_ws_url(base)}/v1/speech-to-text/realtime", params=params,
-                               headers={"xi-api-key": API_KEY}, **WS_OPTS) as ws:
-        await ws.send_str(paths_elevenlabs.COMMIT)
-        async for msg in ws:
-            if msg.type is aiohttp.WSMsgType.TEXT and "committed_transcript" in msg.data:
-                break
-        else:
-            raise AssertionError("no committed_transcript")
+from paths import SttInput
 
 
 def sessions(http: aiohttp.ClientSession, base: str) -> dict[str, tuple[Any, Any]]:
@@ -78,7 +56,8 @@ def sessions(http: aiohttp.ClientSession, base: str) -> dict[str, tuple[Any, Any
         sample = await paths_elevenlabs.realtime_gateway(http, base, rt, True, paths.new_trace())
         assert sample["words_ok"] == 1.0, sample
 
-    return {"dg_live": (lambda: dg_empty(http, base), dg_full), "el_stt": (lambda: el_empty(http, base), el_full)}
+    return {"dg_live": (lambda: load_paths.dg_empty(http, base, paths.new_trace()), dg_full),
+            "el_stt": (lambda: load_paths.el_empty(http, base, paths.new_trace()), el_full)}
 
 
 def control(pid: int, *args: str) -> None:

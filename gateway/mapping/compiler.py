@@ -44,6 +44,9 @@ class CompiledInbound:
     error: str | None
     message: str | None
     event: str | None = None  # do: reply
+    # its fields read the message only: rendered on {"message": ...}, not on a copy of the session's scope
+    # (ElevenLabs realtime STT: every audio chunk)
+    message_only: bool = False
 
 
 @dataclass(slots=True)
@@ -315,7 +318,7 @@ def _compile_rule(rule: InboundRule, known: set[str], loc: tuple[str | int, ...]
         raise CompileError((*loc, "fields", key) if key in rule.fields else (*loc, "do"), problem)
     fields = _check_names(rule.fields, known, (*loc, "fields")) if rule.fields else None
     return CompiledInbound(match=match, action=rule.do, fields=fields, error=rule.error, message=rule.message,
-                           event=rule.event)
+                           event=rule.event, message_only=bool(rule.fields) and references(rule.fields) <= {"message"})
 
 
 def audio_format(value: Any, what: str) -> AudioFormat:

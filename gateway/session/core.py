@@ -215,9 +215,12 @@ class SessionCore(Requests):
         self.since = t
         fields: dict[str, Any] = {}
         if rule.fields is not None:
-            scope = self._session_scope()
-            scope["message"] = data
-            fields = rule.fields(scope) or {}
+            if rule.message_only:
+                fields = rule.fields({"message": data}) or {}
+            else:
+                scope = self._session_scope()
+                scope["message"] = data
+                fields = rule.fields(scope) or {}
         key = "" if fields.get("context") is None else str(fields["context"])
         if len(key) > MAX_CONTEXT_ID:
             # refused before it becomes `handling`: a context id is echoed on every message (amplification)

@@ -44,7 +44,7 @@ from gateway.session.commands import (
 )
 from gateway.session.contexts import Request
 from gateway.session.core import GOING_AWAY, SessionCore, SessionState
-from gateway.session.port import BINARY, CLOSED, TEXT, ClientPort
+from gateway.session.port import BINARY, CLOSED, TEXT, AiohttpPort, ClientPort, frame_kind
 from gateway.session.upstreams import Upstreams
 from gateway.upstream.gradium import GradiumClient
 
@@ -296,19 +296,27 @@ class Driver:
     async def _client_loop(self) -> None:
         port, core, tap = self.port, self.core, self.tap
         assert port is not None
+        # an aiohttp client is read here, not through the port: no coroutine of the port's and no `Inbound`
+        # per frame (an STT client sends one every 80 ms, for minutes)
+        ws = port.ws if isinstance(port, AiohttpPort) else None
         while True:
-            msg = await port.receive()
-            kind = msg.kind
+            if ws is not None:
+                msg = await ws.receive()
+                kind = frame_kind(ws, msg)
+                data = msg.data if kind is TEXT or kind is BINARY else b""
+            else:
+                inbound = await port.receive()
+                kind, data = inbound.kind, inbound.data
             if kind is CLOSED:
                 raise ClientGone()
             now = time.monotonic()
-            cmds = core.client(kind, msg.data, now)
+            cmds = core.client(kind, data, now)
             if cmds:
                 await self.run_commands(cmds)
             if kind is TEXT or kind is BINARY:
                 # observers (a shadow's tee) see the frame once the primary forwarded it, stamped with its
                 # arrival: the primary's latencies count from there, not from after its own upstream send
-                tap.frame(msg.data, now)
+                tap.frame(data, now)
 
     def _watch(self) -> None:
         """The watchdog: a loop timer, not a task (no coroutine, no future per wake-up), re-armed at the

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 TEXT, BINARY, CLOSED, TOO_BIG = "text", "binary", "closed", "too_big"
 
@@ -62,15 +62,8 @@ class AiohttpPort:
 
     async def receive(self, timeout: float | None = None) -> Inbound:
         msg = await self.ws.receive(timeout=timeout)
-        if msg.type is WSMsgType.TEXT:
-            return Inbound(TEXT, msg.data)
-        if msg.type is WSMsgType.BINARY:
-            return Inbound(BINARY, msg.data)
-        if msg.type is WSMsgType.ERROR:
-            err = self.ws.exception()
-            if err is not None and "size" in str(err).lower():
-                return Inbound(TOO_BIG)
-        return Inbound(CLOSED)
+        kind = frame_kind(self.ws, msg)
+        return Inbound(kind, msg.data) if kind is TEXT or kind is BINARY else Inbound(kind)
 
     # aiohttp's own coroutines, returned rather than awaited in one of ours: one frame fewer per message
     def send_text(self, data: bytes) -> Awaitable[None]:
@@ -81,6 +74,19 @@ class AiohttpPort:
 
     async def close(self, code: int, message: bytes = b"") -> None:
         await self.ws.close(code=code, message=message)
+
+
+def frame_kind(ws: web.WebSocketResponse, msg: WSMessage) -> str:
+    """What an aiohttp message read from the client is: TEXT, BINARY, TOO_BIG or CLOSED."""
+    if msg.type is WSMsgType.BINARY:
+        return BINARY
+    if msg.type is WSMsgType.TEXT:
+        return TEXT
+    if msg.type is WSMsgType.ERROR:
+        err = ws.exception()
+        if err is not None and "size" in str(err).lower():
+            return TOO_BIG
+    return CLOSED
 
 
 @dataclass(slots=True, frozen=True)

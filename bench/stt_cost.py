@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +34,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cost_phases
 import load_paths
 import paths
 import paths_elevenlabs
@@ -60,39 +59,12 @@ def sessions(http: aiohttp.ClientSession, base: str) -> dict[str, tuple[Any, Any
             "el_stt": (lambda: load_paths.el_empty(http, base, paths.new_trace()), el_full)}
 
 
-def control(pid: int, *args: str) -> None:
-    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=600)
-
-
-def total(dump: Path) -> int:
-    for line in dump.read_text().splitlines():
-        if line.startswith("totals:"):  # `summary:` is 0 in a dump asked for by callgrind_control
-            return int(line.split()[1])
-    raise SystemExit(f"no totals in {dump}")
-
-
-def cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of `pid` so far."""
-    fields = procs._stat_fields(pid)
-    return int(fields[11]) / procs._CLK_TCK, int(fields[12]) / procs._CLK_TCK
-
-
 async def run(args: argparse.Namespace, out: Path) -> dict[str, dict[str, float]]:
     paths.CHUNK_S = args.pace_ms / 1000  # `_SttRun.send` reads it at every frame
-    log_dir = out / "logs"
-    emulator = await procs.start_emulator(log_dir, "--stt-replay")
-    port = procs.free_port()
-    cpu = args.tool == "cpu"
-    argv = [] if cpu else ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}/cg.out"]
-    argv += [sys.executable, "-m", "gateway.cli", "serve", "--workers", "1", "--host", procs.HOST, "--port", str(port)]
-    env = procs._env(GRADIUM_BASE_URL=f"{emulator.url}/api", PYTHONHASHSEED="0")
-    env["GATEWAY_LOG_LEVEL"] = args.log_level
-    procs.START_TIMEOUT_S = 600.0
-    gateway = await procs._start("gateway", argv, env, port, log_dir, http=True)
-    pid = gateway.process.pid
+    emulator = await procs.start_emulator(out / "logs", "--stt-replay")
+    gateway = await cost_phases.start_gateway(args.tool, out, emulator.url, args.log_level)
     n_frames = len(SttInput.build(STT_TEXT).chunks)
     results: dict[str, dict[str, float]] = {}
-    dumps = 0
     try:
         async with aiohttp.ClientSession() as http:
             table = sessions(http, gateway.url)
@@ -100,35 +72,9 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, dict[str, float]
                 empty, full = table[name]
                 for fn in (empty, full, empty, full):  # warm-up: imports, pools, caches (the replay trie)
                     await fn()
-                counts: dict[str, float] = {}
-                for phase, fn in (("empty", empty), ("full", full)):
-                    if cpu:
-                        t0 = cpu_times(pid)
-                        for _ in range(args.sessions):
-                            await fn()
-                        await asyncio.sleep(0.5)
-                        t1 = cpu_times(pid)
-                        counts[phase] = round(t1[0] + t1[1] - t0[0] - t0[1], 6)  # whole ticks: no -1e-17
-                        counts[phase + "_sys"] = round(t1[1] - t0[1], 6)
-                        continue
-                    control(pid, "-z")
-                    control(pid, "-i", "on")
-                    for _ in range(args.sessions):
-                        await fn()
-                    await asyncio.sleep(0.5)  # the last session's close and log line
-                    control(pid, "-i", "off")
-                    control(pid, "-d", f"{name}-{phase}")
-                    dumps += 1
-                    dump = max(out.glob("cg.out*"), key=lambda p: p.stat().st_mtime)
-                    final = out / f"{name}-{phase}.cg"
-                    dump.rename(final)
-                    counts[phase] = total(final)
-                per_session = counts["empty"] / args.sessions
-                per_frame = (counts["full"] - counts["empty"]) / (args.sessions * n_frames)
-                results[name] = {"per_session": per_session, "per_frame": per_frame,
-                                 "full_session": counts["full"] / args.sessions, "frames": n_frames}
-                if cpu:
-                    results[name]["sys_share"] = counts["full_sys"] / max(counts["full"], 1e-9)
+                counts = [await cost_phases.phase(args.tool, gateway, out, f"{name}-{phase}", fn, args.sessions)
+                          for phase, fn in (("empty", empty), ("full", full))]
+                results[name] = cost_phases.split(*counts, args.sessions, n_frames)
     finally:
         await procs.stop(gateway)
         await procs.stop(emulator)
@@ -141,32 +87,22 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=20, help="sessions per phase")
     ap.add_argument("--pace-ms", type=float, default=30.0, help="ms between frames (the bench: 80)")
     ap.add_argument("--log-level", default="warning", help="the gateway's (load.py runs it at warning)")
-    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps in this directory")
-    ap.add_argument("--tool", choices=["callgrind", "cpu"], default="callgrind",
-                    help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions)")
+    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps (or cProfile files) in this directory")
+    ap.add_argument("--tool", choices=cost_phases.TOOLS, default="callgrind",
+                    help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions); "
+                    "cprofile: Python call counts per phase in DIR/PATH-PHASE.prof (needs --annotate DIR)")
     args = ap.parse_args()
     args.paths = args.paths.split(",")
     if (args.tool == "callgrind" and shutil.which("valgrind") is None) or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind (callgrind_control)")
+    if args.tool == "cprofile" and args.annotate is None:
+        raise SystemExit("--tool cprofile needs --annotate DIR")
     out = args.annotate or Path(tempfile.mkdtemp(prefix="stt_cost-"))
     out.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(run(args, out))
-    if args.tool == "cpu":
-        print(f"gateway CPU (process time, 10 ms ticks), {args.sessions} sessions per phase, "
-              f"log level {args.log_level}, load average {os.getloadavg()[0]:.1f}")
-        for name, r in results.items():
-            print(f"{name:8s} per session {r['per_session'] * 1e3:6.2f} ms   per frame {r['per_frame'] * 1e6:6.1f} us"
-                  f"   whole session ({r['frames']} frames) {r['full_session'] * 1e3:6.2f} ms"
-                  f" ({r['sys_share']:.0%} system)")
-        return
-    print(f"gateway instructions (callgrind), {args.sessions} sessions per phase, log level {args.log_level}")
-    for name, r in results.items():
-        print(f"{name:8s} per session {r['per_session'] / 1e6:7.2f} M   per frame {r['per_frame'] / 1e3:7.1f} k"
-              f"   whole session ({r['frames']} frames) {r['full_session'] / 1e6:7.2f} M")
+    cost_phases.report(args.tool, args.sessions, args.log_level, results, out, keep=args.annotate is not None)
     if args.annotate is None:
         shutil.rmtree(out, ignore_errors=True)
-    else:
-        print(f"dumps: {sorted(str(p) for p in out.glob('*.cg'))}")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -37,27 +35,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cost_phases
 import load_paths
 import paths
 import procs
 from load import TTS_TEXT
 from paths import API_KEY, MODEL_ID, VOICE_ID, WS_OPTS, TtsInput, _ws_url
-from stt_cost import control, cpu_times, total
-
-# `--tool cprofile`: the gateway under cProfile, on from SIGUSR1 to SIGUSR2 (then dumped): Python call counts
-CPROFILE_SERVE = """
-import cProfile, os, signal, sys
-from gateway.cli import main
-prof = cProfile.Profile()
-def stop(*_):
-    prof.disable()
-    prof.dump_stats(os.path.join(os.environ["TTS_COST_DIR"], "last.prof"))
-    prof.clear()
-signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
-signal.signal(signal.SIGUSR2, stop)
-sys.argv[0] = "gradium-gateway"
-sys.exit(main())
-"""
 
 
 async def empty_session(http: aiohttp.ClientSession, base: str) -> None:
@@ -85,23 +68,10 @@ async def count_frames(http: aiohttp.ClientSession, emulator: str, inp: TtsInput
 
 
 async def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
-    log_dir = out / "logs"
-    emulator = await procs.start_emulator(log_dir, "--first-audio-delay-ms", str(args.first_audio_ms),
+    emulator = await procs.start_emulator(out / "logs", "--first-audio-delay-ms", str(args.first_audio_ms),
                                           "--tts-speed", str(args.tts_speed))
-    port = procs.free_port()
-    cpu, prof = args.tool == "cpu", args.tool == "cprofile"
-    argv = [] if cpu or prof else ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                   f"--callgrind-out-file={out}/cg.out"]
-    argv += [sys.executable, "-c", CPROFILE_SERVE] if prof else [sys.executable, "-m", "gateway.cli"]
-    argv += ["serve", "--workers", "1", "--host", procs.HOST, "--port", str(port)]
-    env = procs._env(GRADIUM_BASE_URL=f"{emulator.url}/api", PYTHONHASHSEED="0")
-    env["GATEWAY_LOG_LEVEL"] = args.log_level
-    env["TTS_COST_DIR"] = str(out)
-    procs.START_TIMEOUT_S = 600.0
-    gateway = await procs._start("gateway", argv, env, port, log_dir, http=True)
-    pid = gateway.process.pid
+    gateway = await cost_phases.start_gateway(args.tool, out, emulator.url, args.log_level)
     inp = TtsInput.build(TTS_TEXT)
-    counts: dict[str, float] = {}
     try:
         async with aiohttp.ClientSession() as http:
             n_frames = await count_frames(http, emulator.url, inp)
@@ -115,43 +85,12 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
 
             for fn in (empty, full, empty, full):  # warm-up: imports, the upstream pool, caches
                 await fn()
-            for phase, fn in (("empty", empty), ("full", full)):
-                if cpu:
-                    t0 = cpu_times(pid)
-                    for _ in range(args.sessions):
-                        await fn()
-                    await asyncio.sleep(0.5)
-                    t1 = cpu_times(pid)
-                    counts[phase] = round(t1[0] + t1[1] - t0[0] - t0[1], 6)
-                    continue
-                if prof:
-                    os.kill(pid, signal.SIGUSR1)
-                    await asyncio.sleep(0.2)
-                    for _ in range(args.sessions):
-                        await fn()
-                    await asyncio.sleep(0.5)
-                    os.kill(pid, signal.SIGUSR2)
-                    await asyncio.sleep(1.0)
-                    (out / "last.prof").rename(out / f"tts_ws-{phase}.prof")
-                    counts[phase] = 0
-                    continue
-                control(pid, "-z")
-                control(pid, "-i", "on")
-                for _ in range(args.sessions):
-                    await fn()
-                await asyncio.sleep(0.5)  # the last session's close and log line
-                control(pid, "-i", "off")
-                control(pid, "-d", f"tts_ws-{phase}")
-                dump = max(out.glob("cg.out*"), key=lambda p: p.stat().st_mtime)
-                final = out / f"tts_ws-{phase}.cg"
-                dump.rename(final)
-                counts[phase] = total(final)
+            counts = [await cost_phases.phase(args.tool, gateway, out, f"tts_ws-{phase}", fn, args.sessions)
+                      for phase, fn in (("empty", empty), ("full", full))]
     finally:
         await procs.stop(gateway)
         await procs.stop(emulator)
-    return {"per_session": counts["empty"] / args.sessions,
-            "per_frame": (counts["full"] - counts["empty"]) / (args.sessions * n_frames),
-            "full_session": counts["full"] / args.sessions, "frames": n_frames}
+    return cost_phases.split(*counts, args.sessions, n_frames)
 
 
 def main() -> None:
@@ -160,34 +99,21 @@ def main() -> None:
     ap.add_argument("--first-audio-ms", type=float, default=100.0, help="emulator first-audio delay (load.py: 100)")
     ap.add_argument("--tts-speed", type=float, default=5.0, help="emulator TTS pacing, times real time (load.py: 5)")
     ap.add_argument("--log-level", default="warning", help="the gateway's (load.py runs it at warning)")
-    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps in this directory")
-    ap.add_argument("--tool", choices=["callgrind", "cpu", "cprofile"], default="callgrind",
+    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps (or cProfile files) in this directory")
+    ap.add_argument("--tool", choices=cost_phases.TOOLS, default="callgrind",
                     help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions); "
                     "cprofile: Python call counts per phase in DIR/tts_ws-PHASE.prof (needs --annotate DIR)")
     args = ap.parse_args()
     if (args.tool == "callgrind" and shutil.which("valgrind") is None) or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind (callgrind_control)")
-    out = args.annotate or Path(tempfile.mkdtemp(prefix="tts_cost-"))
-    out.mkdir(parents=True, exist_ok=True)
     if args.tool == "cprofile" and args.annotate is None:
         raise SystemExit("--tool cprofile needs --annotate DIR")
+    out = args.annotate or Path(tempfile.mkdtemp(prefix="tts_cost-"))
+    out.mkdir(parents=True, exist_ok=True)
     r = asyncio.run(run(args, out))
-    if args.tool == "cprofile":
-        print(f"profiles: {sorted(str(p) for p in out.glob('*.prof'))} (python -m pstats)")
-        return
-    if args.tool == "cpu":
-        print(f"gateway CPU (process time, 10 ms ticks), {args.sessions} sessions per phase, "
-              f"log level {args.log_level}, load average {os.getloadavg()[0]:.1f}")
-        print(f"tts_ws   per session {r['per_session'] * 1e3:6.2f} ms   per frame {r['per_frame'] * 1e6:6.1f} us"
-              f"   whole session ({r['frames']} frames) {r['full_session'] * 1e3:6.2f} ms")
-        return
-    print(f"gateway instructions (callgrind), {args.sessions} sessions per phase, log level {args.log_level}")
-    print(f"tts_ws   per session {r['per_session'] / 1e6:7.2f} M   per frame {r['per_frame'] / 1e3:7.1f} k"
-          f"   whole session ({r['frames']} frames) {r['full_session'] / 1e6:7.2f} M")
+    cost_phases.report(args.tool, args.sessions, args.log_level, {"tts_ws": r}, out, keep=args.annotate is not None)
     if args.annotate is None:
         shutil.rmtree(out, ignore_errors=True)
-    else:
-        print(f"dumps: {sorted(str(p) for p in out.glob('*.cg'))}")
 
 
 if __name__ == "__main__":

@@ -204,9 +204,10 @@ class _Open:
         _close(self.trace, self.json, self.json_t, self.end)
 
     def add(self, from_client: bool, t: float, data: str | bytes) -> None:
-        self.frames.append((from_client, t, data))
+        frames = self.frames
+        frames.append((from_client, t, data))
         self.pending_bytes += len(data)
-        if len(self.frames) >= self.MAX_PENDING or self.pending_bytes >= self.MAX_PENDING_BYTES:
+        if len(frames) >= self.MAX_PENDING or self.pending_bytes >= self.MAX_PENDING_BYTES:
             frames, self.frames, self.pending_bytes = self.frames, [], 0
             read_in(self._observer(), frames)
 

@@ -22,13 +22,12 @@ import structlog
 from aiohttp import web
 
 from gateway.addons import ADDONS
-from gateway.traffic.bridge import TraceAddon, pair_from_shadow_leg
+from gateway.traffic.bridge import PairSource, TraceAddon, pair_source
 from gateway.traffic.comparator import ProcessComparator
 from gateway.traffic.page import token_ok
 from gateway.traffic.pair_metrics import PairMetrics
 from gateway.traffic.recorder import PairRecorder, Sink
 from gateway.traffic.report_cli import store_options
-from gateway.traffic.trace import PairTrace
 from gateway.traffic.verdicts import Threshold
 
 log = structlog.get_logger("gateway.shadow")
@@ -115,7 +114,7 @@ def _recorder_ctx(settings: Any) -> Any:
         # the primaries' event loop needs (gateway/traffic/comparator.py)
         comparator = ProcessComparator(store_text=store_text)
         await asyncio.to_thread(comparator.warm)
-        # The recorder's thread still builds each pair (replaying a shadow leg's frames): while it holds the
+        # The recorder's thread still hands each pair over (a snapshot of its legs, pickled): while it holds the
         # GIL, a socket that becomes readable waits up to one switch interval (5 ms by default), 0.5 ms here.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         recorder = PairRecorder(sinks, metrics=metrics, store_text=store_text, compare=comparator.compare)
@@ -137,18 +136,11 @@ def _recorder_ctx(settings: Any) -> Any:
     return ctx
 
 
-def _pair_of(row: dict[str, Any], leg: Any) -> Callable[[], PairTrace]:
-    """The pair, built in the recorder's worker (replaying a leg's frames is comparator work, kept off the
-    loop), with the times of the leg's end."""
+def _pair_of(row: dict[str, Any], leg: Any) -> Callable[[], PairSource]:
+    """The pair's source, taken in the recorder's worker with the time of the leg's end; its frames are read
+    into traces (JSON, base64 audio) where it is compared, in the comparator's process."""
     ended = time.time()
-
-    def build() -> PairTrace:
-        pair = pair_from_shadow_leg(row, leg)
-        pair.started_at -= pair.ended_at - ended
-        pair.ended_at = ended
-        return pair
-
-    return build
+    return lambda: pair_source(row, leg, ended)
 
 
 def _shadow_machine(app: web.Application) -> Any:

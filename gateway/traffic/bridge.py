@@ -4,9 +4,13 @@
 with their times): the primary session of every shadowed unit and a Gradium shadow leg's headless
 session, and hangs each trace on the legs it belongs to (`ShadowLeg.traces`, "p" and "s"). A vendor-socket
 shadow leg emits no session events; its `LegStats` keeps every frame it sent and received with its time,
-and `pair_from_shadow_leg` replays those through the same route observer, so a legacy leg yields the same
-full trace (emission and finalize latency, turns, TTS audio) as a Gradium one. A pair whose leg lost frames
-to the stats' bounds is flagged `events_truncated`.
+and they are replayed through the same route observer, so a legacy leg yields the same full trace (emission
+and finalize latency, turns, TTS audio) as a Gradium one. A pair whose leg lost frames to the stats' bounds
+is flagged `events_truncated`.
+
+The serving process does not read frames into traces: `pair_source` takes each leg's frames as they came
+(references, no parsing) into a picklable `PairSource`, and the comparator's process builds it (JSON parsing
+and base64 decoding were most of a shadowed session's cost to the serving process: bench/shadow_session_cost.py).
 
 Noise copies (traffic.md §5.4) are legs too: a copy of the primary's side is compared with the primary's
 trace, a copy of the candidate's side with the candidate leg's trace (`ShadowLeg.ref`).
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -111,14 +115,14 @@ class TraceAddon:
         if not legs or self.open >= self.max_open:
             return
         plan = legs[0].plan
-        fmt = client_audio_format(plan)
         side, role = (plan.primary, "primary") if which == "p" else (plan.side, "shadow")
-        trace = LegTrace(side, role, ev.flow.provider, ev.flow.route, plan.unit.kind, plan.unit.transport,
-                         audio_format=fmt)
-        got = _Open(trace, Observer(trace, ev.flow.provider, ev.flow.route, fmt))
+        # the audio format (the route's params read from the request) is looked up once the trace is read in,
+        # off the primary's path
+        trace = LegTrace(side, role, ev.flow.provider, ev.flow.route, plan.unit.kind, plan.unit.transport)
+        got = _Open(trace, legs[0])
         for leg in legs:
             leg.traces[which] = trace
-            leg.traces[f"{which}:open"] = got  # a socket's frames, read into the trace by `_leg_trace`
+            leg.traces[f"{which}:open"] = got  # a socket's frames, read into the trace by `_leg_source`
         self.open += 1
         ev.flow.data["pair_trace"] = got
 
@@ -158,92 +162,165 @@ class TraceAddon:
                 got.finish()  # HTTP: its parts were read as they came
 
 
+def leg_format(leg: Any) -> AudioFormat | None:
+    """The client's audio format of a leg's unit, looked up once per leg."""
+    if "format" not in leg.traces:
+        leg.traces["format"] = client_audio_format(leg.plan)
+    return leg.traces["format"]  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)
 class _Open:
-    """A session being traced: its trace, the route's observer, and an HTTP JSON answer's parts so far.
+    """A session being traced: its trace, its leg, and an HTTP JSON answer's parts so far.
 
-    A socket's frames are kept as they came, `(from_client, t, data)`, and read into the trace at its end
-    (or past `MAX_PENDING` frames or bytes): on the primary's path a frame costs one append, not a JSON
-    parse and a base64 decode."""
+    A socket's frames are kept as they came, `(from_client, t, data)`, and read into the trace once the pair
+    is built (in the comparator's process; past `MAX_PENDING` frames or bytes, here): on the primary's path a
+    frame costs one append, not a JSON parse and a base64 decode."""
 
     trace: LegTrace
-    observer: Observer
+    leg: Any  # the shadow leg whose plan the session belongs to (its audio format)
     json: list[bytes] | None = None
     json_t: float = 0.0
     frames: list[tuple[bool, float, str | bytes]] = field(default_factory=list)
     pending_bytes: int = 0
+    observer: Observer | None = None
 
     end: tuple[str | None, int | None, int | None, float] | None = None  # request id, code, status, t
 
     MAX_PENDING: ClassVar[int] = 2048
     MAX_PENDING_BYTES: ClassVar[int] = 4 * 1024 * 1024
 
+    def _observer(self) -> Observer:
+        if self.observer is None:
+            self.trace.audio_format = leg_format(self.leg)
+            self.observer = Observer(self.trace, self.trace.provider, self.trace.route, self.trace.audio_format)
+        return self.observer
+
     def finish(self) -> None:
-        """The session ended: its frames read in and the trace closed (once; the recorder's worker calls it
-        for sockets, the session end for HTTP)."""
+        """An HTTP session ended: its JSON answer read and the trace closed."""
         if self.end is None or self.trace.end_ms is not None:
             return
-        self.read_in()
-        trace = self.trace
-        if self.json:
-            observe_rest_body(trace, b"".join(self.json), "application/json", t=self.json_t)
-        request_id, code, status, t = self.end
-        trace.upstream_request_id = request_id
-        trace.close(code=code, status=status, t=t)
+        self._observer()
+        _close(self.trace, self.json, self.json_t, self.end)
 
     def add(self, from_client: bool, t: float, data: str | bytes) -> None:
-        self.frames.append((from_client, t, data))
+        frames = self.frames
+        frames.append((from_client, t, data))
         self.pending_bytes += len(data)
-        if len(self.frames) >= self.MAX_PENDING or self.pending_bytes >= self.MAX_PENDING_BYTES:
-            self.read_in()
-
-    def read_in(self) -> None:
-        frames, self.frames, self.pending_bytes = self.frames, [], 0
-        observer = self.observer
-        for from_client, t, data in frames:
-            if from_client:
-                observer.client(data, t=t * 1000.0)
-            else:
-                observer.upstream(_as_text(data), t=t * 1000.0)
+        if len(frames) >= self.MAX_PENDING or self.pending_bytes >= self.MAX_PENDING_BYTES:
+            frames, self.frames, self.pending_bytes = self.frames, [], 0
+            read_in(self._observer(), frames)
 
 
-def _leg_trace(leg: Any, which: str, side: str, role: str) -> LegTrace:
-    """The observed session's trace of a leg, else its stats replayed (vendor sockets, past `max_open`)."""
+def read_in(observer: Observer, frames: list[tuple[bool, float, str | bytes]]) -> None:
+    for from_client, t, data in frames:
+        if from_client:
+            observer.client(data, t=t * 1000.0)
+        else:
+            observer.upstream(_as_text(data), t=t * 1000.0)
+
+
+def _close(trace: LegTrace, json: list[bytes] | None, json_t: float,
+           end: tuple[str | None, int | None, int | None, float]) -> None:
+    if json:
+        observe_rest_body(trace, b"".join(json), "application/json", t=json_t)
+    request_id, code, status, t = end
+    trace.upstream_request_id = request_id
+    trace.close(code=code, status=status, t=t)
+
+
+@dataclass(slots=True)
+class LegSource:
+    """A leg's trace as the serving process hands it to the comparator: the observed session's frames as they
+    came (or a vendor socket's stats), read into the trace by `build` (JSON parsing and base64 decoding, in
+    the comparator's process). Picklable; built once (a leg compared in two pairs keeps one leg id)."""
+
+    trace: LegTrace
+    frames: list[tuple[bool, float, str | bytes]] = field(default_factory=list)
+    json: list[bytes] | None = None
+    json_t: float = 0.0
+    end: tuple[str | None, int | None, int | None, float] | None = None
+    stats: Any = None  # LegStats to replay, when no session was observed
+    built: bool = False
+
+    def build(self) -> LegTrace:
+        trace = self.trace
+        if self.built:
+            return trace
+        self.built = True
+        if self.stats is not None:
+            replay(trace, self.stats, trace.transport)
+        elif self.end is not None and trace.end_ms is None:
+            read_in(Observer(trace, trace.provider, trace.route, trace.audio_format), self.frames)
+            _close(trace, self.json, self.json_t, self.end)
+        return trace
+
+
+@dataclass(slots=True)
+class PairSource:
+    """A pair to build and compare (`build()`: its `PairTrace`, legs read in)."""
+
+    pair: PairTrace
+    primary: LegSource
+    shadow: LegSource
+
+    @property
+    def pair_id(self) -> str:
+        return self.pair.pair_id
+
+    def build(self) -> PairTrace:
+        self.primary.build()
+        self.shadow.build()
+        return self.pair
+
+
+def _snapshot_stats(stats: Any) -> Any:
+    """The stats with their frame lists copied: the primary may still append to its own."""
+    return replace(stats, ins=list(stats.ins), outs=list(stats.outs), texts=[])
+
+
+def _leg_source(leg: Any, which: str, side: str, role: str) -> LegSource:
+    """The observed session's frames of a leg, else its stats (vendor sockets, past `max_open`)."""
+    if (src := leg.traces.get(f"{which}:src")) is not None:
+        return src  # type: ignore[no-any-return]
     plan = leg.plan
     unit = plan.unit
-    if (got := leg.traces.get(f"{which}:open")) is not None:
-        got.finish()
-    trace = leg.traces.get(which)
-    if trace is None or trace.end_ms is None:
+    got = leg.traces.get(f"{which}:open")
+    if got is not None and got.end is not None:
+        trace = got.trace
+        if trace.audio_format is None:
+            trace.audio_format = leg_format(leg)
+        src = LegSource(trace, list(got.frames), got.json, got.json_t, got.end)
+    else:
         trace = LegTrace(side, role, unit.provider, unit.route, unit.kind, unit.transport,  # type: ignore[arg-type]
-                         audio_format=client_audio_format(plan))
-        replay(trace, leg.primary if which == "p" else leg.stats, unit.transport)
-        leg.traces[which] = trace  # one trace (one leg id) however many pairs compare with this leg
-    return trace
+                         audio_format=leg_format(leg))
+        src = LegSource(trace, stats=_snapshot_stats(leg.primary if which == "p" else leg.stats))
+    leg.traces[f"{which}:src"] = src  # one trace (one leg id) however many pairs compare with this leg
+    return src
 
 
-def pair_from_shadow_leg(row: dict[str, Any], leg: Any) -> PairTrace:
-    """`row` and `leg` as `Shadow.on_pair` callbacks receive them."""
+def pair_source(row: dict[str, Any], leg: Any, ended: float | None = None) -> PairSource:
+    """`row` and `leg` as `Shadow.on_pair` callbacks receive them; `ended`: when the leg ended (epoch s)."""
     plan = leg.plan
     unit = plan.unit
     ref = leg.ref  # a noise copy of the candidate's side is compared with the candidate leg
-    pair = PairTrace.open(tenant=plan.tenant, provider=unit.provider, route=unit.route, kind=unit.kind,
-                          transport=unit.transport, primary_side=plan.primary, shadow_side=plan.side)
-    pair.pair_id = plan.pair_id
-    pair.primary_target = plan.primary
-    pair.outcome = row.get("outcome") or "shadow_error"
-    if ref is not None and pair.outcome == "completed" and ref.outcome != "completed":
-        pair.outcome = ref.outcome or "shadow_error"  # half a reference compares to nothing
-    pair.primary_request_id = plan.primary_request_id or None
-    pair.config_version = leg.shadow.version
-    pair.sticky_reason = plan.sticky_reason
-    pair.lag_p95_ms = row.get("lag_p95_ms")
-    pair.shadow_connect_ms = leg.connect_ms
-    pair.cost_tts_chars = int(leg.cost["tts_chars"])
-    pair.cost_stt_seconds = round(leg.cost["stt_seconds"], 3)
-    pair.started_at = time.time() - (time.monotonic() - leg.started)
-    pair.ended_at = time.time()
-    pair.primary = _leg_trace(leg, "p", plan.primary, "primary") if ref is None else \
-        _leg_trace(ref, "s", ref.plan.side, "shadow")
-    pair.shadow = _leg_trace(leg, "s", plan.side, "shadow")
-    return pair
+    primary = _leg_source(leg, "p", plan.primary, "primary") if ref is None else \
+        _leg_source(ref, "s", ref.plan.side, "shadow")
+    shadow = _leg_source(leg, "s", plan.side, "shadow")
+    outcome = row.get("outcome") or "shadow_error"
+    if ref is not None and outcome == "completed" and ref.outcome != "completed":
+        outcome = ref.outcome or "shadow_error"  # half a reference compares to nothing
+    now = time.time()
+    pair = PairTrace(plan.tenant, unit.provider, unit.route, unit.kind, unit.transport, primary.trace, shadow.trace,
+                     pair_id=plan.pair_id, primary_target=plan.primary, outcome=outcome,
+                     primary_request_id=plan.primary_request_id or None, config_version=leg.shadow.version,
+                     sticky_reason=plan.sticky_reason, lag_p95_ms=row.get("lag_p95_ms"),
+                     shadow_connect_ms=leg.connect_ms, cost_tts_chars=int(leg.cost["tts_chars"]),
+                     cost_stt_seconds=round(leg.cost["stt_seconds"], 3),
+                     started_at=now - (time.monotonic() - leg.started), ended_at=now if ended is None else ended)
+    return PairSource(pair, primary, shadow)
+
+
+def pair_from_shadow_leg(row: dict[str, Any], leg: Any) -> PairTrace:
+    """`row` and `leg` as `Shadow.on_pair` callbacks receive them, built here."""
+    return pair_source(row, leg).build()

@@ -7,8 +7,11 @@ whole length, which a smaller switch interval does not shorten. The primaries' e
 it whenever a socket becomes readable. Measured with a loop timing 1 ms sleeps while pairs were compared
 next to it (quiet 2-core machine): p99 lateness 0.2 ms idle, 2.1-3.4 ms with the comparator in a thread
 (2.5-2.7 ms with a 0.5 ms switch interval), 0.28 ms with it in a process. So the recorder's thread only
-builds the pair and waits here; the child (forked from a server that imported the comparison libraries
-once, so it starts in milliseconds) does the work at nice 10, so that a busy machine serves first.
+hands the pair over and waits here; the child (forked from a server that imported the comparison libraries
+once, so it starts in milliseconds) does the work at nice 10, so that a busy machine serves first. It also
+reads the legs' frames into traces (JSON parsing, base64 decoding of the audio: most of a pair's cost to
+the serving process when its recorder thread did it): it is handed the frames as they came
+(`bridge.PairSource`), which pickle as a few strings and byte strings, not thousands of objects.
 
 The child is started once per gateway process and restarted if it dies; a pair whose comparison was
 lost with it gets a `compare_error` row like any comparator failure (`PairRecorder`). Like any
@@ -27,14 +30,13 @@ from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 import structlog
 
 from gateway.traffic.compare import Comparison, compare_pair
-from gateway.traffic.recorder import warm_up
-from gateway.traffic.trace import PairTrace
+from gateway.traffic.recorder import Job, built, warm_up
 
 log = structlog.get_logger("gateway.shadow")
 
 NICE = 10
 COMPARE_TIMEOUT_S = 60.0  # a pair of up to `MAX_AUDIO_S` per leg takes well under a second
-PRELOAD = ["gateway.traffic.compare", "gateway.traffic.recorder"]
+PRELOAD = ["gateway.traffic.compare", "gateway.traffic.recorder", "gateway.traffic.bridge"]
 
 
 def _child_start() -> None:
@@ -44,6 +46,11 @@ def _child_start() -> None:
 
 def _ready() -> bool:
     return True
+
+
+def _compare(job: Job, store_text: bool) -> Comparison:
+    """In the child: the pair's legs read in (JSON, base64 audio), then compared."""
+    return compare_pair(built(job), store_text=store_text)
 
 
 class ProcessComparator:
@@ -73,13 +80,13 @@ class ProcessComparator:
             self._pool.shutdown(wait=False, cancel_futures=True)
             warm_up()  # here, then: the first pair's imports would hold the GIL for a second
 
-    def compare(self, pair: PairTrace) -> Comparison:
+    def compare(self, pair: Job) -> Comparison:
         if self.in_thread:
-            return compare_pair(pair, store_text=self.store_text)
+            return _compare(pair, self.store_text)
         with self._lock:
             pool = self._pool
         try:
-            return pool.submit(compare_pair, pair, store_text=self.store_text).result(timeout=self.timeout_s)
+            return pool.submit(_compare, pair, self.store_text).result(timeout=self.timeout_s)
         except TimeoutError:
             self._replace(pool, kill=True)  # a comparison that never ends would hold every later pair
             raise

@@ -65,14 +65,15 @@ class LegStats:
         now = time.monotonic() if t is None else t
         if self.first_output is None:
             self.first_output = now
-        if len(self.outs) < self.max_frames and self.kept_bytes + len(data) <= self.max_kept_bytes:
+        n = len(data)  # once: this runs for every output of both legs
+        if len(self.outs) < self.max_frames and self.kept_bytes + n <= self.max_kept_bytes:
             self.outs.append((now, data))
-            self.kept_bytes += len(data)
+            self.kept_bytes += n
         self.frames_out += 1
-        self.bytes_out += len(data)
+        self.bytes_out += n
         if isinstance(data, bytes):
-            self.audio_bytes += len(data)
-        elif len(data) <= self.max_text_frame and len(self.texts) < self.max_texts:
+            self.audio_bytes += n
+        elif n <= self.max_text_frame and len(self.texts) < self.max_texts:
             self.texts.append(data)
 
     def counted(self, size: int) -> None:

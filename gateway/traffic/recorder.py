@@ -38,6 +38,22 @@ def warm_up() -> None:
     text_metrics.normalize("warm up", "fr")
 
 
+class Buildable(Protocol):
+    """A pair not read in yet (`gateway.traffic.bridge.PairSource`): built where it is compared."""
+
+    @property
+    def pair_id(self) -> str: ...
+
+    def build(self) -> PairTrace: ...
+
+
+Job = PairTrace | Buildable
+
+
+def built(job: Job) -> PairTrace:
+    return job if isinstance(job, PairTrace) else job.build()
+
+
 class Sink(Protocol):
     sink: str
 
@@ -54,10 +70,10 @@ class PairRecorder:
         asr: RoundTripAsr | None = None,
         max_jobs: int = 64,
         max_audio_s: float = 120.0,
-        compare: Callable[[PairTrace], Comparison] | None = None,
+        compare: Callable[[Job], Comparison] | None = None,
     ) -> None:
-        """`compare`: where pairs are compared (a serving gateway passes a `ProcessComparator`'s); by
-        default in this worker thread."""
+        """`compare`: where pairs are built and compared (a serving gateway passes a `ProcessComparator`'s);
+        by default in this worker thread."""
         self.sinks = sinks
         self.compare = compare or self._compare_here
         self.metrics = metrics
@@ -65,7 +81,7 @@ class PairRecorder:
         self.asr = asr
         self.max_audio_s = max_audio_s
         self.skipped = 0
-        self._jobs: queue.Queue[PairTrace | Callable[[], PairTrace] | None] = queue.Queue(maxsize=max_jobs)
+        self._jobs: queue.Queue[Job | Callable[[], Job] | None] = queue.Queue(maxsize=max_jobs)
         self._thread: threading.Thread | None = None
 
     def start(self) -> PairRecorder:
@@ -73,20 +89,19 @@ class PairRecorder:
         self._thread.start()
         return self
 
-    def record(self, pair: PairTrace | Callable[[], PairTrace]) -> None:
-        """`pair`, or a function building it (run in the worker: reading frames into traces is
-        comparator work, kept off the event loop)."""
+    def record(self, pair: Job | Callable[[], Job]) -> None:
+        """`pair`, a pair to build where it is compared (reading frames into traces is comparator work), or a
+        function returning either (run in the worker, off the event loop)."""
         try:
             self._jobs.put_nowait(pair)
         except queue.Full:
-            if not isinstance(pair, PairTrace):
-                pair = pair()
+            pair = built(pair() if callable(pair) else pair)
             self.skipped += 1
             if self.metrics:
                 self.metrics.compare_skipped.inc()
             row = base_row(pair)
             row["flags"] = sorted({*row["flags"], "metrics_skipped"})
-            self._emit(pair, Comparison(row))
+            self._emit(pair.pair_id, Comparison(row))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued pairs reached the sinks (the sinks may still be committing)."""
@@ -114,25 +129,26 @@ class PairRecorder:
                 if job is None:
                     return
                 try:
-                    pair = job if isinstance(job, PairTrace) else job()
-                except Exception as exc:  # a trace that cannot be built: the pair is lost, the worker is not
-                    log.warning("shadow.trace_error", error=repr(exc))
-                    continue
-                try:
-                    comparison = self.compare(pair)
+                    job = job() if callable(job) else job
+                    comparison = self.compare(job)
                 except Exception as exc:  # a comparator bug must not lose the pair's outcome
+                    try:
+                        pair = built(job)  # type: ignore[arg-type]
+                    except Exception as build_exc:  # a trace that cannot be built: the pair is lost, not the worker
+                        log.warning("shadow.trace_error", error=repr(build_exc))
+                        continue
                     log.warning("shadow.compare_error", pair_id=pair.pair_id, error=repr(exc))
                     row = base_row(pair)
                     row["flags"] = sorted({*row["flags"], "compare_error"})
                     comparison = Comparison(row)
-                self._emit(pair, comparison)
+                self._emit(job.pair_id, comparison)
             finally:
                 self._jobs.task_done()
 
-    def _compare_here(self, pair: PairTrace) -> Comparison:
-        return compare_pair(pair, store_text=self.store_text, asr=self.asr, max_audio_s=self.max_audio_s)
+    def _compare_here(self, job: Job) -> Comparison:
+        return compare_pair(built(job), store_text=self.store_text, asr=self.asr, max_audio_s=self.max_audio_s)
 
-    def _emit(self, pair: PairTrace, comparison: Comparison) -> None:
+    def _emit(self, pair_id: str, comparison: Comparison) -> None:
         row = comparison.row
         if self.metrics:
             self._observe(row)
@@ -140,7 +156,7 @@ class PairRecorder:
             try:
                 sink.put(row, comparison.units)
             except Exception as exc:
-                log.warning("shadow.sink_error", sink=sink.sink, pair_id=pair.pair_id, error=repr(exc))
+                log.warning("shadow.sink_error", sink=sink.sink, pair_id=pair_id, error=repr(exc))
 
     def _observe(self, row: dict[str, Any]) -> None:
         m = self.metrics

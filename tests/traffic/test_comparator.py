@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 from concurrent.futures import BrokenExecutor
 
@@ -103,5 +104,40 @@ def test_a_comparison_past_its_deadline_is_abandoned_and_the_child_replaced() ->
             comparator.compare(_tts_pair())
         comparator.timeout_s = 30
         assert comparator.compare(_tts_pair()).row["duration_ratio"] == pytest.approx(1.1, abs=1e-3)
+    finally:
+        comparator.close()
+
+
+def _tts_source():  # type: ignore[no-untyped-def]
+    """A pair as the serving process hands it over: both legs' ElevenLabs frames as they came, not read in."""
+    import base64
+
+    from gateway.traffic.bridge import LegSource, PairSource
+    from gateway.traffic.trace import PairTrace
+    from tests.traffic.test_compare_tts import ASKED
+
+    pair = PairTrace.open(tenant="acme", provider="elevenlabs", route="tts_stream_input", kind="tts", transport="ws",
+                          primary_side="gradium", shadow_side="legacy", audio_format=ASKED)
+    legs = []
+    for trace, (t0, audio) in zip((pair.primary, pair.shadow), ((100.0, sine(1.1, -23.0)), (105.0, sine(1.0, -20.0))),
+                                  strict=True):
+        pcm = s16(audio)
+        frames: list[tuple[bool, float, str | bytes]] = [(True, t0 / 1000, '{"text":"Hello world"}')]
+        frames += [(False, (t0 + 80 + i) / 1000, b'{"audio":"%s"}' % base64.b64encode(pcm[i : i + 9600]))
+                   for i in range(0, len(pcm), 9600)]
+        legs.append(LegSource(trace, frames, end=(None, 1000, None, t0 + 500)))
+    return PairSource(pair, *legs)
+
+
+def test_the_child_reads_the_handed_frames_in_as_this_process_would() -> None:
+    comparator = ProcessComparator()
+    try:
+        comparator.warm()
+        source = _tts_source()
+        got = comparator.compare(source)
+        assert source.pair.primary.output_count == 0  # read in over there, not here
+        want = compare_pair(pickle.loads(pickle.dumps(source)).build())  # the same pair, read in here
+        assert got.row == want.row and got.units == want.units
+        assert got.row["duration_ratio"] == pytest.approx(1.1, abs=1e-3) and got.row["ttfa_ms_p"] == 80
     finally:
         comparator.close()

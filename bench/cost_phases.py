@@ -9,11 +9,14 @@ counting tool, and phases of sessions whose counts are read separately.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,6 +38,27 @@ signal.signal(signal.SIGUSR2, stop)
 sys.argv[0] = "gradium-gateway"
 sys.exit(main())
 """
+
+
+def add_arguments(ap: argparse.ArgumentParser, label: str) -> None:
+    """The options both scripts take (`label`: how a phase's cProfile file is named)."""
+    ap.add_argument("--sessions", type=int, default=20, help="sessions per phase")
+    ap.add_argument("--log-level", default="warning", help="the gateway's (load.py runs it at warning)")
+    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps (or cProfile files) in this directory")
+    ap.add_argument("--tool", choices=TOOLS, default="callgrind",
+                    help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions); "
+                    f"cprofile: Python call counts per phase in DIR/{label}-PHASE.prof (needs --annotate DIR)")
+
+
+def out_dir(args: argparse.Namespace, prefix: str) -> Path:
+    """Where dumps go (`--annotate`, else a temporary directory), after checking the tool is there."""
+    if (args.tool == "callgrind" and shutil.which("valgrind") is None) or shutil.which("callgrind_control") is None:
+        raise SystemExit("needs valgrind (callgrind_control)")
+    if args.tool == "cprofile" and args.annotate is None:
+        raise SystemExit("--tool cprofile needs --annotate DIR")
+    out = args.annotate or Path(tempfile.mkdtemp(prefix=prefix))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def control(pid: int, *args: str) -> None:
@@ -109,7 +133,14 @@ def split(empty: dict[str, float], full: dict[str, float], sessions: int, frames
     return r
 
 
-def report(tool: str, sessions: int, log_level: str, results: dict[str, dict[str, float]], out: Path,
+def report(args: argparse.Namespace, results: dict[str, dict[str, float]], out: Path) -> None:
+    """Prints the results; removes a temporary `out`."""
+    _print(args.tool, args.sessions, args.log_level, results, out, keep=args.annotate is not None)
+    if args.annotate is None:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _print(tool: str, sessions: int, log_level: str, results: dict[str, dict[str, float]], out: Path,
            keep: bool) -> None:
     if tool == "cprofile":
         print(f"profiles: {sorted(str(p) for p in out.glob('*.prof'))} (python -m pstats)")

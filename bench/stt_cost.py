@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,25 +82,12 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, dict[str, float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--paths", default="dg_live,el_stt")
-    ap.add_argument("--sessions", type=int, default=20, help="sessions per phase")
     ap.add_argument("--pace-ms", type=float, default=30.0, help="ms between frames (the bench: 80)")
-    ap.add_argument("--log-level", default="warning", help="the gateway's (load.py runs it at warning)")
-    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps (or cProfile files) in this directory")
-    ap.add_argument("--tool", choices=cost_phases.TOOLS, default="callgrind",
-                    help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions); "
-                    "cprofile: Python call counts per phase in DIR/PATH-PHASE.prof (needs --annotate DIR)")
+    cost_phases.add_arguments(ap, "PATH")
     args = ap.parse_args()
     args.paths = args.paths.split(",")
-    if (args.tool == "callgrind" and shutil.which("valgrind") is None) or shutil.which("callgrind_control") is None:
-        raise SystemExit("needs valgrind (callgrind_control)")
-    if args.tool == "cprofile" and args.annotate is None:
-        raise SystemExit("--tool cprofile needs --annotate DIR")
-    out = args.annotate or Path(tempfile.mkdtemp(prefix="stt_cost-"))
-    out.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(run(args, out))
-    cost_phases.report(args.tool, args.sessions, args.log_level, results, out, keep=args.annotate is not None)
-    if args.annotate is None:
-        shutil.rmtree(out, ignore_errors=True)
+    out = cost_phases.out_dir(args, "stt_cost-")
+    cost_phases.report(args, asyncio.run(run(args, out)), out)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -95,25 +93,12 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sessions", type=int, default=20, help="sessions per phase")
     ap.add_argument("--first-audio-ms", type=float, default=100.0, help="emulator first-audio delay (load.py: 100)")
     ap.add_argument("--tts-speed", type=float, default=5.0, help="emulator TTS pacing, times real time (load.py: 5)")
-    ap.add_argument("--log-level", default="warning", help="the gateway's (load.py runs it at warning)")
-    ap.add_argument("--annotate", type=Path, help="keep the callgrind dumps (or cProfile files) in this directory")
-    ap.add_argument("--tool", choices=cost_phases.TOOLS, default="callgrind",
-                    help="cpu: the gateway's process CPU time instead (no valgrind; use more --sessions); "
-                    "cprofile: Python call counts per phase in DIR/tts_ws-PHASE.prof (needs --annotate DIR)")
+    cost_phases.add_arguments(ap, "tts_ws")
     args = ap.parse_args()
-    if (args.tool == "callgrind" and shutil.which("valgrind") is None) or shutil.which("callgrind_control") is None:
-        raise SystemExit("needs valgrind (callgrind_control)")
-    if args.tool == "cprofile" and args.annotate is None:
-        raise SystemExit("--tool cprofile needs --annotate DIR")
-    out = args.annotate or Path(tempfile.mkdtemp(prefix="tts_cost-"))
-    out.mkdir(parents=True, exist_ok=True)
-    r = asyncio.run(run(args, out))
-    cost_phases.report(args.tool, args.sessions, args.log_level, {"tts_ws": r}, out, keep=args.annotate is not None)
-    if args.annotate is None:
-        shutil.rmtree(out, ignore_errors=True)
+    out = cost_phases.out_dir(args, "tts_cost-")
+    cost_phases.report(args, {"tts_ws": asyncio.run(run(args, out))}, out)
 
 
 if __name__ == "__main__":

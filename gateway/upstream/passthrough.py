@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import operator
 import os
 import re
@@ -195,6 +196,11 @@ class _Relayed(web.StreamResponse):
 _AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
 
 
+# aiohttp's private coroutine behind `ClientSession.request` (there since aiohttp 1); the public wrapper
+# is the fallback should a release rename it
+_PLAIN_REQUEST = inspect.iscoroutinefunction(getattr(aiohttp.ClientSession, "_request", None))
+
+
 @functools.lru_cache(maxsize=64)
 def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
@@ -221,9 +227,10 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         # `_request`, the coroutine `request()` wraps: the wrapper is a generic alias's instance, whose
         # construction raises and drops an AttributeError (`__orig_class__` on a slotted class), ~2 k
         # instructions before the vendor's request; the response is the same object, `async with` included
-        upstream = await session._request(request.method, URL(url, encoded=True), headers=headers, data=body,
-                                          ssl=ssl_opt, timeout=_timeout(connect_timeout_s, read_timeout_s),
-                                          allow_redirects=False, skip_auto_headers=skip_auto, compress=None)
+        send = session._request if _PLAIN_REQUEST else session.request
+        upstream = await send(request.method, URL(url, encoded=True), headers=headers, data=body,
+                            ssl=ssl_opt, timeout=_timeout(connect_timeout_s, read_timeout_s),
+                            allow_redirects=False, skip_auto_headers=skip_auto, compress=None)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
     async with upstream:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from gateway.errors import GatewayError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every request, and never changed once set
 class Caller:
     upstream_key: str
     tenant: str | None = None  # managed mode: the tenant the caller's key (or token) belongs to

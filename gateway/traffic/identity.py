@@ -15,7 +15,7 @@ from gateway.errors import GatewayError
 from gateway.tokens import is_gateway_token
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Caller:
     tenant: str | None = None
     identity: str | None = None  # sha256 of the gateway key, or of the minter's key for a token

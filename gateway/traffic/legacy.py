@@ -100,7 +100,7 @@ class LegacyLeg:
         return base + path + ("?" + query if query else "")
 
     def vendor_headers(self, request: web.Request, vendor: LegacyVendor, key: str, ws: bool) -> CIMultiDict[str]:
-        headers = upstream_headers(request.headers.items(), self.drop_headers, vendor.forward_client_ip, ws=ws)
+        headers = upstream_headers(request.headers, self.drop_headers, vendor.forward_client_ip, ws=ws)
         if vendor.forward_client_ip and request.remote:
             headers.add("X-Forwarded-For", request.remote)
         headers[self.facts.auth_header] = self.facts.auth_value.replace("$key", key)

@@ -16,9 +16,10 @@ from datetime import datetime
 from gateway.traffic.settings import Match, SplitRule, Target, TrafficSettings
 
 BUCKETS = 10_000  # 0.01 % resolution
+_DEFAULT_ORDER = ("header", "native", "credential")  # `sticky_by` without a rule
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__
 class Unit:
     """What the split may look at, read once when the unit starts."""
 
@@ -33,7 +34,7 @@ class Unit:
     own_object: bool = False  # names the caller's own Gradium voice or dictionary (traffic/own_ids.py)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen either (one per unit)
 class Decision:
     target: Target
     reason: str  # header|native|credential|request|force|override|stitching|own_object|serve|failover
@@ -82,8 +83,7 @@ def failover_allowed(rule: SplitRule | None, kind: str) -> bool:
 
 
 def decide(settings: TrafficSettings, unit: Unit, now: datetime) -> Decision:
-    index, rule = find_rule(settings, unit)
-    failover = failover_allowed(rule, unit.kind)
+    index, rule = find_rule(settings, unit) if settings.rules else (None, None)
     if unit.own_object:  # only Gradium knows the id: any other side (even a rollback) could only fail
         return Decision("gradium", "own_object", rule=index, failover=False)
     if settings.force is not None:
@@ -96,9 +96,10 @@ def decide(settings: TrafficSettings, unit: Unit, now: datetime) -> Decision:
         return Decision(unit.stitched, "stitching", rule=index, failover=False)
     weight = weight_at(rule, settings.default.gradium, now)
     reason, key = _reason(rule, unit)
+    failover = failover_allowed(rule, unit.kind)
     if weight >= 100 or weight <= 0:
         target: Target = "gradium" if weight >= 100 else "legacy"
-        return Decision(target, reason, weight=weight, rule=index, failover=failover and _to_zero(rule))
+        return Decision(target, reason, None, weight, index, failover and _to_zero(rule))
     salt = rule.salt if rule is not None and rule.salt else settings.salt
     b = bucket(salt, unit.tenant, key) if key is not None else secrets.randbelow(BUCKETS)
     target = "gradium" if b < round(weight * 100) else "legacy"
@@ -112,7 +113,7 @@ def _to_zero(rule: SplitRule | None) -> bool:
 
 def _reason(rule: SplitRule | None, unit: Unit) -> tuple[str, str | None]:
     """The first sticky source present, in the rule's order; `request` (a fresh bucket) when none is."""
-    order = rule.sticky_by if rule is not None else ["header", "native", "credential"]
+    order = rule.sticky_by if rule is not None else _DEFAULT_ORDER
     for source in order:
         if source == "request":
             return "request", None

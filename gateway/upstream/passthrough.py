@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
+import operator
 import os
+import re
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 # RFC 9110 §7.6.1 plus what aiohttp or the gateway sets itself.
@@ -65,10 +68,16 @@ def strip_query(raw: str, names: Iterable[str]) -> str:
         return raw
     # most queries have nothing encoded: urllib's unquoting (pure Python) only when something is
     decoded = (unquote_plus(raw) if "%" in raw or "+" in raw else raw).lower()
-    if not any(n in decoded for n in drop):
+    if _any_of(drop).search(decoded) is None:
         return raw  # no parameter, however encoded, can be one of them (most requests: nothing to split)
     kept = [p for p in raw.split("&") if unquote_plus(p.partition("=")[0]).lower() not in drop]
     return "&".join(kept)
+
+
+@functools.lru_cache(maxsize=256)
+def _any_of(names: frozenset[str]) -> re.Pattern[str]:
+    """One search for any of `names` (a regex alternation: one C call, not a generator over the names)."""
+    return re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -81,34 +90,64 @@ def _skipped(drop: frozenset[str], forward_ip: bool, ws: bool) -> frozenset[str]
     return skip
 
 
-def _without(headers: Iterable[tuple[str, str]], skip: frozenset[str],
-             prefixes: tuple[str, ...]) -> CIMultiDict[str]:
-    """`headers` minus the names in `skip` (lower-case), those starting with `prefixes` and what `Connection`
-    names; one pass (it runs for every relayed request and answer, before the bytes move on)."""
-    out: CIMultiDict[str] = CIMultiDict()
-    add = out.add
-    named: list[str] = []
-    for k, v in headers:
-        lk = k.lower()
-        if lk in skip or lk.startswith(prefixes):
-            if lk == "connection":
-                named.extend(n.strip() for n in v.split(","))
-            continue
-        add(k, v)
-    for name in named:
-        if name:
-            out.popall(name, None)
+_NAME = operator.itemgetter(0)
+
+
+@functools.lru_cache(maxsize=512)
+def _picker(names: tuple[str, ...], skip: frozenset[str],
+            prefixes: tuple[str, ...]) -> Callable[[list[tuple[str, str]]], Sequence[tuple[str, str]]]:
+    """The pairs to keep of a header list with these names (in order), picked in one C call. Remembers
+    names only, never values; a tuple or list of pairs, never a generator (multidict would ask a
+    generator for `.items()` first and drop an AttributeError each time)."""
+    keep = [i for i, k in enumerate(names) if (lk := k.lower()) not in skip and not lk.startswith(prefixes)]
+    if len(keep) == len(names):
+        return _same
+    if len(keep) == 1:
+        return lambda pairs: [pairs[keep[0]]]
+    return operator.itemgetter(*keep) if keep else _none
+
+
+def _same(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return pairs
+
+
+def _none(_: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return []
+
+
+HeaderPairs = Iterable[tuple[str, str]] | CIMultiDict[str] | CIMultiDictProxy[str]
+
+
+def _without(headers: HeaderPairs, skip: frozenset[str], prefixes: tuple[str, ...]) -> CIMultiDict[str]:
+    """`headers` (a multidict, or pairs) minus the names in `skip` (lower-case), those starting with
+    `prefixes` and what `Connection` names; one comprehension (it runs for every relayed request and
+    answer, before the bytes move on)."""
+    named: Iterable[str] = ()
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        pairs = list(headers.items())
+        if "connection" in skip:
+            named = headers.getall("connection", ())
+    else:
+        pairs = list(headers)
+        if "connection" in skip:
+            named = [v for k, v in pairs if k.lower() == "connection"]
+    # which positions stay depends only on the names, the same from one request of a client to the next
+    out: CIMultiDict[str] = CIMultiDict(_picker(tuple(map(_NAME, pairs)), skip, prefixes)(pairs))
+    for value in named:
+        for name in value.split(","):
+            if name := name.strip():
+                out.popall(name, None)
     return out
 
 
-def upstream_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str], forward_ip: bool = False,
+def upstream_headers(headers: HeaderPairs, drop: Iterable[str], forward_ip: bool = False,
                      ws: bool = False) -> CIMultiDict[str]:
     """The client's request headers minus hop-by-hop, credentials (`drop`) and the gateway's own."""
     skip = _skipped(drop if isinstance(drop, frozenset) else frozenset(d.lower() for d in drop), forward_ip, ws)
     return _without(headers, skip, ("x-gateway-", "proxy-"))
 
 
-def response_headers(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+def response_headers(headers: HeaderPairs) -> CIMultiDict[str]:
     """The vendor's answer headers minus hop-by-hop."""
     return _without(headers, HOP_BY_HOP, ("proxy-",))
 
@@ -157,6 +196,11 @@ class _Relayed(web.StreamResponse):
 _AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
 
 
+# aiohttp's private coroutine behind `ClientSession.request` (there since aiohttp 1); the public wrapper
+# is the fallback should a release rename it
+_PLAIN_REQUEST = inspect.iscoroutinefunction(getattr(aiohttp.ClientSession, "_request", None))
+
+
 @functools.lru_cache(maxsize=64)
 def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
@@ -176,12 +220,17 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
         cached = await request.read()
     body: object = cached if cached is not None else request.content if request.body_exists else None
-    skip_auto = [h for h in _AUTO_HEADERS if h not in headers]
+    # None when the client sent them all: an empty list still costs aiohttp a multidict built from a generator
+    skip_auto = [h for h in _AUTO_HEADERS if h not in headers] or None
     try:
-        # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted
-        upstream = await session.request(request.method, URL(url, encoded=True), headers=headers, data=body,
-                                         ssl=ssl_opt, timeout=_timeout(connect_timeout_s, read_timeout_s),
-                                         allow_redirects=False, skip_auto_headers=skip_auto, compress=None)
+        # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted.
+        # `_request`, the coroutine `request()` wraps: the wrapper is a generic alias's instance, whose
+        # construction raises and drops an AttributeError (`__orig_class__` on a slotted class), ~2 k
+        # instructions before the vendor's request; the response is the same object, `async with` included
+        send = session._request if _PLAIN_REQUEST else session.request
+        upstream = await send(request.method, URL(url, encoded=True), headers=headers, data=body,
+                            ssl=ssl_opt, timeout=_timeout(connect_timeout_s, read_timeout_s),
+                            allow_redirects=False, skip_auto_headers=skip_auto, compress=None)
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
     async with upstream:
@@ -190,7 +239,7 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         except (aiohttp.ClientError, OSError):
             first = b""  # the stream keeps its error: the loop below meets it after the headers went out
         out = (_Relayed if first else web.StreamResponse)(status=upstream.status, reason=upstream.reason,
-                                                          headers=response_headers(upstream.headers.items()))
+                                                          headers=response_headers(upstream.headers))
         if extra_response:
             out.headers.update(extra_response)
         await out.prepare(request)
@@ -236,7 +285,7 @@ async def dial_ws(session: aiohttp.ClientSession, url: str, headers: CIMultiDict
 
 
 def refusal_response(refusal: VendorRefusal) -> web.Response:
-    headers = response_headers(refusal.headers.items())
+    headers = response_headers(refusal.headers)
     for h in ("content-length", "content-encoding"):
         headers.popall(h, None)
     return web.Response(status=refusal.status, headers=headers, text=refusal.message or None)

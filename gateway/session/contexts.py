@@ -37,6 +37,9 @@ class ContextState(enum.Enum):
     CLEARED = "cleared"
 
 
+_OPEN = ContextState.OPEN  # read once per client frame (`accepting`): an enum class attribute is a slow lookup on 3.11
+
+
 @dataclass(slots=True, eq=False)
 class Request:
     """One Gradium request under a context id."""
@@ -58,7 +61,7 @@ class Request:
 
     @property
     def accepting(self) -> bool:
-        return self.state is ContextState.OPEN
+        return self.state is _OPEN
 
     @property
     def owed(self) -> bool:

@@ -31,6 +31,10 @@ __all__ = ["DRAIN_TIMEOUT_S", "FIRST_MESSAGE_TIMEOUT_S", "GOING_AWAY", "SessionC
 FIRST_MESSAGE_TIMEOUT_S = 20.0
 DRAIN_TIMEOUT_S = 120.0  # a request whose input ended must finish within this (Gradium stuck)
 MAX_CONTEXT_ID = 256
+# Enum members read once: on Python 3.11 `EnumType` has a `__getattr__`, so every `SessionState.OPEN` is a
+# slow attribute lookup (~650 instructions), and the per-frame paths read these on every client frame
+_OPEN = SessionState.OPEN
+_CLOSED = SessionState.CLOSED
 
 
 class SessionCore(Requests):
@@ -64,12 +68,12 @@ class SessionCore(Requests):
     def client(self, kind: str, data: str | bytes, t: float) -> list[cmd.Command]:
         """A client frame: what `handle(ClientMessage(kind, data, t))` does, with no event object and no
         dispatch (the hot path for client audio). `handling` names its context only while it is handled."""
-        if self.state is SessionState.CLOSED:
+        if self.state is _CLOSED:
             return []
         self._out = out = []
         try:
             audio = self._binary_is_audio  # known after the first binary frame: no call per frame
-            if kind is BINARY and self.state is SessionState.OPEN and (audio or (audio is None
+            if kind is BINARY and self.state is _OPEN and (audio or (audio is None
                                                                                  and self._binary_audio())):
                 self._audio_frame(data, t)
             else:
@@ -180,7 +184,7 @@ class SessionCore(Requests):
         if r is None:
             r = self._open_new("", None)
         chunk = self._take_audio(r, data)
-        events = r.plan.transform.on_action("audio", {"audio": chunk})
+        events = r.plan.transform.on_audio(chunk)
         if events:
             self._events(r, events)
 

@@ -48,6 +48,10 @@ class ClientPort(Protocol):
     async def close(self, code: int, message: bytes = b"") -> None: ...
 
 
+# read once per client frame: an enum class attribute is a slow lookup on Python 3.11 (`EnumType.__getattr__`)
+_WS_BINARY, _WS_TEXT = WSMsgType.BINARY, WSMsgType.TEXT
+
+
 class AiohttpPort:
     """A client on an aiohttp `WebSocketResponse` (already prepared)."""
 
@@ -67,7 +71,7 @@ class AiohttpPort:
 
     # aiohttp's own coroutines, returned rather than awaited in one of ours: one frame fewer per message
     def send_text(self, data: bytes) -> Awaitable[None]:
-        return self.ws.send_frame(data, WSMsgType.TEXT)
+        return self.ws.send_frame(data, _WS_TEXT)
 
     def send_bytes(self, data: bytes) -> Awaitable[None]:
         return self.ws.send_bytes(data)
@@ -78,9 +82,10 @@ class AiohttpPort:
 
 def frame_kind(ws: web.WebSocketResponse, msg: WSMessage) -> str:
     """What an aiohttp message read from the client is: TEXT, BINARY, TOO_BIG or CLOSED."""
-    if msg.type is WSMsgType.BINARY:
+    t = msg.type
+    if t is _WS_BINARY:
         return BINARY
-    if msg.type is WSMsgType.TEXT:
+    if t is _WS_TEXT:
         return TEXT
     if msg.type is WSMsgType.ERROR:
         err = ws.exception()

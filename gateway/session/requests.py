@@ -33,6 +33,9 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+_CLOSED = SessionState.CLOSED  # read per Gradium message: an enum class attribute is a slow lookup on 3.11
+
+
 class Requests:
     def __init__(self, ctx: RequestContext, req: RequestData, auth: Authenticator, cred: Credential | None,
                  t: float = 0.0) -> None:
@@ -68,7 +71,7 @@ class Requests:
     def gradium(self, r: Request, events: list[Event]) -> list[cmd.Command]:
         """`r`'s transform turned one Gradium message into `events`: what the client gets (what
         `handle(GradiumEvents(r, events))` does, with no event object and no dispatch)."""
-        if self.state is SessionState.CLOSED:
+        if self.state is _CLOSED:
             return []
         self._out = out = []
         try:
@@ -206,7 +209,8 @@ class Requests:
         self._drained()
 
     def _events(self, r: Request, events: list[Any]) -> None:
-        self.render.events(r, events, self.sequence, self._out)
+        if events:  # most client audio chunks give none: no renderer call for them
+            self.render.events(r, events, self.sequence, self._out)
 
     def _done(self, ev: cmd.RequestDone) -> None:
         r = ev.req

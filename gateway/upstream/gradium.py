@@ -35,6 +35,9 @@ __all__ = ["API_SOURCE", "GradiumClient", "GradiumRestStream", "GradiumStream", 
 _WS_ROUTES = {"tts": "speech/tts", "asr": "speech/asr"}
 _REST_ROUTES = {"tts": "post/speech/tts", "asr": "post/speech/asr"}
 API_SOURCE = "gradium-gateway"
+# read on every message sent and received: `aiohttp.WSMsgType.TEXT` is a module lookup and then an enum class
+# attribute, a slow lookup on Python 3.11 (`EnumType.__getattr__`)
+_TEXT = aiohttp.WSMsgType.TEXT
 
 
 class GradiumWsStream(GradiumStream):
@@ -72,7 +75,7 @@ class GradiumWsStream(GradiumStream):
             if self._replay_bytes > self.REPLAY_LIMIT:
                 self._replay = None
         if not self.ws.closed:
-            await self.ws.send_frame(payload, aiohttp.WSMsgType.TEXT)  # UTF-8 already: no str round trip
+            await self.ws.send_frame(payload, _TEXT)  # UTF-8 already: no str round trip
 
     async def _reconnect(self) -> None:
         assert self.client is not None and self.pool_key is not None and self._replay is not None
@@ -89,7 +92,7 @@ class GradiumWsStream(GradiumStream):
                 msg = await self.ws.receive()
             except (aiohttp.ClientError, OSError):
                 msg = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, None, None)
-            if msg.type is aiohttp.WSMsgType.TEXT:
+            if msg.type is _TEXT:
                 self._replay = None
                 # `protocol.parse` and `_note`, inline: once per Gradium message (a `step` every 80 ms)
                 try:

@@ -66,6 +66,11 @@ class EventTransform:
         """A client action the runtime performed (e.g. `flush` with its flush id)."""
         return []
 
+    def on_audio(self, chunk: bytes) -> list[Event]:
+        """A client audio chunk (a binary frame's bytes): what `on_action("audio", {"audio": chunk})` does,
+        which it is unless a transform has a cheaper way (it runs once per client audio frame)."""
+        return self.on_action("audio", {"audio": chunk})
+
     def prime(self) -> None:
         """Get ready for the first audio while Gradium is still working on it (open codecs); run where
         `heavy` work runs, and before the first `on_gradium`."""

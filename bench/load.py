@@ -6,8 +6,9 @@
 The emulator answers like a provider (first audio after --first-audio-ms per request, then
 --tts-speed times real time; STT replays computed answers so its decoder does not hide the gateway).
 For each path and stream count N, N streams run side by side for --duration seconds (each stream runs
-sessions back to back), first straight to the emulator (direct), then through the gateway, in the same
-run. An STT session lasts --stt-seconds (the clip looped), as a live stream does, not one 2.9 s clip.
+sessions back to back; a TTS socket stream waits for its audio to play out first), first straight to the
+emulator (direct), then through the gateway, in the same run. An STT session lasts --stt-seconds (the clip
+looped), as a live stream does, not one 2.9 s clip.
 See bench/README.md ("Realistic load") for the columns and the targets.
 """
 
@@ -86,8 +87,11 @@ async def guarded(fn: SessionFn, timeout_s: float = SESSION_TIMEOUT_S) -> dict[s
 
 
 async def run_step(fn: SessionFn, n: int, duration_s: float, gateway: procs.Proc | None,
-                   running: list[procs.Proc], timeout_s: float = SESSION_TIMEOUT_S) -> Side:
-    """`n` streams for `duration_s` (plus the ramp); every session started before the deadline is waited for."""
+                   running: list[procs.Proc], timeout_s: float = SESSION_TIMEOUT_S, listen: bool = False) -> Side:
+    """`n` streams for `duration_s` (plus the ramp); every session started before the deadline is waited for.
+    `listen` (TTS): a stream plays what it gets at real time, and asks for its next utterance once the last
+    one has played out (first audio + its length), as a voice agent does; it never asks for audio faster
+    than real time, though each utterance still arrives at the provider's speed."""
     side = Side()
     if gateway is not None:
         side.rss_idle_mb = gateway.rss_mb()
@@ -100,6 +104,9 @@ async def run_step(fn: SessionFn, n: int, duration_s: float, gateway: procs.Proc
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             result = await guarded(fn, timeout_s)
+            if listen and isinstance(result, dict):
+                played_out = start + result["first_ms"] / 1e3 + result["audio_s"]
+                await asyncio.sleep(max(0.0, played_out - time.perf_counter()))
             side.stream_s += time.perf_counter() - start
             (side.samples if isinstance(result, dict) else side.errors).append(result)  # type: ignore[arg-type]
 
@@ -212,6 +219,9 @@ def sessions(emu: str, gw: str, http: aiohttp.ClientSession, stt_seconds: float 
 
 
 EMPTY = {"dg_live": load_paths.dg_empty, "el_stt": load_paths.el_empty}  # the STT paths: sessions with no audio
+# TTS socket streams are listeners (`run_step(listen=True)`); REST mp3 streams stay back to back: its target
+# (0.8 x cores x LAME factor / provider speed) counts streams that all generate at once
+LISTENERS = {"tts_ws"}
 
 
 def steps_for(lame: dict[str, float]) -> dict[str, tuple[int, ...]]:
@@ -242,7 +252,8 @@ async def bench_path(path: str, path_steps: tuple[int, ...], args: argparse.Name
         if stt:
             row["stt_session_s"] = SttInput.build(STT_TEXT, args.stt_seconds).audio_s
         for name, fn in order if i % 2 == 0 else reversed(order):
-            side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running, timeout_s)
+            side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running, timeout_s,
+                                  listen=path in LISTENERS and not args.tts_back_to_back)
             row[name] = summarize(side, n, session_ms if name == "gateway" else None)
             await asyncio.sleep(1.0)  # let sockets close before the next side
         row |= load_report.compare(row)
@@ -323,6 +334,9 @@ def main() -> int:
     parser.add_argument("--stt-seconds", type=float, default=None,
                         help=f"seconds per STT session, the clip looped (default {STT_SECONDS:g}, "
                         f"--quick {STT_SECONDS_QUICK:g})")
+    parser.add_argument("--tts-back-to-back", action="store_true",
+                        help="tts_ws streams start their next session as soon as the last one ends (5x real time "
+                        "per stream), instead of once its audio has played out")
     parser.add_argument("--json", type=Path, default=RESULTS / "load.json")
     args = parser.parse_args()
     args.paths = path_list(parser, args.paths, STEPS)

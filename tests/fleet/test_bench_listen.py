@@ -1,0 +1,38 @@
+"""`bench/load.py`'s TTS socket streams are listeners (bench/README.md, "Realistic load"): the next utterance is
+asked for once the last one has played out, so a stream never asks for audio faster than real time."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture
+def load(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_load", BENCH / "load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_load"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RAMP_S", 0.0)
+    yield module
+    sys.modules.pop("bench_load", None)
+
+
+@pytest.mark.parametrize("listen", [True, False])
+async def test_a_listener_waits_for_its_audio_to_play_out(load: Any, listen: bool) -> None:
+    async def utterance(trace: Any) -> dict[str, Any]:  # 0.2 s of audio, all of it at once
+        return {"first_ms": 0.0, "audio_s": 0.2, "gaps_ms": [], "underruns": 0}
+
+    side = await load.run_step(utterance, 2, 0.5, None, [], listen=listen)
+    if listen:  # per stream: sessions at 0, 0.2, 0.4 s (the last one started before the deadline)
+        assert 2 <= len(side.samples) <= 8 and side.stream_s >= 0.2 * len(side.samples)
+    else:  # back to back: as many as the loop can run
+        assert len(side.samples) > 100

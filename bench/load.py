@@ -281,7 +281,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for path in args.paths:
                 # A fresh gateway per path: its RSS (and any leak) is this path's, not the peak an earlier
                 # path (mp3 encoders) left behind.
-                gateway = await procs.start_gateway(emulator.url, RESULTS, *gw_args)
+                gateway = await procs.start_gateway(emulator.url, RESULTS, *gw_args, exe=args.gateway_bin)
                 try:
                     rows += await bench_path(path, steps[path], args, http, emulator, gateway)
                 finally:
@@ -334,6 +334,8 @@ def main() -> int:
     parser.add_argument("--stt-seconds", type=float, default=None,
                         help=f"seconds per STT session, the clip looped (default {STT_SECONDS:g}, "
                         f"--quick {STT_SECONDS_QUICK:g})")
+    parser.add_argument("--gateway-bin", default=None, metavar="PATH",
+                        help="serve with another version's gradium-gateway executable (same emulator and load)")
     parser.add_argument("--tts-back-to-back", action="store_true",
                         help="tts_ws streams start their next session as soon as the last one ends (5x real time "
                         "per stream), instead of once its audio has played out")

@@ -54,6 +54,15 @@ class SessionCore(Requests):
             self.key = self._upstream_key()
         return self._out
 
+    def warm(self) -> list[cmd.Command]:
+        """Before the upgrade: on a socket whose contexts open on demand on one shared Gradium socket, a
+        caller judged at the handshake (`preauth`) has that socket's handshake start now, so it overlaps
+        the 101 and the client's first message instead of following them into its first audio."""
+        if self.spec.contexts.multiplex and self.spec.open == "on_demand" and isinstance(self.preauth, str):
+            self.key = self.preauth
+            return [cmd.WarmUp()]
+        return []
+
     def start(self, t: float) -> list[cmd.Command]:
         """The upgrade is done."""
         self.since = t

@@ -88,6 +88,7 @@ async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, fl
                 refuse(r)
                 status, fields = str(r.status), {"http_status": r.status, "kind": err.kind, "message": err.message}
                 return tap.end(status, **fields)
+        await driver.run_commands_strict(core.warm())
         try:
             port = await accept()
         except BaseException:

@@ -131,6 +131,9 @@ class Playbook:
     def start(self) -> Step:
         return self._step("start", self.core.start(self.t))
 
+    def warm(self) -> Step:
+        return self._step("warm", self.core.warm())
+
     def prepare(self) -> Step:
         return self._step("prepare", self.core.prepare())
 

@@ -103,6 +103,19 @@ def test_cartesia_continue_flush_and_the_next_request_waits_its_turn() -> None:
     assert r2.state is ContextState.DRAINING
 
 
+def test_a_shared_gradium_socket_starts_connecting_before_the_upgrade() -> None:
+    """Cartesia's contexts share one Gradium socket: with the caller judged at the handshake, its handshake
+    starts before the 101 (overlapping the client's first message), not after it."""
+    pb = Playbook("cartesia", "tts_websocket", **CARTESIA)
+    pb.warm() << []  # no verdict on the caller yet: nothing to open with
+    pb.core.preauth = "gsk_caller"
+    pb.warm() << ["WarmUp"]
+    assert pb.core.key == "gsk_caller"
+    solo = Playbook("elevenlabs", "tts_stream_input", path={"voice_id": "v"}, query={"xi_api_key": "k"})
+    solo.core.preauth = "gsk_caller"
+    solo.warm() << []  # one Gradium socket per request, opened by the first message: nothing shared to warm
+
+
 def test_cartesia_buffer_delay_timer_flushes_inline() -> None:
     pb = Playbook("cartesia", "tts_websocket", **CARTESIA)
     pb.start()

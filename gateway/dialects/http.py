@@ -334,8 +334,8 @@ async def _respond(
                     else:
                         chunk = _frames(kind, name, render_event(route, base_scope, name, fields), sse_event)
                     if chunk:
-                        tap.output(chunk)
                         await resp.write(chunk)
+                        tap.output(chunk)  # observers after the write: the first audio does not wait for them
                 deadline.since = clock()
                 msg = await upstream.recv()
                 deadline.since = None

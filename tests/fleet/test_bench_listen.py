@@ -3,27 +3,18 @@ asked for once the last one has played out, so a stream never asks for audio fas
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests import bench_scripts
 
 
 @pytest.fixture
 def load(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_load", BENCH / "load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_load"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = bench_scripts.load("load")
     monkeypatch.setattr(module, "RAMP_S", 0.0)
-    yield module
-    sys.modules.pop("bench_load", None)
+    return module
 
 
 @pytest.mark.parametrize("listen", [True, False])

@@ -5,17 +5,13 @@ here with process CPU (`--tool cpu`), not valgrind."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
-STT_COST = Path(__file__).resolve().parents[2] / "bench" / "stt_cost.py"
+from tests.bench_scripts import load
 
 
 async def test_both_paths_run_their_empty_and_full_sessions(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_stt_cost", STT_COST)
-    assert spec is not None and spec.loader is not None
-    stt_cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stt_cost)
+    stt_cost = load("stt_cost")
     args = argparse.Namespace(paths=["dg_live", "el_stt"], sessions=2, pace_ms=2.0, log_level="warning",
                               tool="cpu", annotate=None)
     results = await stt_cost.run(args, tmp_path)

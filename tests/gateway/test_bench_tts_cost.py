@@ -5,17 +5,13 @@ valgrind."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
-TTS_COST = Path(__file__).resolve().parents[2] / "bench" / "tts_cost.py"
+from tests.bench_scripts import load
 
 
 async def test_empty_and_full_sessions_split_into_per_session_and_per_frame(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_tts_cost", TTS_COST)
-    assert spec is not None and spec.loader is not None
-    tts_cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tts_cost)
+    tts_cost = load("tts_cost")
     args = argparse.Namespace(sessions=2, first_audio_ms=0.0, tts_speed=50.0, log_level="warning", tool="cpu",
                               annotate=None)
     r = await tts_cost.run(args, tmp_path)

@@ -87,20 +87,23 @@ async def guarded(fn: SessionFn, timeout_s: float = SESSION_TIMEOUT_S) -> dict[s
 
 
 async def run_step(fn: SessionFn, n: int, duration_s: float, gateway: procs.Proc | None,
-                   running: list[procs.Proc], timeout_s: float = SESSION_TIMEOUT_S, listen: bool = False) -> Side:
+                   running: list[procs.Proc], timeout_s: float = SESSION_TIMEOUT_S, listen: bool = False,
+                   ramp_s: float | None = None) -> Side:
     """`n` streams for `duration_s` (plus the ramp); every session started before the deadline is waited for.
     `listen` (TTS): a stream plays what it gets at real time, and asks for its next utterance once the last
     one has played out (first audio + its length), as a voice agent does; it never asks for audio faster
-    than real time, though each utterance still arrives at the provider's speed."""
+    than real time, though each utterance still arrives at the provider's speed. `ramp_s` (default RAMP_S):
+    the span the streams' starts are spread over."""
     side = Side()
     if gateway is not None:
         side.rss_idle_mb = gateway.rss_mb()
     cpu0 = {p.name: p.cpu_s() or 0.0 for p in running}
     busy0, lg0, t0 = procs.machine_busy(), time.process_time(), time.perf_counter()
-    deadline = t0 + RAMP_S + duration_s
+    ramp = RAMP_S if ramp_s is None else ramp_s
+    deadline = t0 + ramp + duration_s
 
     async def stream(i: int) -> None:
-        await asyncio.sleep(i * RAMP_S / n)
+        await asyncio.sleep(i * ramp / n)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             result = await guarded(fn, timeout_s)
@@ -238,9 +241,14 @@ async def bench_path(path: str, path_steps: tuple[int, ...], args: argparse.Name
     direct, gw = sessions(emulator.url, gateway.url, http, args.stt_seconds)[path]
     # warm up: pools, imports, caches (the STT replay trie); the same sessions, not paced (as fast as the
     # emulator decodes them), so a long STT session does not take minutes
+    warm: dict[str, Any] | str = ""
     for fn in sessions(emulator.url, gateway.url, http, args.stt_seconds, paced=False)[path]:
         for _ in range(3):
-            await guarded(fn)
+            warm = await guarded(fn)
+    listen = path in LISTENERS and not args.tts_back_to_back
+    # listeners' starts spread over one utterance cycle (first audio + its length): the same utterance
+    # started within RAMP_S on every stream would keep them in phase, every stream's audio at once
+    ramp_s = max(RAMP_S, warm["first_ms"] / 1e3 + warm["audio_s"]) if listen and isinstance(warm, dict) else None
     timeout_s = SESSION_TIMEOUT_S + (args.stt_seconds if stt else 0.0)
     session_ms = await session_cpu(functools.partial(EMPTY[path], http, gateway.url), gateway) if stt else None
     rows: list[dict[str, Any]] = []
@@ -253,7 +261,7 @@ async def bench_path(path: str, path_steps: tuple[int, ...], args: argparse.Name
             row["stt_session_s"] = SttInput.build(STT_TEXT, args.stt_seconds).audio_s
         for name, fn in order if i % 2 == 0 else reversed(order):
             side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running, timeout_s,
-                                  listen=path in LISTENERS and not args.tts_back_to_back)
+                                  listen=listen, ramp_s=ramp_s)
             row[name] = summarize(side, n, session_ms if name == "gateway" else None)
             await asyncio.sleep(1.0)  # let sockets close before the next side
         row |= load_report.compare(row)

@@ -51,7 +51,7 @@ BUILTINS: dict[str, BuiltinHandler] = {}
 def _sources(route: CompiledRoute) -> set[str]:
     out: set[str] = set()
     for p in route.spec.params.values():
-        for s in [p.source] if isinstance(p.source, str) else p.source or []:
+        for s in p.sources:
             out.add(s.split(".")[0])
     return out
 

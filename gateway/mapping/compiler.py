@@ -226,8 +226,7 @@ def _compile_route(
     out = CompiledRoute(name=name, provider=provider, method=method, path=path, is_ws=is_ws, spec=route,
                         params=params)
     out.message_params = {pname: params[pname] for pname, p in route.params.items()
-                          if any(src.split(".")[0] == "message"
-                                 for src in ([p.source] if isinstance(p.source, str) else p.source or []))}
+                          if any(src.split(".")[0] == "message" for src in p.sources)}
     out.headers = _check_names(route.response.headers, known | {"char_count"}, (*loc, "response", "headers"))
     if route.static is not None:
         out.static = _check_names(route.static, known, (*loc, "static"))

@@ -145,7 +145,7 @@ def _lookup_item(table: CompiledTable, field_name: str, name: str, item: Any) ->
 
 
 def compile_param(name: str, spec: Param, tables: Mapping[str, CompiledTable]) -> ParamReader:
-    sources = [spec.source] if isinstance(spec.source, str) else list(spec.source or [])
+    sources = spec.sources
     want_list = spec.type == "list"
     table = tables[spec.table] if spec.table else None
     kind = spec.error or "invalid_request"

@@ -96,6 +96,11 @@ class Param(_Model):
         ),
     )
 
+    @property
+    def sources(self) -> list[str]:
+        """Where the value may come from, in order (`from:` as one source or a list)."""
+        return [self.source] if isinstance(self.source, str) else list(self.source or [])
+
     @model_validator(mode="after")
     def _item_field_on_lists(self) -> Param:
         if self.item_field is not None and (self.type != "list" or self.table is None):

@@ -87,7 +87,7 @@ def frame_kind(ws: web.WebSocketResponse, msg: WSMessage) -> str:
         return BINARY
     if t is _WS_TEXT:
         return TEXT
-    if msg.type is WSMsgType.ERROR:
+    if t is WSMsgType.ERROR:
         err = ws.exception()
         if err is not None and "size" in str(err).lower():
             return TOO_BIG

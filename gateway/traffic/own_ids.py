@@ -31,7 +31,7 @@ def sources(mapping: CompiledMapping, route: CompiledRoute) -> tuple[Source, ...
         table = mapping.tables.get(spec.table) if spec.table else None
         if table is None or table.custom_ids is None:
             continue
-        for src in [spec.source] if isinstance(spec.source, str) else list(spec.source or []):
+        for src in spec.sources:
             if src.startswith(("path.", "query.", "body.")):
                 found.append((src, table.custom_ids))
     return tuple(found)

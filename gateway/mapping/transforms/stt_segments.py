@@ -221,10 +221,7 @@ class SttSegments(EventTransform):
 
     def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:
         if action == "audio":
-            chunk = fields.get("audio") or b""
-            if self.sha is not None:
-                self.sha.update(chunk)
-            self.audio_bytes += len(chunk)
+            return self.on_audio(fields.get("audio") or b"")
         return []
 
     def on_audio(self, chunk: bytes) -> list[Event]:

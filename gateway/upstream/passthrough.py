@@ -243,21 +243,22 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
         if extra_response:
             out.headers.update(extra_response)
         await out.prepare(request)
+
+        def written(chunk: bytes) -> None:
+            nonlocal on_first
+            if on_first is not None:
+                on_first()
+                on_first = None
+            if on_chunk is not None:
+                on_chunk(chunk)
+
         try:
             if first:
                 await out.write(first)
-                if on_first is not None:
-                    on_first()
-                    on_first = None
-                if on_chunk is not None:
-                    on_chunk(first)
+                written(first)
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
-                if on_first is not None:
-                    on_first()
-                    on_first = None
-                if on_chunk is not None:
-                    on_chunk(chunk)
+                written(chunk)
         except (TimeoutError, aiohttp.ClientError, OSError):
             # the vendor broke off mid-answer: the client sees the same (a truncated body), not a new status
             if request.transport is not None:

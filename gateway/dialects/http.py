@@ -90,6 +90,9 @@ async def read_request(request: web.Request, route: CompiledRoute, sources: set[
     return req
 
 
+GONE = GatewayError("client_gone", "the client closed the connection")
+
+
 def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
     sources = _sources(route)
 
@@ -132,6 +135,10 @@ def route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             resp = http_error(ctx, err)
             status = resp.status
             return resp
+        except ConnectionResetError:  # the caller left mid-body or mid-answer: nobody's bug, nobody to answer
+            status = 499
+            failure = GONE
+            return web.Response(status=499)
         except Exception as e:
             # a bug, not bad input: logged with its traceback (by the log addon), answered in the provider's shape
             exc = e

@@ -88,6 +88,8 @@ class GradiumWsStream(GradiumStream):
 
     async def recv(self) -> Message | None:
         while not self.ended:
+            if self._closed_here:  # its retirement may be reading the socket now (aiohttp allows one reader)
+                raise UpstreamClosed("the Gradium session was ended by the gateway")
             try:
                 msg = await self.ws.receive()
             except (aiohttp.ClientError, OSError):

@@ -130,3 +130,35 @@ async def test_logs_are_json_with_context_and_no_secrets(gateway: Gateway) -> No
     assert done[0]["request_id"] and done[0]["ms"] >= 0 and "first_output_ms" in done[0]
     assert any(x["event"] == "request.error" and x["kind"] == "voice_not_found" for x in lines)
     assert any(x["event"] == "ws.done" and x["route"] == "listen_live" for x in lines)
+
+
+async def test_a_client_that_leaves_is_logged_as_gone_not_as_a_gateway_error(gateway: Gateway) -> None:
+    """A caller that closes mid-body or mid-response is a 499 `client_gone` line, without a traceback: a
+    500 `internal` line (what "Connection lost" was logged as) would page an operator for nobody's bug."""
+    buf = io.StringIO()
+    configure_logging("info", stream=buf)
+    host, port = gateway.http.removeprefix("http://").split(":")
+    try:
+        _, w = await asyncio.open_connection(host, int(port))  # announces 100 more bytes than it sends
+        w.write(b"POST /v1/text-to-speech/21m00Tcm4TlvDq8ikWAM HTTP/1.1\r\nHost: x\r\nxi-api-key: gsk_a\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 120\r\n\r\n{\"text\": \"half")
+        await w.drain()
+        await asyncio.sleep(0.05)
+        w.close()
+        r, w = await asyncio.open_connection(host, int(port))  # reads the first bytes of a long answer, leaves
+        body = b'{"text": "' + b"a long sentence to speak. " * 40 + b'"}'
+        w.write(b"POST /v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/stream?output_format=pcm_16000 HTTP/1.1\r\n"
+                b"Host: x\r\nxi-api-key: gsk_a\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await r.readexactly(4096)
+        w.transport.abort()
+        for _ in range(200):
+            if buf.getvalue().count('"request.') >= 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        configure_logging("info")
+    lines = [json.loads(line) for line in buf.getvalue().splitlines() if '"request.' in line]
+    assert [(x["route"], x["status"], x.get("kind")) for x in lines] == [
+        ("tts_convert", 499, "client_gone"), ("tts_stream", 499, "client_gone")]
+    assert not any("exception" in x for x in lines)

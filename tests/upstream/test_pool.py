@@ -6,10 +6,12 @@ import asyncio
 import base64
 
 import aiohttp
+import pytest
 
 from gateway.dialects.common import GRADIUM
 from gateway.emulator.faults import FAULTS
 from gateway.emulator.stats import STATS
+from gateway.upstream.errors import UpstreamClosed
 from gateway.upstream.gradium import GradiumClient
 from tests.audiocheck import decode, expected_words, speech, words
 from tests.conftest import Emulator, Gateway
@@ -163,3 +165,24 @@ async def test_realtime_stt_sessions_reuse_the_gradium_socket(gateway: Gateway) 
                     break
                 await asyncio.sleep(0.02)
     assert gateway.emulator.app[STATS].ws_connections == 1
+
+
+async def test_a_stream_closed_by_another_task_ends_its_reads_cleanly(client: GradiumClient) -> None:
+    """An HTTP upload whose audio turns out bad closes the Gradium stream from its feeder task while the
+    response task reads it: that read, or the next one, ends with `UpstreamClosed` (a GatewayError the route
+    turns into the caller's 400), never aiohttp's "Concurrent call to receive()" raised because the socket's
+    retirement reads it too (a 500, seen in the fuzz run)."""
+    setup = {"model_name": "default", "input_format": "pcm_16000"}
+    first = await client.open_ws("asr", setup, "gsk_a")
+    await first.send({"type": "end_of_stream"})
+    assert [m["type"] async for m in first][-1] == "end_of_stream"
+    await first.close()
+    for read_first in (True, False):
+        stream = await client.open_ws("asr", setup, "gsk_a")  # pooled, the common case under load
+        assert (await stream.recv() or {}).get("type") == "ready" and stream.request_id
+        reading = asyncio.ensure_future(stream.recv()) if read_first else None
+        await asyncio.sleep(0.01)
+        await stream.close()
+        with pytest.raises(UpstreamClosed):
+            await asyncio.wait_for(reading or stream.recv(), 5)
+    assert client.reused >= 1

@@ -260,17 +260,35 @@ async def bench_path(path: str, path_steps: tuple[int, ...], args: argparse.Name
         if stt:
             row["stt_session_s"] = SttInput.build(STT_TEXT, args.stt_seconds).audio_s
         for name, fn in order if i % 2 == 0 else reversed(order):
+            replay0 = await replay_counters(http, emulator) if stt else {}
             side = await run_step(fn, n, args.duration, gateway if name == "gateway" else None, running, timeout_s,
                                   listen=listen, ramp_s=ramp_s)
             row[name] = summarize(side, n, session_ms if name == "gateway" else None)
+            if stt:
+                replay1 = await replay_counters(http, emulator)
+                row[name]["emulator_replay"] = {k: replay1.get(k, 0) - replay0.get(k, 0) for k in REPLAY_COUNTERS}
             await asyncio.sleep(1.0)  # let sockets close before the next side
         row |= load_report.compare(row)
         rows.append(row)
         print(load_report.render_row(row), file=sys.stderr, flush=True)
+        if stt:
+            print("  emulator STT replay: " + "; ".join(
+                f"{side} " + " ".join(f"{k} {row[side]['emulator_replay'][k]}" for k in REPLAY_COUNTERS)
+                for side in ("direct", "gateway")), file=sys.stderr, flush=True)
         if row["gateway"]["sessions_failed"] > row["gateway"]["sessions_ok"]:
             print(f"  {path}: most gateway sessions failed at {n}; not going higher", file=sys.stderr)
             break
     return rows
+
+
+REPLAY_COUNTERS = ("hits", "misses", "decodes")
+
+
+async def replay_counters(http: aiohttp.ClientSession, emulator: procs.Proc) -> dict[str, int]:
+    """The emulator's STT replay counters: a side whose emulator decodes audio (decodes, not hits) measures
+    the rig's tone decoder, not the gateway."""
+    async with http.get(f"{emulator.url}/_emulator/stats") as resp:
+        return (await resp.json()).get("stt_replay", {})
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:

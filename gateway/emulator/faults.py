@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway.emulator.stats import STATS, Stats
+from gateway.emulator.stt_replay import REPLAY
 from gateway.upstream import protocol as wire
 
 ErrorShape = Literal["plain", "raw", "json_error", "json_detail"]
@@ -212,13 +213,22 @@ async def delete_faults(request: web.Request) -> web.Response:
     return web.json_response(request.app[FAULTS].to_json(), dumps=_dumps)
 
 
+def _stats(app: web.Application) -> dict[str, Any]:
+    out = app[STATS].to_json()
+    if (replay := app.get(REPLAY)) is not None:
+        out["stt_replay"] = replay.counters()  # hits vs decodes: is the emulator's STT really cheap?
+    return out
+
+
 async def get_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATS].to_json(), dumps=_dumps)
+    return web.json_response(_stats(request.app), dumps=_dumps)
 
 
 async def delete_stats(request: web.Request) -> web.Response:
     request.app[STATS].reset()
-    return web.json_response(request.app[STATS].to_json(), dumps=_dumps)
+    if (replay := request.app.get(REPLAY)) is not None:
+        replay.reset_counters()  # the counters only: what it learnt stays
+    return web.json_response(_stats(request.app), dumps=_dumps)
 
 
 def add_control_routes(app: web.Application) -> None:

@@ -20,11 +20,12 @@ class EmulatorSettings:
     # Before each request's first TTS audio (per request, not per socket: a request on a pooled,
     # already-open socket waits too), like a real model's time to first audio.
     tts_first_audio_delay_s: float = 0.0
-    # STT: replay the answer computed for audio already decoded (same setup, same chunks from the
-    # start of the request) instead of decoding it again; benchmarks use it so the emulator's tone
-    # decoder does not hide the gateway. Replies are identical to decoding; see `stt_replay.py`.
+    # STT: replay the answer computed for audio already decoded (same input format, same chunks from the
+    # start of the request, flushes anywhere among them) instead of decoding it again; benchmarks use it
+    # so the emulator's tone decoder does not hide the gateway. Replies are identical to decoding; see
+    # `stt_replay.py`. Its counters (hits, misses, decodes) are in `GET /_emulator/stats`.
     stt_replay: bool = False
-    stt_replay_max_nodes: int = 50_000
+    stt_replay_max_nodes: int = 50_000  # entries the cache keeps (one chunk's labels or answer each)
     # STT `delay_in_frames` when json_config does not set one (specs/gradium.md §5.2: 10).
     default_delay_in_frames: int = 10
     # REST STT output: Gradium's docs disagree on whether `step` lines are in it (§10.12).

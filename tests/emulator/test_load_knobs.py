@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import time
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -74,13 +76,17 @@ def _chunks(text: str) -> list[str]:
     return [base64.b64encode(raw[i : i + step]).decode() for i in range(0, len(raw), step)]
 
 
-async def _transcribe(emu: Any, chunks: list[str], flush_at: int | None = None) -> list[dict[str, Any]]:
+async def _transcribe(emu: Any, chunks: list[str], flushes: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """The request's messages; a flush goes before each chunk whose index is in `flushes` (once per
+    occurrence), len(chunks) meaning before the end of input."""
+    at = Counter(flushes)
     async with emu.ws("asr") as ws:
         await ws.send_json({"type": "setup", "input_format": "pcm_16000"})
-        for i, c in enumerate(chunks):
-            if i == flush_at:
-                await ws.send_json({"type": "flush", "flush_id": 7})
-            await ws.send_str(orjson.dumps({"type": "audio", "audio": c}).decode())
+        for i in range(len(chunks) + 1):
+            for n in range(at[i]):
+                await ws.send_json({"type": "flush", "flush_id": f"{i}.{n}"})
+            if i < len(chunks):
+                await ws.send_str(orjson.dumps({"type": "audio", "audio": chunks[i]}).decode())
         await ws.send_json({"type": "end_of_stream"})
         msgs = await drain(ws)
     return [{k: v for k, v in m.items() if k != "request_id"} for m in msgs]
@@ -101,10 +107,42 @@ async def test_stt_replay_answers_exactly_what_decoding_answers(start_emulator: 
     assert cache.misses == misses and cache.hits >= len(same)
 
     assert await _transcribe(replaying, other) == await _transcribe(decoding, other)
-    assert cache.misses == misses + 1
-    flushed = await _transcribe(decoding, same, flush_at=12)
-    assert await _transcribe(replaying, same, flush_at=12) == flushed
-    assert await _transcribe(replaying, same, flush_at=12) == flushed
+    assert cache.rebuilds == 1  # its first 10 chunks decoded again, to decode what follows
+    flushed = await _transcribe(decoding, same, [12])
+    assert await _transcribe(replaying, same, [12]) == flushed
+    assert await _transcribe(replaying, same, [12]) == flushed
+
+
+async def test_stt_replay_answers_flushes_anywhere_in_the_audio_without_decoding(start_emulator: StartEmulator) -> None:
+    """Under load the gateway's endpointing flushes land a frame earlier or later than in the requests that
+    filled the cache: the answers are still exactly decoding's, and no audio is decoded again."""
+    decoding = await start_emulator()
+    replaying = await start_emulator(EmulatorSettings(stt_replay=True))
+    cache = replaying.app[REPLAY]
+    same = _chunks("hello world. how are you today?")
+    plain = await _transcribe(decoding, same)
+    assert await _transcribe(replaying, same) == plain  # the audio, decoded once
+    decodes = cache.decodes
+    # where earlier requests flushed, a frame either side, and new positions all over the audio
+    interleavings = [[12], [13], [11], [0, 5], [20, 21, 22], [len(same)], [7, 7], list(range(0, len(same), 4))]
+    interleavings += [[n] for n in range(1, len(same), 3)] + [[n, n + 1] for n in range(2, len(same) - 1, 5)]
+    changed = 0
+    for flushes in interleavings:
+        want = await _transcribe(decoding, same, flushes)
+        changed += want != plain
+        hits, misses = cache.hits, cache.misses
+        assert await _transcribe(replaying, same, flushes) == want, flushes
+        # a flush's effect on the words wears off: the audio after it is answered from edges again
+        assert cache.hits - hits > cache.misses - misses, flushes
+    hits, misses = cache.hits, cache.misses
+    assert changed >= len(interleavings) // 2  # the flushes do change the answers (words released early, VAD)
+    assert cache.decodes == decodes and cache.rebuilds == 0
+    for flushes in interleavings[:4]:  # the second time round, every message is answered from an edge
+        assert await _transcribe(replaying, same, flushes) == await _transcribe(decoding, same, flushes)
+    assert cache.misses == misses and cache.hits > hits
+    async with replaying.http.get(f"{replaying.base}/_emulator/stats") as resp:
+        counters = (await resp.json())["stt_replay"]
+    assert counters["hits"] == cache.hits and counters["misses"] == misses and counters["decodes"] == decodes
 
 
 async def test_stt_replay_still_rejects_bad_audio(start_emulator: StartEmulator) -> None:

@@ -151,15 +151,15 @@ class BodyDecoder:
             data, self.tail = self.tail + data, b""
         pos, n, got = 0, len(data), 0
         while pos < n:
-            if self.left:  # inside a chunk's data
+            if self.left:  # the rest of a chunk begun in an earlier read
                 end = pos + self.left
-                piece = data[pos:end] if pos or end < n else data
-                out.append(piece)
-                got += len(piece)
-                self.left = max(0, end - n)
-                if not self.left:
-                    self.state = _DATA_END
-                pos = min(end, n)
+                if end > n:
+                    out.append(data[pos:] if pos else data)
+                    self.left = end - n
+                    return got + n - pos
+                out.append(data[pos:end])
+                got += self.left
+                self.left, self.state, pos = 0, _DATA_END, end
             elif self.state == _DATA_END:
                 if n - pos < 2:
                     break
@@ -177,12 +177,20 @@ class BodyDecoder:
                         self.done, self.extra = True, pos < n
                         return got
                     continue
-                size = line.partition(b";")[0].strip()  # chunk extensions are ignored
-                if not _HEX.fullmatch(size):
-                    raise Malformed("The vendor's chunked body is malformed")
-                self.left = int(size, 16)
-                if not self.left:
+                if not _HEX.fullmatch(line):
+                    line = line.partition(b";")[0].strip()  # chunk extensions are ignored
+                    if not _HEX.fullmatch(line):
+                        raise Malformed("The vendor's chunked body is malformed")
+                size = int(line, 16)
+                end = pos + size
+                if not size:
                     self.state = _TRAILER
+                elif end + 2 <= n and data[end:end + 2] == b"\r\n":  # the whole chunk is here (most reads)
+                    out.append(data[pos:end])
+                    got += size
+                    pos = end + 2
+                else:
+                    self.left = size
         if pos < n:
             if n - pos > MAX_LINE:
                 raise Malformed("The vendor's chunked body is malformed")

@@ -79,6 +79,7 @@ class VendorConnection(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._wait_since = 0.0
         self._drain: asyncio.Future[None] | None = None
         self._upload: asyncio.Task[None] | None = None
         self._begin("GET", 0.0)
@@ -192,25 +193,30 @@ class VendorConnection(asyncio.Protocol):
             fut.set_result(None)
 
     async def _wait(self) -> None:
-        """Until the vendor sends something, fails, or stays silent for the read timeout (counted from its
-        last bytes, and only once the request is wholly sent)."""
+        """Until the vendor sends something or fails; `_check_silence` fails it after the read timeout."""
         self._waiter = fut = self.loop.create_future()
-        self._timer = self.loop.call_at(self.last_read + self.read_timeout_s, self._check_silence)
+        self._wait_since = self.loop.time()
+        if self._timer is None:  # one timer per request, re-armed lazily: not one per wait
+            self._timer = self.loop.call_at(self._wait_since + self.read_timeout_s, self._check_silence)
         try:
             await fut
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._waiter = None
+            self._waiter = None
 
     def _check_silence(self) -> None:
-        now, due = self.loop.time(), self.last_read + self.read_timeout_s
+        """The vendor's silence is counted from its last bytes or the start of the current wait (a client slow
+        to read paused the vendor: that is not the vendor's silence), and only once the request is sent."""
+        self._timer = None
+        if self._waiter is None or self.closed:
+            return  # nobody waits: the next wait arms the timer again
+        now = self.loop.time()
         if self._upload is not None and not self._upload.done():
-            self._timer = self.loop.call_at(now + self.read_timeout_s, self._check_silence)
-        elif now < due:  # bytes came since the timer was set
+            due = now + self.read_timeout_s
+        else:
+            due = max(self.last_read, self._wait_since) + self.read_timeout_s
+        if now < due:
             self._timer = self.loop.call_at(due, self._check_silence)
         else:
-            self._timer = None
             self._fail(RelayError("timeout", "The vendor did not answer in time"))
 
     def read_nowait(self, limit: int) -> bytes:
@@ -286,6 +292,9 @@ class VendorConnection(asyncio.Protocol):
 
     def release(self) -> None:
         """The request is over: a whole exchange keeps the connection for the next one, anything else closes it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         upload = self._upload
         self._upload = None
         whole = upload is None or (upload.done() and not upload.cancelled())
@@ -298,6 +307,9 @@ class VendorConnection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()

@@ -30,6 +30,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.upstream import http1
+from gateway.upstream.dns_cache import DnsCache
 
 IDLE_S = 15.0
 MAX_IDLE = 64  # idle connections kept per vendor origin
@@ -323,6 +324,7 @@ class RelayPool:
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, object], list[VendorConnection]] = {}
+        self._dns = DnsCache()
 
     async def request(self, method: str, url: str, headers: CIMultiDict[str],
                       body: bytes | AsyncIterable[bytes] | None, *,
@@ -365,15 +367,29 @@ class RelayPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                _, conn = await loop.create_connection(lambda: VendorConnection(self, key, loop), host, port, ssl=ctx,
-                                                       server_hostname=host if ctx is not None else None)
+                return await self._connect(loop, key, host, port, ctx), False
         except TimeoutError:
             raise RelayError("timeout", "The vendor did not answer in time") from None
         except ssl.SSLError:  # certificate verification included
             raise RelayError("tls", "TLS error talking to the vendor") from None
         except OSError:
             raise RelayError("connect", "The vendor is unreachable") from None
-        return conn, False
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, key: tuple[str, object], host: str, port: int,
+                       ctx: ssl.SSLContext | None) -> VendorConnection:
+        """A new connection to the first of the host's addresses that takes it (TLS checks the host's name)."""
+        failure: OSError | None = None
+        for family, ip in await self._dns.resolve(host, port):
+            try:
+                _, conn = await loop.create_connection(lambda: VendorConnection(self, key, loop), ip, port, ssl=ctx,
+                                                       family=family, server_hostname=host if ctx else None)
+                return conn
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                failure = exc
+        self._dns.forget(host, port)
+        raise failure or OSError(f"no address for {host}")
 
     def _keep(self, conn: VendorConnection) -> None:
         idle = self._idle.setdefault(conn.key, [])

@@ -229,3 +229,28 @@ async def test_unreachable_and_untrusted_vendors_are_told_apart(tls_files: dict)
         assert e.value.kind == "tls"
     finally:
         server.close()
+
+
+async def test_a_vendor_name_is_looked_up_once_for_a_burst_of_new_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counting(host: str, *args: object, **kwargs: object) -> object:
+        lookups.append(host)
+        return await real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.05)  # the burst's connections are all open at once
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    pool = RelayPool()
+    async with asyncio.timeout(HANG_GUARD_S), vendor(script) as (url, conns):
+        named = url.replace("127.0.0.1", "localhost")  # may name ::1 first, where nothing listens: the next is tried
+        got = await asyncio.gather(*(fetch(pool, named + "/") for _ in range(4)))
+        assert got == [(200, b"ok")] * 4 and len(conns) == 4
+        assert lookups.count("localhost") == 1
+        await pool.close()

@@ -20,7 +20,6 @@ one (aiohttp does the same). The vendor is paused while the client has more than
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import AsyncIterable
 from functools import lru_cache
@@ -325,6 +324,7 @@ class RelayPool:
     def __init__(self) -> None:
         self._idle: dict[tuple[str, object], list[VendorConnection]] = {}
         self._dns = DnsCache()
+        self._closed = False
 
     async def request(self, method: str, url: str, headers: CIMultiDict[str],
                       body: bytes | AsyncIterable[bytes] | None, *,
@@ -393,7 +393,7 @@ class RelayPool:
 
     def _keep(self, conn: VendorConnection) -> None:
         idle = self._idle.setdefault(conn.key, [])
-        if len(idle) >= MAX_IDLE:
+        if len(idle) >= MAX_IDLE or self._closed:  # a request that ends after `close` keeps nothing open
             conn.close()
             return
         idle.append(conn)
@@ -411,9 +411,9 @@ class RelayPool:
 
     async def close(self) -> None:
         """Close every idle connection (those in use close when their request ends)."""
+        self._closed = True
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:
                 conn.close()
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(0)  # let the transports' close callbacks run
+        await asyncio.sleep(0)  # let the transports' close callbacks run

@@ -254,3 +254,21 @@ async def test_a_vendor_name_is_looked_up_once_for_a_burst_of_new_connections(mo
         assert got == [(200, b"ok")] * 4 and len(conns) == 4
         assert lookups.count("localhost") == 1
         await pool.close()
+
+
+async def test_a_request_that_ends_after_the_pool_closed_keeps_nothing_open() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        await asyncio.sleep(0.1)
+        writer.write(b"cd")
+
+    pool = RelayPool()
+    async with asyncio.timeout(HANG_GUARD_S), vendor(script) as (url, conns):
+        conn = await pool.request("GET", url + "/", CIMultiDict(), None, ssl_opt=True, connect_timeout_s=5,
+                                  read_timeout_s=10)
+        await pool.close()  # the gateway shuts down while the answer is still coming
+        assert await conn.read() == b"ab" and await conn.read() == b"cd" and await conn.read() == b""
+        conn.release()
+        await asyncio.sleep(0.05)
+        assert closed(conns[0])

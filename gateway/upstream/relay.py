@@ -32,7 +32,9 @@ from gateway.upstream import http1
 from gateway.upstream.dns_cache import DnsCache
 
 IDLE_S = 15.0
-MAX_IDLE = 64  # idle connections kept per vendor origin
+# idle connections kept per vendor origin: aiohttp's pool (limit=0) kept every one; a small cap would close
+# most of a burst's connections at its end and pay their TLS handshakes again at the next burst
+MAX_IDLE = 1024
 HIGH_WATER = 256 * 1024  # answer bytes the client has not taken yet: the vendor is paused beyond this
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _IDLE, _HEAD, _BODY, _DONE = range(4)  # a connection's state

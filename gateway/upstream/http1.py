@@ -1,29 +1,20 @@
-"""HTTP/1.1 framing for the REST passthrough's relay (RFC 9112), without any I/O: the request head, the
-answer's head and the answer's body framing. `relay.py` moves the bytes.
+"""HTTP/1.1 for the REST passthrough's relay (RFC 9112), without any I/O: the request head is written here,
+the vendor's answer is parsed by llhttp (`httptools`, the parser of uvloop's authors, also Node's) and only
+what a relay needs is kept. `relay_conn.py` moves the bytes.
 
-Only what a relay needs: header names and values stay as they were (a request's as the client sent them,
-an answer's as the vendor did), nothing is decompressed, trailers are dropped, chunk extensions ignored.
+Header names and values stay as they were (a request's as the client sent them, an answer's as the vendor
+did, less the whitespace around a value), nothing is decompressed, trailers are dropped, chunk extensions
+ignored.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-MAX_HEAD = 64 * 1024  # an answer's status line and headers
-MAX_LINE = 8 * 1024  # a chunk-size or trailer line
-NONE, LENGTH, CHUNKED, CLOSE = range(4)  # how an answer's body ends: no body, Content-Length, last chunk, close
-_NO_BODY_STATUS = frozenset({204, 304})
+import httptools
+
+MAX_HEAD = 64 * 1024  # bytes before an answer's head is whole (llhttp itself has no bound)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_DIGITS = re.compile(r"[0-9]{1,18}")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110 §5.6.2)
-_SIZE, _DATA_END, _TRAILER = range(3)  # where a chunked body is: a size line, a chunk's CRLF, the trailer
-
-
-class Malformed(ValueError):
-    """The vendor's answer is not HTTP/1.1 as RFC 9112 has it."""
 
 
 def request_head(method: str, target: str, host: str, headers: Iterable[tuple[str, str]],
@@ -50,149 +41,116 @@ def request_head(method: str, target: str, host: str, headers: Iterable[tuple[st
     return (text + "\r\n\r\n").encode("utf-8", "surrogateescape"), chunked
 
 
-@dataclass(slots=True)
-class Head:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    framing: int  # NONE, LENGTH, CHUNKED or CLOSE
-    length: int  # LENGTH's byte count
-    keep_alive: bool  # the connection may carry another request once this answer is whole
+class Malformed(ValueError):
+    """The vendor's answer is not HTTP/1.1 as RFC 9112 (and llhttp, strict) has it."""
 
 
-def split_head(buf: bytes) -> tuple[bytes, bytes] | None:
-    """(head, what follows it) once `buf` holds a whole head, else None."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buf) > MAX_HEAD:
-            raise Malformed("The vendor's answer head is too long")
-        return None
-    return buf[:end], buf[end + 4:]
+class _Stop(Exception):
+    """Raised in a callback to stop llhttp where it is: httptools has no pause."""
 
 
-def parse_head(head: bytes, method: str) -> Head:
-    """An answer's head (without its blank line) to the request `method` (HEAD: never a body)."""
-    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code, _, reason = rest.partition(" ")
-    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise Malformed("The vendor's answer is not HTTP/1.1")
-    headers: list[tuple[str, str]] = []
-    length = te = conn = None
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.fullmatch(name):  # an obs-fold line too (RFC 9112 §5.2)
-            raise Malformed("The vendor sent a malformed header")
-        value = value.strip(" \t")
-        headers.append((name, value))
-        low = name.lower()
-        if low == "content-length":
-            if (length is not None and length != value) or not _DIGITS.fullmatch(value):
-                raise Malformed("The vendor sent a bad Content-Length")
-            length = value
-        elif low == "transfer-encoding":
-            te = value if te is None else f"{te}, {value}"
-        elif low == "connection":
-            conn = value if conn is None else f"{conn}, {value}"
-    status = int(code)
-    tokens = conn.lower() if conn else ""
-    keep_alive = (version == "HTTP/1.1" and "close" not in tokens) or "keep-alive" in tokens
-    size = 0
-    if method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
-        framing = NONE
-        keep_alive = keep_alive and status != 101
-    elif te is not None:  # RFC 9112 §6.3: chunked last, else the body runs to the close
-        framing = CHUNKED if te.lower().rstrip().endswith("chunked") else CLOSE
-        keep_alive = keep_alive and length is None
-    elif length is not None:
-        size = int(length)
-        framing = LENGTH if size else NONE
-    else:
-        framing = CLOSE
-    return Head(status, reason, headers, framing, size, keep_alive and framing != CLOSE)
+class Answer:
+    """The vendor's answer to one request, fed as its bytes arrive: interim 1xx answers are skipped; `status`,
+    `reason` and `headers` are the final answer's once `head_done`; the body's bytes are appended to `pieces`
+    (chunk framing removed; `received` counts them); `done` once the body ended; `extra` if bytes came after
+    its end (the connection then cannot be trusted with another request); `keep_alive` if neither side asked
+    to close and the body's end is not the close. HEAD, 1xx, 204 and 304 answers have no body."""
 
+    __slots__ = ("_head", "_names", "_parser", "_reason", "_seen", "done", "extra", "head_done", "headers",
+                 "keep_alive", "pieces", "reason", "received", "status")
 
-class BodyDecoder:
-    """An answer's body bytes out of what the connection reads, per the head's framing. `feed` appends the
-    body's pieces to `out` (chunk framing removed) and returns their size; `done` once the body ended,
-    `extra` if bytes came after its end (the connection then cannot be trusted with another request)."""
+    def __init__(self, method: str, pieces: list[bytes]) -> None:
+        self.status, self.reason, self._reason = 0, "", b""
+        self.headers: list[tuple[str, str]] = []
+        self.keep_alive = self.head_done = self.done = self.extra = False
+        self.pieces = pieces
+        self.received = 0
+        self._head = method == "HEAD"
+        self._seen = 0  # bytes fed before the head was whole
+        self._names = 0  # the head's header bytes (the read that ends the head may bring a body too)
+        self._parser = httptools.HttpResponseParser(self)
 
-    __slots__ = ("done", "extra", "framing", "left", "state", "tail")
-
-    def __init__(self, head: Head) -> None:
-        self.framing, self.left = head.framing, head.length
-        self.done = head.framing == NONE
-        self.extra = False
-        self.state = _SIZE
-        self.tail = b""  # an incomplete framing line, kept for the next read
-
-    def feed(self, data: bytes, out: list[bytes]) -> int:
+    def feed(self, data: bytes) -> None:
+        """Raises `Malformed` for what llhttp refuses (no leniency: e.g. a Content-Length next to chunked)."""
         if self.done:
-            self.extra = self.extra or bool(data)
-            return 0
-        if self.framing == LENGTH:
-            left = self.left
-            if len(data) < left:
-                self.left = left - len(data)
-                out.append(data)
-                return len(data)
-            self.left = 0
-            self.done = True
-            self.extra = len(data) > left
-            out.append(data[:left] if self.extra else data)
-            return left
-        if self.framing == CHUNKED:
-            return self._chunked(data, out)
-        out.append(data)  # CLOSE: everything until the vendor closes
-        return len(data)
-
-    def _chunked(self, data: bytes, out: list[bytes]) -> int:
-        if self.tail:
-            data, self.tail = self.tail + data, b""
-        pos, n, got = 0, len(data), 0
-        while pos < n:
-            if self.left:  # the rest of a chunk begun in an earlier read
-                end = pos + self.left
-                if end > n:
-                    out.append(data[pos:] if pos else data)
-                    self.left = end - n
-                    return got + n - pos
-                out.append(data[pos:end])
-                got += self.left
-                self.left, self.state, pos = 0, _DATA_END, end
-            elif self.state == _DATA_END:
-                if n - pos < 2:
-                    break
-                if data[pos:pos + 2] != b"\r\n":
-                    raise Malformed("The vendor's chunked body is malformed")
-                pos += 2
-                self.state = _SIZE
+            self.extra = True
+            return
+        try:
+            if self._head and not self.head_done:
+                self._feed_lines(data)
             else:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                line, pos = data[pos:eol], eol + 2
-                if self.state == _TRAILER:
-                    if not line:  # the trailer's end: the body is whole
-                        self.done, self.extra = True, pos < n
-                        return got
-                    continue
-                if not _HEX.fullmatch(line):
-                    line = line.partition(b";")[0].strip()  # chunk extensions are ignored
-                    if not _HEX.fullmatch(line):
-                        raise Malformed("The vendor's chunked body is malformed")
-                size = int(line, 16)
-                end = pos + size
-                if not size:
-                    self.state = _TRAILER
-                elif end + 2 <= n and data[end:end + 2] == b"\r\n":  # the whole chunk is here (most reads)
-                    out.append(data[pos:end])
-                    got += size
-                    pos = end + 2
-                else:
-                    self.left = size
-        if pos < n:
-            if n - pos > MAX_LINE:
-                raise Malformed("The vendor's chunked body is malformed")
-            self.tail = data[pos:]
-        return got
+                self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # a 101 with `Upgrade`: what follows is not HTTP any more
+            self.done = True
+        except httptools.HttpParserError as exc:
+            if not self.done:
+                why = "its head is too long" if self._names > MAX_HEAD else exc
+                raise Malformed(f"The vendor's answer is not HTTP/1.1 ({why})") from None
+            self.extra = True  # bytes after the answer (or after its `Connection: close`), not a next answer
+        if not self.head_done:
+            self._seen += len(data)
+            if self._seen > MAX_HEAD:
+                raise Malformed("The vendor's answer is not HTTP/1.1 (its head is too long)")
+
+    def _feed_lines(self, data: bytes) -> None:
+        """An answer to HEAD has no body whatever its head says, but llhttp learns that only from a return value of
+        `on_headers_complete` that httptools does not pass on (MagicStack/httptools#47): such a head goes in line by
+        line and the callback stops llhttp at its end, so that what follows it is known to be extra."""
+        start, n = 0, len(data)
+        while start < n:
+            end = data.find(b"\n", start) + 1 or n
+            try:
+                self._parser.feed_data(data[start:end] if start or end < n else data)
+            except httptools.HttpParserCallbackError as exc:
+                if not isinstance(exc.__context__, _Stop):
+                    raise
+                self.extra = end < n
+                return
+            start = end
+
+    def eof(self) -> bool:
+        """The vendor closed the connection: whether that ended the body (one framed by neither a Content-Length
+        nor chunks ends at the close, RFC 9112 §6.3)."""
+        if self.head_done and not self.done:
+            for name, value in self.headers:
+                low = name.lower()
+                if low == "content-length" or (low == "transfer-encoding" and value.lower().endswith("chunked")):
+                    return False
+            self.done = True
+        return self.done
+
+    # -- llhttp's callbacks -----------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise _Stop  # bytes after the answer: not read as a next one, nobody asked for it
+        self.headers, self._reason = [], b""  # an interim answer's are dropped
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason  # in pieces when the reads cut it
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:  # trailers are dropped
+            self._names += len(name) + len(value)
+            if self._names > MAX_HEAD:
+                raise _Stop  # reported as malformed: the head is too long
+            self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape").rstrip(" \t")))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200 and status != 101:
+            return  # an interim answer (100 Continue, 103 Early Hints): the final one follows
+        self.status, self.reason = status, self._reason.decode("utf-8", "surrogateescape")
+        self.keep_alive = status != 101 and self._parser.should_keep_alive()
+        self.head_done = True
+        if self._head:
+            self.done = True
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+        self.received += len(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self.done = True

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.traffic.conftest import GW_KEY, Front, managed_auth
@@ -107,3 +108,47 @@ async def test_a_client_leaving_mid_answer_closes_the_vendor_connection(front: F
                                                        headers={"xi-api-key": GW_KEY}) as r:
             assert await r.content.readany()
         await vendor_saw_the_end.wait()
+
+
+@contextlib.asynccontextmanager
+async def raw_vendor(*pieces: bytes) -> AsyncIterator[dict[str, dict[str, str]]]:
+    """A vendor that answers every request with `pieces`, byte for byte, one write each, and then stays silent."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, EOFError, asyncio.CancelledError):
+            await reader.readuntil(b"\r\n\r\n")
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the gateway has relayed the previous piece (not asserted)
+            await asyncio.sleep(HANG_GUARD_S)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield {"elevenlabs": {"base_url": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"}}
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("answer", [b"\x16\x03\x01\x02\x00not http at all\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"],
+                         ids=["garbage", "bad-header", "two-lengths"])
+async def test_a_vendor_answering_garbage_is_the_dialects_502(front: Front, answer: bytes) -> None:
+    async with raw_vendor(answer) as legacy, front(legacy=legacy, auth=managed_auth(fallthrough="legacy")) as gw, \
+            aiohttp.ClientSession() as s, asyncio.timeout(HANG_GUARD_S), \
+            s.get(f"{gw.http}/elevenlabs/v1/history", headers={"xi-api-key": GW_KEY}) as r:
+        body = await r.json()
+        assert r.status == 502 and r.headers["Retry-After"], body
+        assert body["detail"]["status"], body  # ElevenLabs' shape
+        assert GW_KEY not in repr(body)
+
+
+async def test_a_malformed_chunk_mid_answer_truncates_the_clients_answer(front: Front) -> None:
+    good = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    async with raw_vendor(good, b"zz\r\n") as legacy, \
+            front(legacy=legacy, auth=managed_auth(fallthrough="legacy")) as gw, aiohttp.ClientSession() as s, \
+            asyncio.timeout(HANG_GUARD_S), \
+            s.get(f"{gw.http}/elevenlabs/v1/history", headers={"xi-api-key": GW_KEY}) as r:
+        assert r.status == 200 and await r.content.readany() == b"hello"
+        with pytest.raises(aiohttp.ClientPayloadError):  # not a whole answer: the client is told so
+            await r.read()

@@ -4,65 +4,13 @@ keep-alive reuse, what may and may not be sent again, flow control, timeouts, an
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from multidict import CIMultiDict
 
 from gateway.upstream.relay import RelayError, RelayPool
-
-HANG_GUARD_S = 30  # only stops a test that would otherwise hang; nothing is asserted about time
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def vendor(script: Script) -> AsyncIterator[tuple[str, list[asyncio.StreamReader]]]:
-    """A raw TCP vendor: `script(reader, writer, n)` serves its n-th connection; yields its base URL and the
-    connections' readers (to see which the gateway closed)."""
-    conns: list[asyncio.StreamReader] = []
-    writers: list[asyncio.StreamWriter] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conns.append(reader)
-        writers.append(writer)
-        with contextlib.suppress(ConnectionError):
-            await script(reader, writer, len(conns) - 1)
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", conns
-    finally:
-        server.close()
-        for w in writers:
-            w.close()
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return head + await reader.readexactly(int(line.split(b":")[1]))
-    return head
-
-
-async def fetch(pool: RelayPool, url: str, method: str = "GET", body: bytes | None = None,
-                read_timeout_s: float = 10.0) -> tuple[int, bytes]:
-    conn = await pool.request(method, url, CIMultiDict(), body, ssl_opt=True, connect_timeout_s=5,
-                              read_timeout_s=read_timeout_s)
-    try:
-        got = []
-        while chunk := await conn.read():
-            got.append(chunk)
-        return conn.status, b"".join(got)
-    finally:
-        conn.release()
-
-
-def closed(r: asyncio.StreamReader) -> bool:
-    """The gateway closed that connection (the vendor saw its end)."""
-    return r._eof  # type: ignore[attr-defined]  # what the script left unread does not matter
+from tests.upstream.raw_vendor import HANG_GUARD_S, closed, fetch, read_request, vendor
 
 
 async def test_one_connection_carries_requests_one_after_the_other() -> None:

@@ -38,6 +38,7 @@ from gateway.upstream.passthrough import (
     strip_query,
     upstream_headers,
 )
+from gateway.upstream.relay import RelayPool
 
 log = structlog.get_logger("gateway")
 FIRST_MESSAGE_TIMEOUT_S = 20.0
@@ -142,7 +143,7 @@ def observers(tap: Tap) -> tuple[Any, Any]:
     return on_in, on_out
 
 
-async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, session: aiohttp.ClientSession,
+async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, pool: RelayPool,
                      vendor: LegacyVendor, cred: Credential | None, metrics: TrafficMetrics,
                      extra: dict[str, str], tap: Tap, settle: Callable[[], None]) -> web.StreamResponse:
     """`settle`: the request's bookkeeping, `session_start` included, run after its first body write."""
@@ -151,7 +152,7 @@ async def serve_http(leg: LegacyLeg, request: web.Request, ctx: RequestContext, 
     url = leg.target_url(request, vendor, ws=False, drop_query=[])
     headers = leg.vendor_headers(request, vendor, key, ws=False)
     tap.flow.data["passthrough"] = True  # the router owes it a `session_end` (and `settle` a `session_start`)
-    resp = await proxy_http(request, session, url, headers, ssl_opt=ssl_context(vendor.ca_file),
+    resp = await proxy_http(request, pool, url, headers, ssl_opt=ssl_context(vendor.ca_file),
                             connect_timeout_s=vendor.connect_timeout_s, read_timeout_s=vendor.read_timeout_s,
                             extra_response=extra, on_chunk=tap.output, on_first=settle)
     tap.upstream_request_id = resp.headers.get(leg.facts.response_id_header or ctx.mapping.request_id_header or "")

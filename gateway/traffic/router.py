@@ -50,6 +50,7 @@ from gateway.traffic.unit_facts import (
     stitched,
 )
 from gateway.upstream.passthrough import PassthroughError
+from gateway.upstream.relay import RelayPool
 
 log = structlog.get_logger("gateway")
 TARGET_HEADER = "x-gateway-target"
@@ -71,7 +72,8 @@ class Traffic:
         self.metrics = metrics
         self.version = config_version(settings)
         self.active = legacy_possible(settings.traffic) or any(k.allow_overrides for k in settings.auth.keys)
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # vendor sockets and shadow legs
+        self.relay = RelayPool()  # REST passthrough
         self.stitching = Stitching()
         self.shadow: Shadow | None = None
         self.active = self.active or settings.shadow.enabled
@@ -98,6 +100,7 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         if app[TRAFFIC].shadow is not None:
             await app[TRAFFIC].shadow.close()
         await app[TRAFFIC].session.close()  # type: ignore[union-attr]
+        await app[TRAFFIC].relay.close()
 
 
 async def _mark_answer(request: web.Request, response: web.StreamResponse) -> None:
@@ -240,7 +243,7 @@ async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Tra
             resp = await legacy.serve_ws(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
                                          tap, accepted)
         else:
-            resp = await legacy.serve_http(leg, request, ctx, traffic.session, vendor, cred, traffic.metrics, extra,
+            resp = await legacy.serve_http(leg, request, ctx, traffic.relay, vendor, cred, traffic.metrics, extra,
                                            tap, settle)
         status, end = _end_status(resp, flow)
         return resp

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 Target = Literal["gradium", "legacy"]
 Kind = Literal["tts", "stt"]
@@ -42,11 +43,15 @@ class LegacyVendor(_Strict):
 
     @field_validator("base_url", "ws_base_url")
     @classmethod
-    def _url(cls, v: str | None) -> str | None:
+    def _url(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
         if not v.startswith(("http://", "https://", "ws://", "wss://")):
             raise ValueError("must start with http://, https://, ws:// or wss://")
+        if info.field_name == "base_url" and "@" in urlsplit(v).netloc:
+            # the REST relay (relay.py) sends no userinfo, which aiohttp made Basic auth: refused at load rather than a
+            # 500 per request. A `ws_base_url` of its own still may (its sockets keep aiohttp)
+            raise ValueError("must not carry user:password@ (vendor credentials go in legacy_keys or api_key)")
         return v.rstrip("/")
 
     @property

@@ -1,7 +1,8 @@
 """Passthrough to the legacy vendor (target `legacy`): an HTTP streaming proxy and a WebSocket relay.
 
 The request goes to the vendor unchanged except credentials and hop-by-hop headers (specs/traffic.md §2):
-bodies stream both ways (no buffering, no decompression: `auto_decompress=False`), WebSocket frames keep
+bodies stream both ways (no buffering, no decompression: HTTP goes through `relay.RelayPool`, which adds only
+`Host` and the body's framing; sockets use aiohttp with `auto_decompress=False`), WebSocket frames keep
 their type and bytes (`decode_text=False` on both sockets), close codes and reasons cross both ways.
 Only failures of the gateway itself (vendor unreachable, TLS) raise `PassthroughError`; whatever the vendor
 answers, error or not, reaches the client as it was sent.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import operator
 import os
 import re
@@ -24,7 +24,8 @@ from urllib.parse import unquote_plus
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+
+from gateway.upstream.relay import RelayError, RelayPool
 
 # RFC 9110 §7.6.1 plus what aiohttp or the gateway sets itself.
 HOP_BY_HOP = frozenset(
@@ -171,14 +172,23 @@ def _ssl_context(ca_file: str, _stamp: int) -> ssl.SSLContext:
     return ctx
 
 
+_KIND_MESSAGES = {"tls": "TLS error talking to the vendor", "timeout": "The vendor did not answer in time",
+                  "connect": "The vendor is unreachable", "reset": "The vendor connection failed"}
+
+
+def _failure(kind: str) -> PassthroughError:
+    return PassthroughError(kind, _KIND_MESSAGES[kind])
+
+
 def _classify(exc: BaseException) -> PassthroughError:
+    """An aiohttp client failure (vendor sockets) as the kind of `PassthroughError` it is."""
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return PassthroughError("tls", "TLS error talking to the vendor")
+        return _failure("tls")
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return PassthroughError("timeout", "The vendor did not answer in time")
+        return _failure("timeout")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return PassthroughError("connect", "The vendor is unreachable")
-    return PassthroughError("reset", "The vendor connection failed")
+        return _failure("connect")
+    return _failure("reset")
 
 
 Observer = Callable[[WSMsgType, bytes], None]
@@ -192,52 +202,28 @@ class _Relayed(web.StreamResponse):
     _send_headers_immediately = False
 
 
-# headers aiohttp would add of its own: only those the client sent reach the vendor
-_AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
-
-
-# aiohttp's private coroutine behind `ClientSession.request` (there since aiohttp 1); the public wrapper
-# is the fallback should a release rename it
-_PLAIN_REQUEST = inspect.iscoroutinefunction(getattr(aiohttp.ClientSession, "_request", None))
-
-
-@functools.lru_cache(maxsize=64)
-def _timeout(connect_s: float, read_s: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=read_s)
-
-
-async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: str,
-                     headers: CIMultiDict[str], *, ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
-                     read_timeout_s: float, extra_response: dict[str, str] | None = None,
+async def proxy_http(request: web.Request, pool: RelayPool, url: str, headers: CIMultiDict[str], *,
+                     ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float, read_timeout_s: float,
+                     extra_response: dict[str, str] | None = None,
                      on_chunk: Callable[[bytes], None] | None = None,
                      on_first: Callable[[], None] | None = None) -> web.StreamResponse:
     """One request to the vendor, its answer streamed back chunk by chunk as it arrives; `on_chunk`
     sees each chunk after it was written to the client, `on_first` is called once, after the first body
     write (before `on_chunk`). The headers go to the client as soon as the vendor's came, together with
-    any body that came with them."""
+    any body that came with them. `url` was built from the client's raw (already encoded) path and query:
+    it is sent as is, not re-quoted."""
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
     if cached is None and request.body_exists and (request.content_length or SMALL_BODY + 1) <= SMALL_BODY:
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two
         cached = await request.read()
-    body: object = cached if cached is not None else request.content if request.body_exists else None
-    # None when the client sent them all: an empty list still costs aiohttp a multidict built from a generator
-    skip_auto = [h for h in _AUTO_HEADERS if h not in headers] or None
+    body = cached if cached is not None else request.content.iter_any() if request.body_exists else None
     try:
-        # the URL was built from the client's raw (already encoded) path and query: sent as is, not re-quoted.
-        # `_request`, the coroutine `request()` wraps: the wrapper is a generic alias's instance, whose
-        # construction raises and drops an AttributeError (`__orig_class__` on a slotted class), ~2 k
-        # instructions before the vendor's request; the response is the same object, `async with` included
-        send = session._request if _PLAIN_REQUEST else session.request
-        upstream = await send(request.method, URL(url, encoded=True), headers=headers, data=body,
-                            ssl=ssl_opt, timeout=_timeout(connect_timeout_s, read_timeout_s),
-                            allow_redirects=False, skip_auto_headers=skip_auto, compress=None)
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise _classify(exc) from None
-    async with upstream:
-        try:
-            first = upstream.content.read_nowait(FIRST_PIECE)  # sent with the headers, if anything
-        except (aiohttp.ClientError, OSError):
-            first = b""  # the stream keeps its error: the loop below meets it after the headers went out
+        upstream = await pool.request(request.method, url, headers, body, ssl_opt=ssl_opt,
+                                      connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)
+    except RelayError as exc:
+        raise _failure(exc.kind) from None
+    try:
+        first = upstream.read_nowait(FIRST_PIECE)  # sent with the headers, if anything
         out = (_Relayed if first else web.StreamResponse)(status=upstream.status, reason=upstream.reason,
                                                           headers=response_headers(upstream.headers))
         if extra_response:
@@ -256,16 +242,18 @@ async def proxy_http(request: web.Request, session: aiohttp.ClientSession, url: 
             if first:
                 await out.write(first)
                 written(first)
-            async for chunk in upstream.content.iter_any():
+            while chunk := await upstream.read():
                 await out.write(chunk)
                 written(chunk)
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            # the vendor broke off mid-answer: the client sees the same (a truncated body), not a new status
+        except (RelayError, OSError):
+            # the vendor broke off mid-answer (or the client left): the client sees the same, a truncated body
             if request.transport is not None:
                 request.transport.close()
             return out
         await out.write_eof()
-    return out
+        return out
+    finally:
+        upstream.release()  # back to the pool after a whole answer, else closed
 
 
 async def dial_ws(session: aiohttp.ClientSession, url: str, headers: CIMultiDict[str], protocols: list[str], *,

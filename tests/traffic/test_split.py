@@ -173,6 +173,22 @@ def test_other_load_time_checks(tmp_path: Path, section: dict, message: str) -> 
     assert message in str(e.value) and str(tmp_path) in str(e.value)
 
 
+def test_a_legacy_base_url_with_user_and_password_is_refused_at_load(tmp_path: Path) -> None:
+    """The REST relay sends no userinfo (aiohttp's client made it Basic auth): a clear load error naming the
+    field, not a 500 per request, and never the password in the message."""
+    doc = {"legacy": {"elevenlabs": {"base_url": "https://user:s3cret@vendor.example/v1",
+                                     "ws_base_url": "wss://user:s3cret@vendor.example/v1"}}}
+    path = _write(tmp_path, doc)
+    with pytest.raises(ConfigFileError) as e:
+        load_settings(path, env={})
+    [problem] = e.value.problems  # `ws_base_url` keeps aiohttp (sockets): it still may carry them
+    where, line, field, message = problem.split(":", 3)
+    assert where == str(path) and field.strip() == "legacy.elevenlabs.base_url" and "user:password@" in message
+    assert "base_url" in path.read_text().splitlines()[int(line) - 1] and "s3cret" not in problem
+    doc["legacy"]["elevenlabs"]["base_url"] = "https://vendor.example/v1?next=a@b"  # an @ outside the authority
+    assert load_settings(_write(tmp_path, doc), env={}).legacy["elevenlabs"].base_url.endswith("a@b")
+
+
 @pytest.mark.parametrize("target", ["legacy", "gradium"])
 async def test_first_message_key_decides_with_its_tenant(standin: StandIn, front: Front, target: str) -> None:
     """ElevenLabs clients may send the key only in the first message: the tenant's rule still applies."""

@@ -92,8 +92,8 @@ class Driver:
                         pcm = leg.pcm_inline(c.chunk)
                     except AudioError as exc:
                         raise GatewayError("invalid_audio", str(exc)) from None
-                    if pcm:
-                        await c.req.io.upstream.send_audio(pcm)
+                    if pcm and (sending := c.req.io.upstream.write_audio(pcm)) is not None:
+                        await sending
                     continue
                 now = _NOW.get(cls)
                 if now is not None:
@@ -145,8 +145,8 @@ class Driver:
             pcm = await leg.pcm(c.chunk) if leg.heavy else leg.pcm_inline(c.chunk)
         except AudioError as exc:
             raise GatewayError("invalid_audio", str(exc)) from None
-        if pcm:
-            await c.req.io.upstream.send_audio(pcm)
+        if pcm and (sending := c.req.io.upstream.write_audio(pcm)) is not None:
+            await sending
 
     async def _flush_audio(self, c: FlushAudio) -> None:
         if c.req.leg is not None:

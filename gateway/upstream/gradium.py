@@ -29,6 +29,7 @@ from gateway.upstream.errors import (
 from gateway.upstream.protocol import Message
 from gateway.upstream.retire import Retirements
 from gateway.upstream.stream import NOTED, GradiumRestStream, GradiumStream, Kind
+from gateway.upstream.wsframe import MaskedTextWriter
 
 __all__ = ["API_SOURCE", "GradiumClient", "GradiumRestStream", "GradiumStream", "GradiumWsStream", "Kind"]
 
@@ -57,11 +58,22 @@ class GradiumWsStream(GradiumStream):
         self._replay: list[bytes] | None = [] if reused else None
         self._replay_bytes = 0
         self._closed_here = False  # closed by the gateway itself: never a stale pooled socket to replay
+        self._frames = MaskedTextWriter(ws)
 
     async def send(self, msg: Message) -> None:
         await self._send(protocol.dumps(msg))
 
     def send_audio(self, pcm: bytes) -> Awaitable[None]:  # the coroutine of `_send`: one frame fewer per chunk
+        return self._send(protocol.audio_payload(pcm))
+
+    def write_audio(self, pcm: bytes) -> Awaitable[None] | None:
+        if self._replay is None and not self._closed_here and not self.ws.closed:
+            # the usual case: the frame goes out now, from here (`_send` does the rest's bookkeeping)
+            sent = self._frames.write(protocol.AUDIO_HEAD, protocol.b64encode(pcm), protocol.AUDIO_TAIL)
+            if sent is True:
+                return None
+            if sent is not False:
+                return sent  # written; the transport asks us to wait for it to drain
         return self._send(protocol.audio_payload(pcm))
 
     async def _send(self, payload: bytes) -> None:
@@ -83,6 +95,7 @@ class GradiumWsStream(GradiumStream):
         with contextlib.suppress(Exception):
             await self.ws.close()
         self.ws = await self.client.connect(self.pool_key[0], self.pool_key[1])  # type: ignore[arg-type]
+        self._frames = MaskedTextWriter(self.ws)
         for payload in replay:
             await self.ws.send_frame(payload, aiohttp.WSMsgType.TEXT)
 

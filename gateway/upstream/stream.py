@@ -7,7 +7,7 @@ client that opens both.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Literal
 
 import aiohttp
@@ -47,6 +47,11 @@ class GradiumStream:
         """An `audio` message carrying `pcm` (once per client audio chunk: a stream on a socket sends it
         as prebuilt bytes)."""
         await self.send(protocol.audio(pcm))
+
+    def write_audio(self, pcm: bytes) -> Awaitable[None] | None:
+        """`send_audio`, with no coroutine when the frame can go out at once: None when it is sent, else
+        what to await (the send, or the socket's drain). Once per client audio chunk."""
+        return self.send_audio(pcm)
 
     async def recv(self) -> Message | None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -253,6 +253,7 @@ def split(empty: dict[str, float], full: dict[str, float], sessions: int, frames
     for key in full.keys() | empty.keys():
         if key.startswith(("own:", "incl:", "calls:")):
             r[key] = (full.get(key, 0.0) - empty.get(key, 0.0)) / (sessions * frames)
+            r["session_" + key] = empty.get(key, 0.0) / sessions
         elif key.startswith("sys:"):
             r[key] = (full.get(key, 0.0) - empty.get(key, 0.0)) / (sessions * frames)  # per frame
             r["session_" + key] = empty.get(key, 0.0) / sessions
@@ -278,6 +279,12 @@ def _print(tool: str, sessions: int, log_level: str, results: dict[str, dict[str
             for k in rows[:40]:
                 if r["own:" + k] >= 0.5:
                     print(f"  {r['own:' + k]:6.1f} {r.get('incl:' + k, 0):6.1f} {r.get('calls:' + k, 0):5.2f}  {k}")
+            rows = sorted((k.split(":", 1)[1] for k in r if k.startswith("session_own:")),
+                          key=lambda k: -r["session_own:" + k])
+            print(f"  {'own':>6s} {'incl':>6s} {'calls':>5s}  function (per session with no audio)")
+            for k in rows[:int(os.environ.get("OPCODE_ROWS", "25"))]:
+                print(f"  {r['session_own:' + k]:6.0f} {r.get('session_incl:' + k, 0):6.0f}"
+                      f" {r.get('session_calls:' + k, 0):5.1f}  {k}")
         return
     if tool == "cprofile":
         print(f"profiles: {sorted(str(p) for p in out.glob('*.prof'))} (python -m pstats)")

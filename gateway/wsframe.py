@@ -47,7 +47,7 @@ def _header(opcode: int, mask_bit: int, n: int) -> bytes:
 class FrameWriter:
     """Writes whole frames on one aiohttp socket (client: masked; server: not), or says it cannot."""
 
-    __slots__ = ("_masked", "_protocol", "_transport", "_writer")
+    __slots__ = ("_header", "_length", "_masked", "_protocol", "_transport", "_writer")
 
     def __init__(self, ws: Any) -> None:
         writer: Any = getattr(ws, "_writer", None)  # a server socket has one once prepared
@@ -58,6 +58,8 @@ class FrameWriter:
         self._transport = writer.transport if ok else None
         self._protocol = writer.protocol if ok else None
         self._masked = bool(ok and writer.use_mask)
+        self._length = -1  # the last masked text frame's payload length, and its header
+        self._header = b""
 
     def write(self, head: bytes, body: bytes, tail: bytes, opcode: int = TEXT) -> Awaitable[None] | bool:
         """One frame whose payload is `head + body + tail`: True when written (nothing to wait for), the
@@ -76,6 +78,26 @@ class FrameWriter:
         else:
             transport.write(_header(opcode, 0, len(payload)) + payload)  # type: ignore[union-attr]
         return self._drained()
+
+    def write_masked_text(self, head: bytes, body: bytes, tail: bytes) -> Awaitable[None] | bool:
+        """`write` of a text frame on a client socket (the caller knows it is one): Gradium's audio, once per
+        client chunk, whose chunks have the same length most of the time (the header is kept)."""
+        writer = self._writer
+        transport = self._transport
+        if writer is None or writer._closing or transport.is_closing():  # type: ignore[union-attr]
+            return False
+        payload = bytearray(head)
+        payload += body
+        payload += tail
+        n = len(payload)
+        if n != self._length:
+            self._length, self._header = n, _header(TEXT, _MASKED, n)
+        mask = _MASK_KEY(_random_bits(32))
+        websocket_mask(mask, payload)
+        transport.write(self._header + mask + payload)  # type: ignore[union-attr]
+        if self._protocol._paused:  # type: ignore[union-attr]
+            return self._protocol._drain_helper()  # type: ignore[union-attr,no-any-return]
+        return True
 
     def send(self, payload: bytes, opcode: int = TEXT) -> Awaitable[None] | bool:
         """One frame of `payload` (as `write`)."""

@@ -33,6 +33,7 @@ from gateway.wsinbox import Later, later_message, raising
 
 WATCH_MAX_S = 1.0  # the watchdog re-reads the core's deadline at least this often
 _WS_BINARY, _WS_TEXT = WSMsgType.BINARY, WSMsgType.TEXT  # read once: enum class attributes are slow on 3.11
+_monotonic = time.monotonic
 
 
 class ClientGone(Exception):
@@ -211,7 +212,7 @@ class Driver(Runner):
             self.port.inbox.sink = None  # type: ignore[union-attr]
             return msg
         data = msg.data
-        now = time.monotonic()
+        now = _monotonic()
         try:
             cmds = self.core.client(kind, data, now)
             later = self.run_now(cmds) if cmds else None

@@ -64,13 +64,24 @@ class Runner:
 
     def run_now(self, cmds: list[Command]) -> Awaitable[None] | None:
         """Do `cmds` in order while none waits: None when all are done, else the coroutine doing the rest."""
-        i, n = 0, len(cmds)
-        while i < n:
-            c = cmds[i]
+        i = 0
+        for c in cmds:
             i += 1
             cls = c.__class__
             try:
-                if cls is SendClient:  # the per-frame commands, first
+                if cls is SendAudio and (leg := (r := c.req).leg) is not None and not leg.heavy:
+                    # a client audio chunk (STT) that needs no codec thread: the per-frame command
+                    if leg.passthrough:
+                        pcm = c.chunk
+                    else:
+                        try:
+                            pcm = leg.pcm_inline(c.chunk)
+                        except AudioError as exc:
+                            raise GatewayError("invalid_audio", str(exc)) from None
+                    if pcm and (sending := r.io.upstream.write_audio(pcm)) is not None:
+                        return self._sent(sending, None, cmds, i)
+                    continue
+                if cls is SendClient:
                     port = self.port
                     if port is not None and not port.closed:
                         write = self._write
@@ -80,15 +91,6 @@ class Runner:
                         if sending is not None:
                             return self._sent(sending, c.data, cmds, i)
                         self.tap.output(c.data)
-                    continue
-                if cls is SendAudio and (leg := c.req.leg) is not None and not leg.heavy:
-                    # a client audio chunk (STT) that needs no codec thread
-                    try:
-                        pcm = leg.pcm_inline(c.chunk)
-                    except AudioError as exc:
-                        raise GatewayError("invalid_audio", str(exc)) from None
-                    if pcm and (sending := c.req.io.upstream.write_audio(pcm)) is not None:
-                        return self._sent(sending, None, cmds, i)
                     continue
                 if cls is SendGradium:  # a flush, a text (TTS)...
                     if (sending := c.req.io.upstream.write(c.msg)) is not None:

@@ -188,6 +188,16 @@ class Inactivity:
 
     def __call__(self, msg: Message) -> float | None:
         vad = msg.get("vad")
+        if vad.__class__ is list:
+            try:  # the usual case, in as few steps as it takes: the horizon found last time is there
+                entry = vad[self._i]
+                if entry["horizon_s"] == self._at:
+                    return float(entry["inactivity_prob"])
+            except (LookupError, TypeError, ValueError):
+                pass  # whatever is odd, judged below as ever
+        return self._find(vad)
+
+    def _find(self, vad: Any) -> float | None:
         if not isinstance(vad, list) or not vad:
             return None
         try:

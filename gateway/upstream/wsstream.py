@@ -27,6 +27,8 @@ MAX_MSG_SIZE = 16 * 1024 * 1024  # a Gradium message's (the sockets' `max_msg_si
 # read on every message sent and received: `aiohttp.WSMsgType.TEXT` is a module lookup and then an enum class
 # attribute, a slow lookup on Python 3.11 (`EnumType.__getattr__`)
 _TEXT = aiohttp.WSMsgType.TEXT
+_AUDIO_HEAD, _AUDIO_TAIL, _b64encode = protocol.AUDIO_HEAD, protocol.AUDIO_TAIL, protocol.b64encode
+_loads = orjson.loads
 
 
 class Pool(Protocol):
@@ -69,7 +71,7 @@ class GradiumWsStream(GradiumStream):
     def write_audio(self, pcm: bytes) -> Awaitable[None] | None:
         if self._replay is None and not self._closed_here and not self.ws.closed:
             # the usual case: the frame goes out now, from here (`_send` does the rest's bookkeeping)
-            sent = self._frames.write(protocol.AUDIO_HEAD, protocol.b64encode(pcm), protocol.AUDIO_TAIL)
+            sent = self._frames.write_masked_text(_AUDIO_HEAD, _b64encode(pcm), _AUDIO_TAIL)
             if sent is True:
                 return None
             if sent is not False:
@@ -125,10 +127,10 @@ class GradiumWsStream(GradiumStream):
         """A message parsed where it came in, for a sink: what `recv` would return, when that is a plain
         message (not `ready`, `end_of_stream` or `error`, which `recv` notes, nor anything it raises for or
         skips); None: leave it to `recv`."""
-        if msg.type is not _TEXT or self._closed_here:
+        if msg.type is not _TEXT:  # (a closed stream has no sink: `_mark_closed`)
             return None
         try:
-            data = orjson.loads(msg.data)
+            data = _loads(msg.data)
         except orjson.JSONDecodeError:
             return None
         if data.__class__ is not dict:

@@ -134,12 +134,17 @@ class _Slow:
         self.n = 0
         self.waits = 0
 
-    def __call__(self) -> Any:  # in place of `FrameWriter._drained` (not a function: called unbound)
+    def after(self, sent: Any) -> Any:
         self.n += 1
-        if self.n % 2:
-            return True
+        if sent is not True or self.n % 2:
+            return sent
         self.waits += 1
         return asyncio.sleep(0.001)
+
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("write_masked_text", "write", "send"):
+            real = getattr(FrameWriter, name)
+            monkeypatch.setattr(FrameWriter, name, lambda fw, *a, real=real, **k: self.after(real(fw, *a, **k)))
 
 
 async def _dg_session(gateway: Gateway) -> list[dict[str, Any]]:
@@ -167,7 +172,7 @@ async def test_a_live_session_keeps_every_frame_in_order(gateway: Gateway, monke
                                                          how: str) -> None:
     slow = _Slow()
     if how == "gradium_waits":  # writes to Gradium and to the client wait now and then: the tasks take over
-        monkeypatch.setattr(FrameWriter, "_drained", slow)
+        slow.patch(monkeypatch)
     elif how == "aiohttp_queues":  # no inbox on either socket: every frame through `receive`, as before
         monkeypatch.setattr(InboxResponse, "_post_start", web.WebSocketResponse._post_start)
         monkeypatch.setattr("gateway.upstream.gradium.attach_client", lambda *a, **k: None)

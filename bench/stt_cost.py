@@ -70,7 +70,8 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, dict[str, float]
                 empty, full = table[name]
                 for fn in (empty, full, empty, full):  # warm-up: imports, pools, caches (the replay trie)
                     await fn()
-                counts = [await cost_phases.phase(args.tool, gateway, out, f"{name}-{phase}", fn, args.sessions)
+                counts = [await cost_phases.phase(args.tool, gateway, out, f"{name}-{phase}", fn, args.sessions,
+                                                  args.concurrency)
                           for phase, fn in (("empty", empty), ("full", full))]
                 results[name] = cost_phases.split(*counts, args.sessions, n_frames)
     finally:

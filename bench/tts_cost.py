@@ -83,7 +83,8 @@ async def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
 
             for fn in (empty, full, empty, full):  # warm-up: imports, the upstream pool, caches
                 await fn()
-            counts = [await cost_phases.phase(args.tool, gateway, out, f"tts_ws-{phase}", fn, args.sessions)
+            counts = [await cost_phases.phase(args.tool, gateway, out, f"tts_ws-{phase}", fn, args.sessions,
+                                              args.concurrency)
                       for phase, fn in (("empty", empty), ("full", full))]
     finally:
         await procs.stop(gateway)

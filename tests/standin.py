@@ -26,6 +26,8 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.dialects.common import AUTH
 from gateway.emulator.app import create_emulator_app
+from gateway.session.port import AiohttpPort
+from gateway.wsinbox import InboxResponse
 from tests.conftest import Emulator, Gateway, run_app
 
 PROVIDERS = ("elevenlabs", "cartesia", "deepgram")
@@ -113,6 +115,12 @@ def _patch_ws_recording(monkeypatch: pytest.MonkeyPatch, app: web.Application) -
     monkeypatch.setattr(web.WebSocketResponse, "receive", rec_receive)
     monkeypatch.setattr(web.WebSocketResponse, "send_frame", rec_send)
     monkeypatch.setattr(web.WebSocketResponse, "close", rec_close)
+    # a gateway's sessions take client frames where aiohttp parses them and write frames to the transport
+    # (`gateway/wsinbox.py`, `gateway/wsframe.py`), past `receive` and `send_frame`: in this process they go
+    # through aiohttp's, so the stand-in's frames are recorded
+    monkeypatch.setattr(InboxResponse, "_post_start", web.WebSocketResponse._post_start)
+    monkeypatch.setattr(AiohttpPort, "write", lambda self, data, binary: self.ws.send_bytes(data) if binary
+                        else self.ws.send_frame(data, WSMsgType.TEXT))
 
 
 async def _vendor_only_http(request: web.Request) -> web.Response:

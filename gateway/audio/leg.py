@@ -44,11 +44,12 @@ def needs_offload(transcoder: Transcoder, src: AudioFormat | None, dst: AudioFor
 class AudioLeg:
     """Audio from `src` to `dst` (`src` None: a container, sniffed from its first bytes)."""
 
-    __slots__ = ("heavy", "transcoder")
+    __slots__ = ("heavy", "passthrough", "transcoder")
 
     def __init__(self, src: AudioFormat | None, dst: AudioFormat) -> None:
         self.transcoder = make_transcoder(src, dst)  # AudioError: the format is not supported
         self.heavy = needs_offload(self.transcoder, src, dst)
+        self.passthrough = self.transcoder.passthrough  # the client's bytes are Gradium's: no call per chunk
 
     # -- client -> Gradium (STT)
 

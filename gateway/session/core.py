@@ -35,6 +35,8 @@ MAX_CONTEXT_ID = 256
 # slow attribute lookup (~650 instructions), and the per-frame paths read these on every client frame
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
+_OPENING = SessionState.OPENING
+_CONTEXT_OPEN = ContextState.OPEN
 
 
 class SessionCore(Requests):
@@ -182,18 +184,25 @@ class SessionCore(Requests):
         return self._binary_is_audio
 
     def _audio_frame(self, data: bytes, t: float) -> None:
-        """What `_message` does with a binary frame on such a route, once per client audio chunk."""
+        """What `_message` does with a binary frame on such a route, once per client audio chunk (with
+        `table.active("")` and `_take_audio` inline)."""
         self.handling = None
         self.since = t
         if self.report_actions:
             self._out.append(cmd.Acted("audio", None))
         if not self.accepting:
             return
-        r = self.table.active("")
-        if r is None:
+        q = self.table.queues.get("")
+        r = q[-1] if q else None
+        if r is None or r.state is not _CONTEXT_OPEN:
             r = self._open_new("", None)
-        chunk = self._take_audio(r, data)
-        events = r.plan.transform.on_audio(chunk)
+        if r.leg is None:  # before decoding: a socket without audio says so, not "bad base64"
+            raise GatewayError("invalid_message", "This socket does not take audio")
+        if data.__class__ is not bytes:
+            data = inbound.audio_bytes(data)
+        if data:
+            self._out.append(cmd.SendAudio(r, data))
+        events = r.plan.transform.on_audio(data)
         if events:
             self._events(r, events)
 
@@ -215,7 +224,7 @@ class SessionCore(Requests):
     def _client(self, kind: str, data: str | bytes, t: float) -> None:
         self.handling = None
         msg = inbound.decode(self.ws, kind, data)
-        if self.state is SessionState.OPENING:
+        if self.state is _OPENING:
             self._open("", msg if isinstance(msg, dict) else None)
             self._begin()
         self._message(msg, t)

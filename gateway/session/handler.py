@@ -25,6 +25,7 @@ from gateway.session.driver import Driver
 from gateway.session.lifecycle import LIVE
 from gateway.session.port import AiohttpPort, ClientPort, Refusal
 from gateway.session.refuse import refusal, refusal_response
+from gateway.wsinbox import InboxResponse
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,8 +38,9 @@ def ws_route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
         ctx = RequestContext(mapping, route)
         structlog.contextvars.bind_contextvars(request_id=ctx.request_id, provider=mapping.provider, route=route.name)
         app = request.app
-        ws = web.WebSocketResponse(protocols=protocols, max_msg_size=app[SETTINGS].limits.max_ws_message_bytes,
-                                   compress=False, autoping=True, heartbeat=None)
+        # an `InboxResponse`: its frames can be handled where they are parsed (`gateway/wsinbox.py`)
+        ws = InboxResponse(protocols=protocols, max_msg_size=app[SETTINGS].limits.max_ws_message_bytes,
+                           compress=False, autoping=True, heartbeat=None)
         ws.headers.update(request_id_headers(ctx))
         refused: list[Refusal] = []
 

@@ -16,6 +16,11 @@ from typing import Any, Protocol
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from gateway.wsframe import BINARY as BINARY_OPCODE
+from gateway.wsframe import TEXT as TEXT_OPCODE
+from gateway.wsframe import FrameWriter
+from gateway.wsinbox import Inbox
+
 TEXT, BINARY, CLOSED, TOO_BIG = "text", "binary", "closed", "too_big"
 
 
@@ -53,12 +58,25 @@ _WS_BINARY, _WS_TEXT = WSMsgType.BINARY, WSMsgType.TEXT
 
 
 class AiohttpPort:
-    """A client on an aiohttp `WebSocketResponse` (already prepared)."""
+    """A client on an aiohttp `WebSocketResponse` (already prepared); `inbox`: its frames can be handled
+    where they are parsed (`gateway/wsinbox.py`)."""
 
-    __slots__ = ("ws",)
+    __slots__ = ("_frames", "inbox", "ws")
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
+        self.inbox: Inbox | None = getattr(ws, "inbox", None)
+        self._frames = FrameWriter(ws)
+
+    def write(self, data: bytes, binary: bool) -> Awaitable[None] | None:
+        """A frame written now, with no coroutine (None), else what to await: aiohttp's send (a socket
+        closing, compressed...) or the transport's drain."""
+        sent = self._frames.send(data, BINARY_OPCODE if binary else TEXT_OPCODE)
+        if sent is True:
+            return None
+        if sent is False:
+            return self.ws.send_bytes(data) if binary else self.ws.send_frame(data, _WS_TEXT)
+        return sent
 
     @property
     def closed(self) -> bool:

@@ -4,14 +4,17 @@ requests), and a reader task per request that turns Gradium's messages into clie
 The reader is the per-frame path: a Gradium message goes through the request's transform (inline, or on
 a codec thread when the audio work is heavy), the core renders its events (`SessionCore.gradium`, no
 event object), and the driver sends what that gives (`run`). Messages with no events stop at the
-transform. Every task started here is kept, and `close` cancels and awaits them all, so a session
-leaves no task behind, pending or with an exception nobody read.
+transform. On a socket of its own, while the reader waits, that is done where aiohttp parses the message
+(`_sink`, `gateway/wsinbox.py`): no task is woken for a `step`. Every task started here is kept, and
+`close` cancels and awaits them all, so a session leaves no task behind, pending or with an exception
+nobody read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -25,6 +28,7 @@ from gateway.session.contexts import Request
 from gateway.upstream import protocol as gradium
 from gateway.upstream.gradium import GradiumClient, GradiumStream, Kind
 from gateway.upstream.mux import GradiumMux
+from gateway.wsinbox import Later, Sink, later_message, raising
 
 # Gradium messages read ahead for a request waiting its turn on a shared socket (about 20 minutes of
 # audio): past it the request fails, rather than stalling the socket its predecessor needs
@@ -50,6 +54,7 @@ class Upstreams:
     def __init__(self, client: GradiumClient, kind: Kind | None, multiplex: bool, ready_timeout: float, *,
                  render: Callable[[Request, list[Event]], list[Command]],
                  run: Callable[[list[Command]], Awaitable[None]],
+                 run_now: Callable[[list[Command]], Awaitable[None] | None] | None = None,
                  feed: Callable[[SessionEvent], Awaitable[None]],
                  abort: Callable[[BaseException], None]) -> None:
         self.client = client
@@ -58,6 +63,8 @@ class Upstreams:
         self.ready_timeout = ready_timeout
         self.render = render  # the core's `gradium`: one message's events -> commands
         self.run = run  # the driver's `run_commands`
+        # ... and its `run_now` (commands done at once, or the coroutine for the rest)
+        self.run_now = run_now if run_now is not None else run
         self.feed = feed  # an event for the core, its commands run
         self.abort = abort  # the session fails with this
         self.mux: GradiumMux | None = None
@@ -167,6 +174,7 @@ class Upstreams:
         """The session is over: drop the driver's callbacks (they tie the driver and this object in a
         reference cycle); anything reported later has no one to tell."""
         self.run = _run_nothing
+        self.run_now = _run_nothing_now
         self.feed = _feed_nothing
         self.abort = _ignore
 
@@ -177,11 +185,16 @@ class Upstreams:
 
     async def _read(self, r: Request) -> None:
         io: RequestIO = r.io
+        sink: Sink | None = None
+        context: contextvars.Context | None = None
         try:
             transform = r.plan.transform
             heavy = transform.heavy  # else the transform runs inline: no coroutine per message
             if heavy:  # the encoder opens on a codec thread while Gradium prepares the first audio
                 await prime_transform(transform)
+            elif getattr(io.upstream, "can_listen", bool)():  # (a duck-typed stream may not have it)
+                sink = self._sink(r, io.upstream)  # messages are then taken where they are parsed
+                context = contextvars.copy_context()  # ... in this reader's context (its log fields)
             await self._wait_turn(io)
             render, run = self.render, self.run
             if io.ready is not None:
@@ -197,7 +210,14 @@ class Upstreams:
                 elif first:
                     msg = await self.first_reply(io.upstream)
                 else:
+                    if sink is not None:
+                        io.upstream.listen(sink, context)  # nothing queued (`recv` returned it all): take the rest
                     msg = await io.upstream.recv()
+                    if sink is not None:
+                        io.upstream.listen(None)
+                    if msg.__class__ is Later:
+                        await msg  # what the sink could not finish (or its exception, raised here)
+                        continue
                 first = False
                 if isinstance(msg, BaseException):
                     raise msg
@@ -221,10 +241,42 @@ class Upstreams:
         except Exception as exc:
             self.abort(exc)
             return
+        finally:
+            if sink is not None:
+                io.upstream.listen(None)
         try:
             await self.feed(RequestDone(r, time.monotonic(), io.upstream.request_id))
         except Exception as exc:
             self.abort(exc)
+
+    def _sink(self, r: Request, upstream: GradiumStream) -> Sink:
+        """What `_read` does with a plain Gradium message (a `step`, a word), done where it is parsed, while
+        `_read` waits in `recv` with nothing queued: None when done, else what to queue for `_read` (the
+        message itself when `recv` must read it, or what is left to await; see `gateway/wsinbox.py`)."""
+        take = upstream.take
+        on_gradium = r.plan.transform.on_gradium
+
+        def sink(msg: Any) -> Any:
+            data = take(msg)
+            if data is None:
+                upstream.listen(None)
+                return msg
+            try:
+                events = on_gradium(data)
+                if not events:
+                    return None
+                cmds = self.render(r, events)
+                if not cmds:
+                    return None
+                later = self.run_now(cmds)
+                if later is None:
+                    return None
+            except BaseException as exc:  # raised in `_read`, as if it had read the message itself
+                later = raising(exc)
+            upstream.listen(None)
+            return later_message(later, upstream)
+
+        return sink
 
     async def _wait_turn(self, io: RequestIO) -> None:
         """Until the earlier requests under this context id are done (their output goes first).
@@ -298,6 +350,10 @@ def _forget(tasks: set[Any]) -> Callable[[asyncio.Future[Any]], None]:
 
 
 async def _run_nothing(cmds: list[Command]) -> None:
+    return None
+
+
+def _run_nothing_now(cmds: list[Command]) -> None:
     return None
 
 

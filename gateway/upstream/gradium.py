@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -19,126 +18,18 @@ import orjson
 
 from gateway.errors import GatewayError
 from gateway.upstream import protocol
-from gateway.upstream.errors import (
-    _CLOSED,
-    UpstreamClosed,
-    closed_error,
-    malformed,
-    parse_rest_error,
-)
+from gateway.upstream.errors import parse_rest_error
 from gateway.upstream.protocol import Message
 from gateway.upstream.retire import Retirements
-from gateway.upstream.stream import NOTED, GradiumRestStream, GradiumStream, Kind
+from gateway.upstream.stream import GradiumRestStream, GradiumStream, Kind
+from gateway.upstream.wsstream import MAX_MSG_SIZE, GradiumWsStream
+from gateway.wsinbox import attach_client
 
 __all__ = ["API_SOURCE", "GradiumClient", "GradiumRestStream", "GradiumStream", "GradiumWsStream", "Kind"]
 
 _WS_ROUTES = {"tts": "speech/tts", "asr": "speech/asr"}
 _REST_ROUTES = {"tts": "post/speech/tts", "asr": "post/speech/asr"}
 API_SOURCE = "gradium-gateway"
-# read on every message sent and received: `aiohttp.WSMsgType.TEXT` is a module lookup and then an enum class
-# attribute, a slow lookup on Python 3.11 (`EnumType.__getattr__`)
-_TEXT = aiohttp.WSMsgType.TEXT
-
-
-class GradiumWsStream(GradiumStream):
-    """One request on a Gradium socket of its own, which goes back to the client's pool when the
-    request ends cleanly (`close_ws_on_eos: false`), so the next request skips the handshake."""
-
-    REPLAY_LIMIT = 256 * 1024
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, client: GradiumClient | None = None,
-                 pool_key: tuple[str, str] | None = None, reused: bool = False) -> None:
-        self.ws = ws
-        self.client = client
-        self.pool_key = pool_key
-        self.ended = False
-        # A pooled socket may have been closed by Gradium while idle; until the first answer, keep
-        # what was sent so the request can be replayed once on a fresh socket.
-        self._replay: list[bytes] | None = [] if reused else None
-        self._replay_bytes = 0
-        self._closed_here = False  # closed by the gateway itself: never a stale pooled socket to replay
-
-    async def send(self, msg: Message) -> None:
-        await self._send(protocol.dumps(msg))
-
-    def send_audio(self, pcm: bytes) -> Awaitable[None]:  # the coroutine of `_send`: one frame fewer per chunk
-        return self._send(protocol.audio_payload(pcm))
-
-    async def _send(self, payload: bytes) -> None:
-        if self._closed_here:
-            raise UpstreamClosed("the Gradium session was ended by the gateway")
-        if self.ws.closed and self._replay is None:
-            raise UpstreamClosed()
-        if self._replay is not None:
-            self._replay.append(payload)
-            self._replay_bytes += len(payload)
-            if self._replay_bytes > self.REPLAY_LIMIT:
-                self._replay = None
-        if not self.ws.closed:
-            await self.ws.send_frame(payload, _TEXT)  # UTF-8 already: no str round trip
-
-    async def _reconnect(self) -> None:
-        assert self.client is not None and self.pool_key is not None and self._replay is not None
-        replay, self._replay = self._replay, None
-        with contextlib.suppress(Exception):
-            await self.ws.close()
-        self.ws = await self.client.connect(self.pool_key[0], self.pool_key[1])  # type: ignore[arg-type]
-        for payload in replay:
-            await self.ws.send_frame(payload, aiohttp.WSMsgType.TEXT)
-
-    async def recv(self) -> Message | None:
-        while not self.ended:
-            if self._closed_here:  # its retirement may be reading the socket now (aiohttp allows one reader)
-                raise UpstreamClosed("the Gradium session was ended by the gateway")
-            try:
-                msg = await self.ws.receive()
-            except (aiohttp.ClientError, OSError):
-                msg = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, None, None)
-            if msg.type is _TEXT:
-                self._replay = None
-                # `protocol.parse` and `_note`, inline: once per Gradium message (a `step` every 80 ms)
-                try:
-                    data = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
-                    raise malformed() from None
-                if data.__class__ is not dict:
-                    raise malformed()
-                mtype = data.get("type")
-                return self._note(data) if mtype.__class__ is str and mtype in NOTED else data
-            if msg.type in _CLOSED:
-                if self._closed_here:
-                    raise UpstreamClosed("the Gradium session was ended by the gateway")
-                if self._replay is not None:
-                    await self._reconnect()
-                    continue
-                raise closed_error(self.ws, msg)
-            # binary and ping frames are not part of the protocol
-        return None
-
-    def close_now(self) -> bool:
-        if self._closed_here:
-            return True
-        pooled = self.ended and self.client is not None and self.pool_key is not None
-        if not self.ws.closed and not pooled:
-            return False  # a request still talking: its close is a handshake with Gradium (`close`)
-        self._mark_closed()
-        if not self.ws.closed and self.client is not None and self.pool_key is not None:
-            self.client.give_back(self.pool_key, self.ws)
-        return True
-
-    def _mark_closed(self) -> None:
-        self._closed_here = True
-        if self.client is not None:
-            self.client.in_use -= 1
-
-    async def close(self) -> None:
-        if self.close_now():
-            return
-        self._mark_closed()
-        if (self.client is not None and self.pool_key is not None and self.request_id is not None
-                and not self.failed and self.client.retirements.retire(self.pool_key, self.ws)):
-            return  # Gradium ends the request in the background; the socket then goes back to the pool
-        await self.ws.close()
 
 
 class GradiumClient:
@@ -284,13 +175,16 @@ class GradiumClient:
                 self.ws_base + _WS_ROUTES[kind],
                 headers=self._headers(api_key),
                 timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
-                max_msg_size=16 * 1024 * 1024,
+                max_msg_size=MAX_MSG_SIZE,
                 autoping=True,
                 compress=0,
                 # text frames stay bytes: orjson parses (and checks the UTF-8 of) bytes as they are, so a
                 # `str` made of every Gradium message (audio is most of its 5 KB) would be a copy for nothing
                 decode_text=False,
             )
+            # its messages can be handled where they are parsed (`GradiumWsStream.listen`); Gradium has sent
+            # nothing yet (it answers a setup), so aiohttp's queue can be replaced now
+            attach_client(ws, MAX_MSG_SIZE, decode_text=False)
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status
             kind_ = "unauthorized" if status in (401, 403) else "upstream_unavailable"

@@ -7,8 +7,8 @@ client that opens both.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Literal
 
 import aiohttp
 
@@ -48,8 +48,30 @@ class GradiumStream:
         as prebuilt bytes)."""
         await self.send(protocol.audio(pcm))
 
+    def write(self, msg: Message) -> Awaitable[None] | None:
+        """`send`, with no coroutine when the frame can go out at once (as `write_audio`)."""
+        return self.send(msg)
+
+    def write_audio(self, pcm: bytes) -> Awaitable[None] | None:
+        """`send_audio`, with no coroutine when the frame can go out at once: None when it is sent, else
+        what to await (the send, or the socket's drain). Once per client audio chunk."""
+        return self.send_audio(pcm)
+
     async def recv(self) -> Message | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    # Inline reading (`gateway/wsinbox.py`), for streams on a socket of their own that has an inbox: the
+    # request's reader sets a sink (`listen`) while it waits in `recv` with nothing queued, and the sink
+    # reads each message with `take` as it is parsed (None: leave it to `recv`).
+
+    def can_listen(self) -> bool:
+        return False
+
+    def listen(self, sink: Any, context: Any = None) -> None:
+        return None
+
+    def take(self, msg: Any) -> Message | None:
+        return None
 
     async def close(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError

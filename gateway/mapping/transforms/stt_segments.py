@@ -24,6 +24,7 @@ from gateway.mapping.transforms.base import Event, EventTransform, Options, Sess
 from gateway.upstream import protocol as gradium
 
 SENTENCE_END = (".", "?", "!")
+_STEP = gradium.STEP
 _PUNCT = ".,?!;:\"'"
 
 
@@ -101,6 +102,11 @@ class SttSegments(EventTransform):
         self.sha = hashlib.sha256() if options.sha256 else None
         self.audio_bytes = 0
         self.inactivity = gradium.Inactivity(options.vad_horizon_s)
+        # read once per `step` (every 80 ms): plain attributes, not the options model's
+        self.vad_threshold = options.vad_threshold
+        self.endpointing = options.endpointing
+        self.max_segment_s = options.max_segment_s
+        self.utterance_end_s = options.utterance_end_ms / 1000 if options.utterance_end_ms else None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -141,7 +147,7 @@ class SttSegments(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == gradium.STEP:  # first: one per 80 ms frame, the most frequent message by far
+        if kind == _STEP:  # first: one per 80 ms frame, the most frequent message by far
             return self._on_step(msg)
         if kind == gradium.TEXT:
             return self._on_word(str(msg.get("text") or ""), float(msg.get("start_s") or self.clock))
@@ -191,28 +197,29 @@ class SttSegments(EventTransform):
     def _on_step(self, msg: dict[str, Any]) -> list[Event]:
         total = msg.get("total_duration_s")
         if total is not None:
-            self.clock = max(self.clock, float(total))
+            total = float(total)
+            if total > self.clock:  # max(clock, total), with no call
+                self.clock = total
         events: list[Event] = []
-        done = (self.inactivity(msg) or 0.0) >= self.o.vad_threshold
-        if not done:
-            self.speech_since_eot = True
-        elif self.speech_since_eot and self.o.endpointing and self.eot_flush is not None:
+        if not (self.inactivity(msg) or 0.0) >= self.vad_threshold:
+            self.speech_since_eot = True  # most steps: speech, or silence too short to be a turn's end
+        elif self.speech_since_eot and self.endpointing:
             self.speech_since_eot = False
-            self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
-        elif self.speech_since_eot and self.o.endpointing and self.eot_flush is None:
-            self.speech_since_eot = False
-            self.eot_count += 1
-            self.eot_flush = f"eot-{self.eot_count}"
-            self.eot_time = self.clock
-            events.append(send_gradium(gradium.flush(self.eot_flush)))
-        if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.o.max_segment_s:
+            if self.eot_flush is not None:
+                self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
+            else:
+                self.eot_count += 1
+                self.eot_flush = f"eot-{self.eot_count}"
+                self.eot_time = self.clock
+                events.append(send_gradium(gradium.flush(self.eot_flush)))
+        if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.max_segment_s:
             events.append(self._results(is_final=True))
         if (
-            self.o.utterance_end_ms
+            self.utterance_end_s
             and self.utterance_open
             and not self.words
             and self.last_word_end is not None
-            and self.clock - self.last_word_end >= self.o.utterance_end_ms / 1000
+            and self.clock - self.last_word_end >= self.utterance_end_s
         ):
             self.utterance_open = False
             events.append(("utterance_end", {"last_word_end": round(self.last_word_end, 3),

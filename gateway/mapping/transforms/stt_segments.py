@@ -101,7 +101,7 @@ class SttSegments(EventTransform):
         self.eot_count = 0
         self.sha = hashlib.sha256() if options.sha256 else None
         self.audio_bytes = 0
-        self.inactivity = gradium.Inactivity(options.vad_horizon_s)
+        self.inactivity = gradium.Inactivity(options.vad_horizon_s).read
         # read once per `step` (every 80 ms): plain attributes, not the options model's
         self.vad_threshold = options.vad_threshold
         self.endpointing = options.endpointing

@@ -147,8 +147,37 @@ class SttSegments(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == _STEP:  # first: one per 80 ms frame, the most frequent message by far
-            return self._on_step(msg)
+        if kind == _STEP:  # first, and here rather than in a method: one per 80 ms frame, most messages
+            total = msg.get("total_duration_s")
+            if total is not None:
+                total = float(total)
+                if total > self.clock:  # max(clock, total), with no call
+                    self.clock = total
+            events: list[Event] = []
+            if not (self.inactivity(msg) or 0.0) >= self.vad_threshold:
+                self.speech_since_eot = True  # most steps: speech, or silence too short to be a turn's end
+            elif self.speech_since_eot and self.endpointing:
+                self.speech_since_eot = False
+                if self.eot_flush is not None:
+                    self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
+                else:
+                    self.eot_count += 1
+                    self.eot_flush = f"eot-{self.eot_count}"
+                    self.eot_time = self.clock
+                    events.append(send_gradium(gradium.flush(self.eot_flush)))
+            if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.max_segment_s:
+                events.append(self._results(is_final=True))
+            if (
+                self.utterance_end_s
+                and self.utterance_open
+                and not self.words
+                and self.last_word_end is not None
+                and self.clock - self.last_word_end >= self.utterance_end_s
+            ):
+                self.utterance_open = False
+                events.append(("utterance_end", {"last_word_end": round(self.last_word_end, 3),
+                                                 "channel_index": [0, 1]}))
+            return events
         if kind == gradium.TEXT:
             return self._on_word(str(msg.get("text") or ""), float(msg.get("start_s") or self.clock))
         if kind == gradium.END_TEXT:
@@ -192,38 +221,6 @@ class SttSegments(EventTransform):
         self.utterance_open = False
         if self.o.interim_results:
             events.append(self._results(is_final=False))
-        return events
-
-    def _on_step(self, msg: dict[str, Any]) -> list[Event]:
-        total = msg.get("total_duration_s")
-        if total is not None:
-            total = float(total)
-            if total > self.clock:  # max(clock, total), with no call
-                self.clock = total
-        events: list[Event] = []
-        if not (self.inactivity(msg) or 0.0) >= self.vad_threshold:
-            self.speech_since_eot = True  # most steps: speech, or silence too short to be a turn's end
-        elif self.speech_since_eot and self.endpointing:
-            self.speech_since_eot = False
-            if self.eot_flush is not None:
-                self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
-            else:
-                self.eot_count += 1
-                self.eot_flush = f"eot-{self.eot_count}"
-                self.eot_time = self.clock
-                events.append(send_gradium(gradium.flush(self.eot_flush)))
-        if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.max_segment_s:
-            events.append(self._results(is_final=True))
-        if (
-            self.utterance_end_s
-            and self.utterance_open
-            and not self.words
-            and self.last_word_end is not None
-            and self.clock - self.last_word_end >= self.utterance_end_s
-        ):
-            self.utterance_open = False
-            events.append(("utterance_end", {"last_word_end": round(self.last_word_end, 3),
-                                             "channel_index": [0, 1]}))
         return events
 
     def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:

@@ -34,6 +34,7 @@ _HEAD_MEDIUM = struct.Struct("!BBH").pack  # < 64 KiB: every audio chunk
 _HEAD_LONG = struct.Struct("!BBQ").pack
 _MASK_KEY = struct.Struct("!L").pack
 _random_bits = random.Random().getrandbits  # aiohttp's writer draws its mask keys the same way
+_join = bytearray().join  # one bytearray of the exact size (`+=` twice reallocates it twice)
 
 
 def _header(opcode: int, mask_bit: int, n: int) -> bytes:
@@ -51,13 +52,17 @@ class FrameWriter:
 
     def __init__(self, ws: Any) -> None:
         writer: Any = getattr(ws, "_writer", None)  # a server socket has one once prepared
-        ok = (writer is not None and not getattr(writer, "compress", 1) and hasattr(writer, "use_mask")
-              and getattr(writer, "transport", None) is not None and hasattr(writer, "_closing")
-              and hasattr(getattr(writer, "protocol", None), "_paused"))
-        self._writer = writer if ok else None  # an aiohttp whose writer looks different: always aiohttp's path
+        try:
+            ok = writer is not None and not writer.compress and writer.transport is not None
+            masked = bool(writer.use_mask) if ok else False
+            if ok:
+                writer._closing, writer.protocol._paused  # noqa: B018 - what `write` reads
+        except AttributeError:  # an aiohttp whose writer looks different: always aiohttp's path
+            ok = masked = False
+        self._writer = writer if ok else None
         self._transport = writer.transport if ok else None
         self._protocol = writer.protocol if ok else None
-        self._masked = bool(ok and writer.use_mask)
+        self._masked = masked
         self._length = -1  # the last masked text frame's payload length, and its header
         self._header = b""
 
@@ -68,9 +73,7 @@ class FrameWriter:
         transport = self._transport
         if writer is None or writer._closing or transport.is_closing():  # type: ignore[union-attr]
             return False
-        payload = bytearray(head)
-        payload += body
-        payload += tail
+        payload = _join((head, body, tail))
         if self._masked:
             mask = _MASK_KEY(_random_bits(32))
             websocket_mask(mask, payload)
@@ -86,9 +89,7 @@ class FrameWriter:
         transport = self._transport
         if writer is None or writer._closing or transport.is_closing():  # type: ignore[union-attr]
             return False
-        payload = bytearray(head)
-        payload += body
-        payload += tail
+        payload = _join((head, body, tail))
         n = len(payload)
         if n != self._length:
             self._length, self._header = n, _header(TEXT, _MASKED, n)

@@ -137,16 +137,27 @@ def _match_condition(path: tuple[str, ...], cond: Any) -> Matcher:
 _ABSENT = object()
 
 
+_BYTES = (bytes, bytearray)  # a tuple, not `bytes | bytearray`: that makes a union object at every call
+
+
 def _compile_when(when: Any) -> Matcher:
     if when == "binary":
-        return lambda m: isinstance(m, bytes | bytearray)
+        return lambda m: isinstance(m, _BYTES)
     if when == "any":
         return lambda m: True
     if isinstance(when, list):  # bare (non-JSON) text commands, decoded as str by the runtime
         commands = frozenset(when)
         return lambda m: isinstance(m, str) and m in commands
+    if len(when) == 1:
+        ((name, want),) = when.items()
+        if "." not in name and not isinstance(want, dict):
+            # the usual `{type: X}` rule, tried on every client message: `_match_condition`'s test in one
+            # call (no `get` per test, no generator)
+            kind = type(want)
+            return lambda m: isinstance(m, dict) and (v := m.get(name, _ABSENT)) is not _ABSENT and v == want \
+                and type(v) is kind
     conds = [_match_condition(tuple(k.split(".")), v) for k, v in when.items()]
-    if len(conds) == 1:  # the usual `{type: X}` rule, tried on every client message: no generator
+    if len(conds) == 1:
         cond = conds[0]
         return lambda m: isinstance(m, dict) and cond(m)
     return lambda m: isinstance(m, dict) and all(c(m) for c in conds)

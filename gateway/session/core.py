@@ -36,6 +36,8 @@ MAX_CONTEXT_ID = 256
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
 _OPENING = SessionState.OPENING
+_BYTES = (bytes, bytearray)  # a tuple, not `bytes | bytearray`: that makes a union object at every call
+_SendAudio = cmd.SendAudio
 _CONTEXT_OPEN = ContextState.OPEN
 
 
@@ -84,9 +86,26 @@ class SessionCore(Requests):
         self._out = out = []
         try:
             audio = self._binary_is_audio  # known after the first binary frame: no call per frame
-            if kind is BINARY and self.state is _OPEN and (audio or (audio is None
-                                                                                 and self._binary_audio())):
-                self._audio_frame(data, t)
+            if kind is BINARY and self.state is _OPEN and (audio or (audio is None and self._binary_audio())):
+                # what `_message` does with a binary frame on such a route, inline: once per audio chunk
+                self.handling = None
+                self.since = t
+                if self.report_actions:
+                    out.append(cmd.Acted("audio", None))
+                if self.accepting:
+                    q = self.table.queues.get("")  # `table.active("")`
+                    r = q[-1] if q else None
+                    if r is None or r.state is not _CONTEXT_OPEN:
+                        r = self._open_new("", None)
+                    if r.leg is None:  # before decoding: a socket without audio says so, not "bad base64"
+                        raise GatewayError("invalid_message", "This socket does not take audio")
+                    if data.__class__ is not bytes:
+                        data = inbound.audio_bytes(data)
+                    if data:
+                        out.append(_SendAudio(r, data))
+                    events = r.plan.transform.on_audio(data)  # type: ignore[arg-type]
+                    if events:
+                        self._events(r, events)
             else:
                 self._client(kind, data, t)
         except GatewayError as err:
@@ -183,29 +202,6 @@ class SessionCore(Requests):
             self._binary_is_audio = rule is not None and rule.action == "audio" and rule.fields is None
         return self._binary_is_audio
 
-    def _audio_frame(self, data: bytes, t: float) -> None:
-        """What `_message` does with a binary frame on such a route, once per client audio chunk (with
-        `table.active("")` and `_take_audio` inline)."""
-        self.handling = None
-        self.since = t
-        if self.report_actions:
-            self._out.append(cmd.Acted("audio", None))
-        if not self.accepting:
-            return
-        q = self.table.queues.get("")
-        r = q[-1] if q else None
-        if r is None or r.state is not _CONTEXT_OPEN:
-            r = self._open_new("", None)
-        if r.leg is None:  # before decoding: a socket without audio says so, not "bad base64"
-            raise GatewayError("invalid_message", "This socket does not take audio")
-        if data.__class__ is not bytes:
-            data = inbound.audio_bytes(data)
-        if data:
-            self._out.append(cmd.SendAudio(r, data))
-        events = r.plan.transform.on_audio(data)
-        if events:
-            self._events(r, events)
-
     def _open_new(self, key: str, first: dict[str, Any] | None) -> Request:
         """A request for a message naming no open context; refused if the client cancelled that context."""
         if key in self.table.cleared:
@@ -251,6 +247,19 @@ class SessionCore(Requests):
             self.handling = key
         if self.report_actions:
             self._out.append(cmd.Acted(action, key or None))
+        if action == "audio":  # first: a JSON audio chunk (ElevenLabs realtime STT) comes every 80 ms
+            if not self.accepting:
+                return
+            r = self.table.active(key)
+            if r is None:
+                r = self._open_new(key, data if isinstance(data, dict) else None)
+            fields["audio"] = self._take_audio(r, data if isinstance(data, _BYTES) else fields.get("audio"))
+            if fields.get("flush"):  # audio and a flush in one message (ElevenLabs `commit: true`)
+                self._events(r, r.plan.transform.on_action(action, fields))
+                self._flush(r)
+                return
+            self._events(r, r.plan.transform.on_action(action, fields))
+            return
         if action == "error":
             raise GatewayError(rule.error or "invalid_message", rule.message or "Unexpected message")
         if action == "keepalive" or not self.accepting:
@@ -277,13 +286,7 @@ class SessionCore(Requests):
             r = self._open_new(key, data if isinstance(data, dict) else None)
         if action == "text" and ("parts" in fields or fields.get("segment") is not None):
             r = self._text_parts(r, key, fields)
-        if action == "audio":
-            fields["audio"] = self._take_audio(r, data if isinstance(data, bytes | bytearray) else fields.get("audio"))
-            if fields.get("flush"):  # audio and a flush in one message (ElevenLabs `commit: true`)
-                self._events(r, r.plan.transform.on_action(action, fields))
-                self._flush(r)
-                return
-        elif action == "text":
+        if action == "text":
             text = fields.get("text")
             if text is not None and not isinstance(text, str):
                 raise GatewayError("invalid_message", "text must be a string")

@@ -22,6 +22,9 @@ except ImportError:  # pragma: no cover
     _fast_b64decode = base64.b64decode
 
 
+_BYTES = (bytes, bytearray)
+
+
 def decode(ws: CompiledWs, kind: str, data: str | bytes) -> Any:
     if kind == TEXT:
         try:
@@ -58,6 +61,6 @@ def audio_bytes(chunk: Any) -> bytes:
             return base64.b64decode(chunk, validate=True)
         except (binascii.Error, ValueError):
             raise GatewayError("invalid_audio", "audio is not valid base64") from None
-    if isinstance(chunk, bytes | bytearray):
+    if isinstance(chunk, _BYTES):
         return bytes(chunk)
     raise GatewayError("invalid_message", "audio must be a base64 string")

@@ -45,7 +45,7 @@ class SegmentOptions(Options):
 
 
 class Word:
-    __slots__ = ("_dict", "_dict_end", "end", "punctuated", "start", "text")
+    __slots__ = ("_dict", "_dict_end", "_start_3", "end", "punctuated", "start", "text")
 
     def __init__(self, raw: str, start: float, capitalize: bool) -> None:
         self.text = raw.strip(_PUNCT).lower() or raw.lower()
@@ -54,6 +54,7 @@ class Word:
         self.end = start
         self._dict: dict[str, Any] | None = None
         self._dict_end = start
+        self._start_3: float | None = None  # round(start, 3), once (a round costs ~3.5 k instructions)
 
     def as_dict(self) -> dict[str, Any]:
         """The word as events carry it (read-only for them): built once, not once per interim result
@@ -61,10 +62,12 @@ class Word:
         d = self._dict
         if d is None or self._dict_end != self.end:
             self._dict_end = self.end
+            if self._start_3 is None:
+                self._start_3 = round(self.start, 3)
             self._dict = d = {
                 "text": self.text,
                 "punctuated": self.punctuated,
-                "start": round(self.start, 3),
+                "start": self._start_3,
                 "end": round(self.end, 3),
                 "confidence": 0.99,
             }
@@ -89,6 +92,7 @@ class SttSegments(EventTransform):
         self.punctuate = options.punctuate or options.smart_format
         self.words: list[Word] = []  # current (not yet final) segment
         self.segment_start = 0.0
+        self._start_rounded = (self.segment_start, 0.0)  # (segment_start, round(segment_start, 3))
         self.clock = 0.0  # seconds of audio Gradium has processed
         self.sentence_start = True
         self.in_speech = False
@@ -101,7 +105,7 @@ class SttSegments(EventTransform):
         self.eot_count = 0
         self.sha = hashlib.sha256() if options.sha256 else None
         self.audio_bytes = 0
-        self.inactivity = gradium.Inactivity(options.vad_horizon_s)
+        self.inactivity = gradium.Inactivity(options.vad_horizon_s).read
         # read once per `step` (every 80 ms): plain attributes, not the options model's
         self.vad_threshold = options.vad_threshold
         self.endpointing = options.endpointing
@@ -124,6 +128,8 @@ class SttSegments(EventTransform):
         transcript = " ".join(w[key] for w in words)
         last_end = seg[-1].end if seg else 0.0
         end = max(last_end, until) if until is not None else max(self.clock, last_end)
+        if self.segment_start is not self._start_rounded[0]:  # a segment's start, rounded once, not per result
+            self._start_rounded = (self.segment_start, round(self.segment_start, 3))
         fields = {
             "transcript": transcript,
             "confidence": 0.99 if words else 0.0,
@@ -131,7 +137,7 @@ class SttSegments(EventTransform):
             "is_final": is_final,
             "speech_final": speech_final,
             "from_finalize": from_finalize,
-            "start": round(self.segment_start, 3),
+            "start": self._start_rounded[1],
             "duration": round(max(0.0, end - self.segment_start), 3),
             "channel_index": [0, self.o.channels],
         }
@@ -147,8 +153,37 @@ class SttSegments(EventTransform):
 
     def on_gradium(self, msg: dict[str, Any]) -> list[Event]:
         kind = msg.get("type")
-        if kind == _STEP:  # first: one per 80 ms frame, the most frequent message by far
-            return self._on_step(msg)
+        if kind == _STEP:  # first, and here rather than in a method: one per 80 ms frame, most messages
+            total = msg.get("total_duration_s")
+            if total is not None:
+                total = float(total)
+                if total > self.clock:  # max(clock, total), with no call
+                    self.clock = total
+            events: list[Event] = []
+            if not (self.inactivity(msg) or 0.0) >= self.vad_threshold:
+                self.speech_since_eot = True  # most steps: speech, or silence too short to be a turn's end
+            elif self.speech_since_eot and self.endpointing:
+                self.speech_since_eot = False
+                if self.eot_flush is not None:
+                    self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
+                else:
+                    self.eot_count += 1
+                    self.eot_flush = f"eot-{self.eot_count}"
+                    self.eot_time = self.clock
+                    events.append(send_gradium(gradium.flush(self.eot_flush)))
+            if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.max_segment_s:
+                events.append(self._results(is_final=True))
+            if (
+                self.utterance_end_s
+                and self.utterance_open
+                and not self.words
+                and self.last_word_end is not None
+                and self.clock - self.last_word_end >= self.utterance_end_s
+            ):
+                self.utterance_open = False
+                events.append(("utterance_end", {"last_word_end": round(self.last_word_end, 3),
+                                                 "channel_index": [0, 1]}))
+            return events
         if kind == gradium.TEXT:
             return self._on_word(str(msg.get("text") or ""), float(msg.get("start_s") or self.clock))
         if kind == gradium.END_TEXT:
@@ -192,38 +227,6 @@ class SttSegments(EventTransform):
         self.utterance_open = False
         if self.o.interim_results:
             events.append(self._results(is_final=False))
-        return events
-
-    def _on_step(self, msg: dict[str, Any]) -> list[Event]:
-        total = msg.get("total_duration_s")
-        if total is not None:
-            total = float(total)
-            if total > self.clock:  # max(clock, total), with no call
-                self.clock = total
-        events: list[Event] = []
-        if not (self.inactivity(msg) or 0.0) >= self.vad_threshold:
-            self.speech_since_eot = True  # most steps: speech, or silence too short to be a turn's end
-        elif self.speech_since_eot and self.endpointing:
-            self.speech_since_eot = False
-            if self.eot_flush is not None:
-                self.eot_later.append(self.clock)  # finalized when the flush in flight comes back
-            else:
-                self.eot_count += 1
-                self.eot_flush = f"eot-{self.eot_count}"
-                self.eot_time = self.clock
-                events.append(send_gradium(gradium.flush(self.eot_flush)))
-        if self.words and self.eot_flush is None and self.clock - self.segment_start >= self.max_segment_s:
-            events.append(self._results(is_final=True))
-        if (
-            self.utterance_end_s
-            and self.utterance_open
-            and not self.words
-            and self.last_word_end is not None
-            and self.clock - self.last_word_end >= self.utterance_end_s
-        ):
-            self.utterance_open = False
-            events.append(("utterance_end", {"last_word_end": round(self.last_word_end, 3),
-                                             "channel_index": [0, 1]}))
         return events
 
     def on_action(self, action: str, fields: dict[str, Any]) -> list[Event]:

@@ -115,7 +115,7 @@ class Turns(EventTransform):
         self.eot = options.eot_threshold
         self.eager = options.eager_eot_threshold
         self.timeout_s = options.eot_timeout_ms / 1000
-        self.inactivity = gradium.Inactivity(options.vad_horizon_s)
+        self.inactivity = gradium.Inactivity(options.vad_horizon_s).read
         self.keyterms: list[Any] = []
         self.language_hints: list[Any] = []
         self.seq = options.sequence_start

@@ -52,7 +52,8 @@ sys.exit(main())
 
 
 # `opcodes`: Python bytecodes run per function (own, and inclusive of callees), sys.settrace with opcode events
-# on from SIGUSR1 to SIGUSR2 (then dumped to COST_DIR/last.opcodes as JSON); ~100x slower than Python
+# on from SIGUSR1 to SIGUSR2 (then dumped to COST_DIR/last.opcodes as JSON); ~100x slower than Python. The
+# report lists 40 functions per frame and OPCODE_ROWS (default 25) per session.
 OPCODES_SERVE = """
 import json, os, signal, sys
 from collections import Counter

@@ -80,6 +80,13 @@ async def vendor(speak: Handler, host: str = "127.0.0.1") -> AsyncIterator[dict[
     (`host` as the base URL names it: aiohttp's cookie jar keeps cookies only from named hosts)."""
     app = web.Application()
     app.router.add_post("/v1/text-to-speech/{voice}/stream", speak)
+    async with serve_vendor(app, host) as legacy:
+        yield legacy
+
+
+@asynccontextmanager
+async def serve_vendor(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[dict[str, dict[str, str]]]:
+    """`app` on a loopback port as the ElevenLabs vendor: yields the `legacy` section naming it."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.traffic.conftest import GW_KEY, Front, managed_auth
+from tests.traffic.conftest import GW_KEY, Front, managed_auth, serve_vendor
 
 HANG_GUARD_S = 30  # only stops a test that would otherwise hang; nothing is asserted about time
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,15 +32,8 @@ async def any_vendor(handle: Handler) -> AsyncIterator[tuple[dict[str, dict[str,
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield {"elevenlabs": {"base_url": f"http://127.0.0.1:{port}"}}, ports
-    finally:
-        await runner.cleanup()
+    async with serve_vendor(app) as legacy:
+        yield legacy, ports
 
 
 async def test_requests_one_after_the_other_share_one_vendor_connection_and_never_mix(front: Front) -> None:

@@ -28,36 +28,45 @@ def literal(host: str) -> Addresses | None:
 class DnsCache:
     def __init__(self) -> None:
         self._known: dict[tuple[str, int], tuple[float, Addresses]] = {}
-        self._pending: dict[tuple[str, int], asyncio.Future[Addresses]] = {}
+        # the lookup is the cache's task, not its first caller's: a caller whose deadline passes stops waiting
+        # (its `shield`) without cancelling the lookup the others wait for
+        self._pending: dict[tuple[str, int], asyncio.Task[Addresses]] = {}
 
     async def resolve(self, host: str, port: int) -> Addresses:
         if (fixed := literal(host)) is not None:
             return fixed
         key = (host, port)
-        loop = asyncio.get_running_loop()
         known = self._known.get(key)
-        if known is not None and known[0] > loop.time():
+        if known is not None and known[0] > asyncio.get_running_loop().time():
             return known[1]
         pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        self._pending[key] = fut = loop.create_future()
+        if pending is None:
+            pending = self._pending[key] = asyncio.ensure_future(self._lookup(key))
+            pending.add_done_callback(_retrieved)
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, key: tuple[str, int]) -> Addresses:
+        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await loop.getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM)
             addrs = list(dict.fromkeys((family, str(addr[0])) for family, _, _, _, addr in infos))
             self._known[key] = (loop.time() + TTL_S, addrs)
-            fut.set_result(addrs)
             return addrs
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: a lookup nobody else waited for is not an "unretrieved" error
-            raise
         finally:
             del self._pending[key]
 
     def forget(self, host: str, port: int) -> None:
         """None of the addresses answered: look the name up again next time."""
         self._known.pop((host, port), None)
+
+    async def close(self) -> None:
+        """Shutdown: lookups nobody waits for any more end with the pool."""
+        pending = list(self._pending.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _retrieved(task: asyncio.Task[Addresses]) -> None:
+    if not task.cancelled():
+        task.exception()  # a failed lookup whose callers all left is not an "unretrieved" error

@@ -155,4 +155,5 @@ class RelayPool:
         for conns in idle.values():
             for conn in conns:
                 conn.close()
+        await self._dns.close()
         await asyncio.sleep(0)  # let the transports' close callbacks run

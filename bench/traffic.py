@@ -78,17 +78,8 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
 
 
 def cpu_ns(proc: procs.Proc) -> int:
-    """CPU time of the process and its workers, every thread, in ns (schedstat: finer than /proc/stat ticks)."""
-    total = 0
-    for pid in procs.tree_pids(proc.process.pid):
-        try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int((task / "schedstat").read_text().split()[0])
-    return total
+    """CPU time of the process and its workers, every thread, in ns."""
+    return sum(procs.pid_cpu_ns(pid) for pid in procs.tree_pids(proc.process.pid))
 
 
 WARMUP = 3

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
@@ -119,7 +120,7 @@ class TraceAddon:
         # the audio format (the route's params read from the request) is looked up once the trace is read in,
         # off the primary's path
         trace = LegTrace(side, role, ev.flow.provider, ev.flow.route, plan.unit.kind, plan.unit.transport)
-        got = _Open(trace, legs[0])
+        got = _Open(trace, weakref.ref(legs[0]))
         for leg in legs:
             leg.traces[which] = trace
             leg.traces[f"{which}:open"] = got  # a socket's frames, read into the trace by `_leg_source`
@@ -178,7 +179,10 @@ class _Open:
     frame costs one append, not a JSON parse and a base64 decode."""
 
     trace: LegTrace
-    leg: Any  # the shadow leg whose plan the session belongs to (its audio format)
+    # the shadow leg whose plan the session belongs to (its audio format), weakly: the leg holds this in its
+    # `traces`, and a reference back would be a cycle, so every unit's leg and the frames it kept would wait
+    # for the garbage collector, whose young collections then walked them all (4 ms pauses on the primaries)
+    leg: weakref.ref[Any]
     json: list[bytes] | None = None
     json_t: float = 0.0
     frames: list[tuple[bool, float, str | bytes]] = field(default_factory=list)
@@ -192,7 +196,8 @@ class _Open:
 
     def _observer(self) -> Observer:
         if self.observer is None:
-            self.trace.audio_format = leg_format(self.leg)
+            leg = self.leg()  # alive while its session runs: `Shadow.legs` holds it until it ends
+            self.trace.audio_format = leg_format(leg) if leg is not None else None
             self.observer = Observer(self.trace, self.trace.provider, self.trace.route, self.trace.audio_format)
         return self.observer
 

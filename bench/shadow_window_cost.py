@@ -1,0 +1,195 @@
+"""The CPU a gateway spends inside its primaries' windows, shadow rate 1 against rate 0 (issue 10).
+
+    python bench/shadow_window_cost.py                  # 2 workers per gateway, 150 sessions per rate
+    python bench/shadow_window_cost.py --workers 1 --sessions 300 --keep /tmp/win
+
+`bench/traffic.py --shadow`'s TTS row (ElevenLabs stream-input, Gradium primary, a legacy shadow leg to a
+stand-in vendor at nice 10), same schedule: sessions one at a time, alternating a, b, b, a between the two
+gateways, 20 ms apart. Each gateway process runs `bench/window_probe.py` (through a `sitecustomize` on its
+PYTHONPATH): per primary session, from its upgrade request's first bytes to its first output, the CPU time of
+the event loop's thread, of the whole process, of the sibling workers, and the share of the loop's time that
+ran shadow work (leg task steps, vendor-socket callbacks, shadow/trace addon hooks, GC by generation).
+
+With `--keep DIR`, `DIR/<rate>/<pid>.json` has each worker's windows and its collections per generation
+(`gc_all`, also in the summary); `WINDOW_PROBE_GCDUMP=1 python bench/shadow_window_cost.py --keep DIR` adds
+what the young generation held at each collection (`gcdump`: object counts by type, the largest containers).
+
+CPU time is what each process spent whatever else the machine ran; which work falls inside a window still
+depends on timing (a slow machine leaves more of the previous session's shadow work for the next window), so
+compare rates within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import paths
+import procs
+import traffic
+from paths import TtsInput
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SITE = """import os, sys
+if os.environ.get("WINDOW_PROBE_DIR"):
+    try:
+        import window_probe
+        window_probe.install()
+    except Exception as exc:  # the gateway still serves; the run reports no windows
+        sys.stderr.write(f"window_probe: {exc!r}\\n")
+"""
+
+
+async def start(name: str, emulator_url: str, config: dict[str, Any], out: Path, workers: int,
+                vendor_port: int) -> procs.Proc:
+    path = out / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    probe_dir = out / name
+    probe_dir.mkdir()
+    port = procs.free_port()
+    argv = procs._command("serve", "--host", procs.HOST, "--port", str(port), "--workers", str(workers))
+    env = procs._env(GRADIUM_BASE_URL=f"{emulator_url}/api", GATEWAY_CONFIG=str(path), WINDOW_PROBE_DIR=str(probe_dir),
+                     WINDOW_PROBE_VENDOR_PORT=str(vendor_port),
+                     PYTHONPATH=os.pathsep.join([str(out / "site"), str(HERE), str(ROOT),
+                                                 os.environ.get("PYTHONPATH", "")]))
+    return await procs._start(name, argv, env, port, out / "logs", http=True)
+
+
+def workers_of(proc: procs.Proc, count: int) -> list[int]:
+    """The serving processes: the gateway itself with one worker, else its direct children (not the
+    comparator's forkserver and child, which the workers started)."""
+    root = proc.process.pid
+    if count == 1:
+        return [root]
+    kids = Path(f"/proc/{root}/task/{root}/children").read_text().split()
+    return [int(k) for k in kids]
+
+
+GC_ALL: dict[str, dict[str, list[int]]] = {}
+
+
+def collect(probe_dir: Path, pids: list[int], since: float) -> list[dict[str, Any]]:
+    windows = []
+    for pid in pids:
+        data = json.loads((probe_dir / f"{pid}.json").read_text())
+        GC_ALL[f"{probe_dir.name}:{pid}"] = data.get("gc_all", {})
+        for w in data["windows"]:
+            if w["t0"] >= since:
+                w["pid"] = pid
+                windows.append(w)
+    return sorted(windows, key=lambda w: w["t0"])
+
+
+def summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    def ms(key: str) -> np.ndarray:
+        return np.asarray([w.get(key, 0) for w in windows], dtype=float) / 1e6
+
+    out: dict[str, Any] = {"n": len(windows)}
+    thread = ms("thread_ns")
+    for key in ("thread_ns", "proc_ns", "sib_ns"):
+        a = ms(key)
+        out[key[:-3]] = {"mean": round(a.mean(), 3), "p50": round(float(np.percentile(a, 50)), 3),
+                         "p99": round(float(np.percentile(a, 99)), 3), "max": round(a.max(), 3)}
+    out["other_threads_mean"] = round(float((ms("proc_ns") - thread).mean()), 3)
+    parts = sorted({k[:-3] for w in windows for k in w if k.endswith("_ns") and k[:-3] not in
+                    ("thread", "proc", "sib")})
+    for part in parts:
+        a = ms(part + "_ns")
+        hit = int((a > 0).sum())
+        calls = sum(w.get(part + "_n", 0) for w in windows)
+        out[part] = {"windows_hit": hit, "calls": calls, "mean_ms": round(a.mean(), 4),
+                     "max_ms": round(a.max(), 3)}
+    out["overlapping_starts"] = sum(w.get("overlap", 0) for w in windows)
+    return out
+
+
+async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    (out / "site").mkdir(parents=True, exist_ok=True)
+    (out / "site" / "sitecustomize.py").write_text(SITE)
+    log_dir = out / "logs"
+    emulator = await procs.start_emulator(log_dir)
+    running = [emulator]
+    try:
+        vendor_emulator = await procs.start_emulator(log_dir / "vendor")
+        running.append(vendor_emulator)
+        vendor = await traffic._gateway("standin-vendor", vendor_emulator.url, {}, log_dir)
+        running.append(vendor)
+        for proc in (vendor_emulator, vendor):
+            traffic._remote(proc)
+        legacy = {p: {"base_url": vendor.url} for p in traffic.PROVIDERS}
+
+        def cfg(rate: float) -> dict[str, Any]:
+            return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True, "rules": [
+                {"rate": rate, "budget": {"max_concurrent": 4}}]}}
+
+        gws = {}
+        for rate in (0, 1):
+            gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, cfg(rate), out, args.workers, vendor.port)
+            running.append(gws[f"rate{rate}"])
+        tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")
+        ttfa: dict[str, list[float]] = {k: [] for k in gws}
+        since = 0.0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            order = list(gws.items())
+            for i in range(args.warmup + args.sessions):
+                if i == args.warmup:
+                    await asyncio.sleep(0.5)
+                    since = time.monotonic()
+                for name, gw in order if i % 2 == 0 else order[::-1]:
+                    sample = await asyncio.wait_for(paths.tts_ws_gateway(http, gw.url, tts, paths.new_trace()), 30)
+                    if i >= args.warmup:
+                        ttfa[name].append(sample["ttfa_ms"])
+                    await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)
+        results: dict[str, Any] = {}
+        for name, gw in gws.items():
+            pids = workers_of(gw, args.workers)
+            for pid in pids:
+                os.kill(pid, signal.SIGUSR1)
+            await asyncio.sleep(1.0)
+            windows = collect(out / name, pids, since)
+            (out / f"{name}.windows.json").write_text(json.dumps(windows))
+            results[name] = summary(windows)
+            results[name]["gc_all"] = {k: v for k, v in GC_ALL.items() if k.startswith(name + ":")}
+            a = np.asarray(ttfa[name])
+            results[name]["ttfa_wall_ms"] = {"p50": round(float(np.percentile(a, 50)), 3),
+                                             "p99": round(float(np.percentile(a, 99)), 3)}
+        return results
+    finally:
+        for proc in running:
+            await procs.stop(proc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=150, help="measured sessions per rate")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--keep", type=Path, help="keep the windows (JSON per rate) and logs in this directory")
+    args = ap.parse_args()
+    out = args.keep or Path(tempfile.mkdtemp(prefix="shadow_window_cost-"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = asyncio.run(measure(args, out))
+    print(f"CPU ms inside primaries' windows (upgrade request -> first output), {args.sessions} sessions per rate,"
+          f" {args.workers} worker(s); wall-clock ttfa for reference only")
+    print(json.dumps(results, indent=1))
+    print(f"windows and logs: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -100,7 +100,10 @@ class Driver(Runner):
         except GatewayError as err:
             await self._fail(err)
             return err.kind
-        except (ClientGone, ConnectionResetError):
+        except (ClientGone, ConnectionResetError) as gone:
+            # the client loop's task keeps this exception, and its traceback holds this frame, which holds the
+            # task: without the traceback the session is freed by reference counting, not by the collector
+            gone.__traceback__ = None
             return "client_gone"
         except AudioError as exc:
             await self._fail(GatewayError("invalid_audio", str(exc)))

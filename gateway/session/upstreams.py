@@ -130,6 +130,9 @@ class Upstreams:
                 io.timer = None
             if io.reader is not None and io.reader is not asyncio.current_task():
                 io.reader.cancel()
+                # not kept: the task keeps its CancelledError, whose traceback holds the reader's frame, which
+                # holds `io`: a cycle that would leave the request to the garbage collector (`_close` awaits it)
+                io.reader = None
             if not io.upstream.close_now():  # else released already: no task, no loop turn
                 await self._release(io.upstream.close())
         if failed and self.mux is not None and self.mux.failure is not None:

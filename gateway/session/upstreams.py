@@ -236,6 +236,9 @@ class Upstreams:
         except asyncio.CancelledError:
             raise
         except GatewayError as err:
+            # the request keeps its error, whose traceback would hold this frame, which holds the request: a
+            # cycle; what the error says is its kind and message
+            err.__traceback__ = None
             try:
                 await self.feed(Failed(err, r))
             except Exception as exc:  # the client is gone

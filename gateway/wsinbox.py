@@ -31,7 +31,7 @@ from aiohttp import WSMessage, WSMsgType, web
 # - `aiohttp._websocket.reader.WebSocketDataQueue` (subclassed: the parser calls its `feed_data` per message;
 #   its `_buffer`, `_limit`, `_protocol`, `is_eof`) and `WebSocketReader(queue, max_msg_size, compress=,
 #   decode_text=)` (the parser; `decode_text` from aiohttp 3.14);
-# - on a socket: `_reader` (its queue), `_parser` (3.14.x: keeps the parser alive), `_loop`, and on the server
+# - on a socket: `_reader` (its queue), `_parser` (3.14.4+: keeps the parser alive), `_loop`, and on the server
 #   side `_post_start` (overridden), `_compress`, `_max_msg_size`, `_decode_text`;
 # - on the connection's protocol: `_payload_parser` (what `data_received` feeds) and, server side,
 #   `_message_tail` (bytes read past the 101);

@@ -5,6 +5,10 @@ a small JSON 400 with a request id instead, echoing nothing, and logs one redact
 
 aiohttp has no hook for this, so `RequestHandler.handle_error` is wrapped once per process; other
 applications in the process (the built-in emulator) keep aiohttp's behaviour.
+
+aiohttp internals: `aiohttp.web_protocol.RequestHandler.handle_error` (replaced), the handler's `_manager`
+(its `Server`, whose `request_handler` is the application's bound `_handle`); when they look different the
+handler is not recognised as the gateway's and aiohttp's own 400 goes out (`tests/gateway/test_error_shapes.py`).
 """
 
 from __future__ import annotations

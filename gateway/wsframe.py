@@ -20,10 +20,16 @@ import struct
 from collections.abc import Awaitable
 from typing import Any
 
+# aiohttp internals used here (none is public API; pyproject's aiohttp range is where they were checked, and
+# tests/session/test_fast_paths.py fails on an aiohttp where direct writes stop engaging):
+# - `aiohttp._websocket.helpers.websocket_mask(mask, bytearray)`: aiohttp's Cython masking, in place;
+# - a socket's `_writer` (WebSocketWriter): `transport`, `protocol`, `use_mask`, `compress`, `_closing`;
+# - its protocol (aiohttp's BaseProtocol): `_paused` and `_drain_helper()`, its flow control.
+# Where one is missing, `FrameWriter` writes nothing (False) and the caller sends through aiohttp.
 try:
     from aiohttp._websocket.helpers import websocket_mask
-except ImportError:  # pragma: no cover - older aiohttp: the same function, before the module split
-    from aiohttp.http_websocket import _websocket_mask as websocket_mask  # type: ignore[attr-defined,no-redef]
+except ImportError:  # pragma: no cover - an aiohttp without it: client frames go through aiohttp's send
+    websocket_mask = None  # type: ignore[assignment]
 
 TEXT = 0x1
 BINARY = 0x2
@@ -56,7 +62,8 @@ class FrameWriter:
             ok = writer is not None and not writer.compress and writer.transport is not None
             masked = bool(writer.use_mask) if ok else False
             if ok:
-                writer._closing, writer.protocol._paused  # noqa: B018 - what `write` reads
+                writer._closing, writer.protocol._paused, writer.protocol._drain_helper  # noqa: B018 - what `write` reads
+                ok = not masked or websocket_mask is not None
         except AttributeError:  # an aiohttp whose writer looks different: always aiohttp's path
             ok = masked = False
         self._writer = writer if ok else None

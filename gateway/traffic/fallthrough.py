@@ -7,7 +7,7 @@ Off by default: such a path keeps its provider-shaped 404/405.
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import MatchInfoError
+from aiohttp.web_urldispatcher import MatchInfoError  # not in aiohttp.web: an unrouted request's match info
 
 from gateway.auth import find_credential
 from gateway.dialects.common import AUTH, MAPPINGS

@@ -263,6 +263,8 @@ def _client_socket(protocols: list[str], max_msg: int, extra: dict[str, str]) ->
     return ws
 
 
+# aiohttp internal: a client socket's `_response`, its 101 (aiohttp has no public accessor for the upgrade's
+# headers); missing, the vendor's request id and 101 headers are simply not relayed
 def ws_request_id(vendor_ws: aiohttp.ClientWebSocketResponse, mapping: CompiledMapping) -> str | None:
     """The vendor's request id of a socket, from its 101 (Deepgram `dg-request-id`), when it sends one."""
     resp: Any = getattr(vendor_ws, "_response", None)

@@ -4,6 +4,10 @@ The primary keeps streaming: the request's payload is replaced by a reader fed f
 chunk by chunk, and each chunk is also kept for the shadow, up to `limit` bytes (beyond: the copy is
 abandoned, the shadow leg becomes `dropped_overflow`, the primary goes on). The pump feeds no faster than
 the primary reads (the copy's reader pauses it), so a slow primary still backpressures the client.
+
+aiohttp internals: the request's `_payload` (its body reader, swapped for the copy) and `StreamReader`'s
+constructor `(protocol, limit, loop=)`, whose protocol only needs `pause_reading`, `resume_reading` and
+`connected` (`tests/traffic/test_shadow_rest.py` covers both).
 """
 
 from __future__ import annotations

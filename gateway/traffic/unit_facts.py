@@ -143,6 +143,7 @@ def shadow_body(request: web.Request, settings: Settings) -> bytes | BodyTee | N
     limit = settings.shadow.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return None
+    # aiohttp internal: `_read_bytes`, the body `request.read()` kept (missing: the copy is taken as it streams)
     cached: bytes | None = getattr(request, "_read_bytes", None)
     if cached is not None:
         return cached if len(cached) <= limit else None

@@ -212,6 +212,8 @@ async def proxy_http(request: web.Request, pool: RelayPool, url: str, headers: C
     write (before `on_chunk`). The headers go to the client as soon as the vendor's came, together with
     any body that came with them. `url` was built from the client's raw (already encoded) path and query:
     it is sent as is, not re-quoted."""
+    # aiohttp internal: `_read_bytes`, where `request.read()` keeps the body it read (None when missing: the
+    # body is then read again from aiohttp's cache by `read()`, or streamed)
     cached = getattr(request, "_read_bytes", None)  # read already (the split looked at a JSON body)
     if cached is None and request.body_exists and (request.content_length or SMALL_BODY + 1) <= SMALL_BODY:
         # a small body of known length (TTS JSON) is needed whole by the vendor anyway: one write, not two

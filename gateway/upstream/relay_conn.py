@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterable
 from typing import Protocol
 
+# aiohttp's own TCP_NODELAY helper (an undocumented module, unchanged across 3.x; what its connector uses)
 from aiohttp.tcp_helpers import tcp_nodelay
 
 from gateway.upstream import http1

@@ -50,9 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cfg(rate: float, legacy: dict[str, Any], db: Path) -> dict[str, Any]:
     """`traffic.py`'s `cfg(rate)`, with the store in this run's directory."""
-    return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True,
-                                         "store": {"kind": "sqlite", "path": str(db)},
-                                         "rules": [{"rate": rate, "budget": {"max_concurrent": 4}}]}}
+    config = traffic.shadow_cfg(rate, legacy)
+    config["shadow"]["store"] = {"kind": "sqlite", "path": str(db)}
+    return config
 
 
 async def start(name: str, emulator_url: str, config: dict[str, Any], out: Path, tool: str) -> procs.Proc:
@@ -144,13 +144,7 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     procs.START_TIMEOUT_S = 900.0
     try:
-        vendor_emulator = await procs.start_emulator(log_dir / "vendor")
-        running.append(vendor_emulator)
-        vendor = await traffic._gateway("standin-vendor", vendor_emulator.url, {}, log_dir)
-        running.append(vendor)
-        for proc in (vendor_emulator, vendor):
-            traffic._remote(proc)
-        legacy = {p: {"base_url": vendor.url} for p in traffic.PROVIDERS}
+        _vendor, legacy = await traffic.start_vendor(log_dir, running)
         tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for rate in args.rates:

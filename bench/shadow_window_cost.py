@@ -125,21 +125,12 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     emulator = await procs.start_emulator(log_dir)
     running = [emulator]
     try:
-        vendor_emulator = await procs.start_emulator(log_dir / "vendor")
-        running.append(vendor_emulator)
-        vendor = await traffic._gateway("standin-vendor", vendor_emulator.url, {}, log_dir)
-        running.append(vendor)
-        for proc in (vendor_emulator, vendor):
-            traffic._remote(proc)
-        legacy = {p: {"base_url": vendor.url} for p in traffic.PROVIDERS}
-
-        def cfg(rate: float) -> dict[str, Any]:
-            return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True, "rules": [
-                {"rate": rate, "budget": {"max_concurrent": 4}}]}}
+        vendor, legacy = await traffic.start_vendor(log_dir, running)
 
         gws = {}
         for rate in (0, 1):
-            gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, cfg(rate), out, args.workers, vendor.port)
+            config = traffic.shadow_cfg(rate, legacy)
+            gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, config, out, args.workers, vendor.port)
             running.append(gws[f"rate{rate}"])
         tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")
         ttfa: dict[str, list[float]] = {k: [] for k in gws}

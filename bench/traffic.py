@@ -70,6 +70,24 @@ def _remote(proc: procs.Proc) -> None:
                 os.setpriority(os.PRIO_PROCESS, int(task.name), VENDOR_NICE)
 
 
+async def start_vendor(log_dir: Path, running: list[procs.Proc]) -> tuple[procs.Proc, dict[str, Any]]:
+    """The stand-in vendor (a gateway on its own emulator) as a remote service (`_remote`); its processes join
+    `running`. Returns it and the `legacy:` section that sends every provider's vendor traffic to it."""
+    vendor_emulator = await procs.start_emulator(log_dir / "vendor")
+    running.append(vendor_emulator)
+    vendor = await _gateway("standin-vendor", vendor_emulator.url, {}, log_dir)
+    running.append(vendor)
+    for proc in (vendor_emulator, vendor):
+        _remote(proc)
+    return vendor, {p: {"base_url": vendor.url} for p in PROVIDERS}
+
+
+def shadow_cfg(rate: float, legacy: dict[str, Any]) -> dict[str, Any]:
+    """A gateway shadowing every unit at `rate` to the stand-in vendor (the shadow bench's two sides)."""
+    return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True, "rules": [
+        {"rate": rate, "budget": {"max_concurrent": 4}}]}}
+
+
 def _stats(xs: list[float]) -> dict[str, float | None]:
     if not xs:
         return {"n": 0, "p50": None, "p99": None}
@@ -129,13 +147,7 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
     results: dict[str, Any] = {}
     started, t0 = procs.machine_busy(), time.monotonic()
     try:
-        vendor_emulator = await procs.start_emulator(log_dir / "vendor")
-        running.append(vendor_emulator)
-        vendor = await _gateway("standin-vendor", vendor_emulator.url, {}, log_dir)
-        running.append(vendor)
-        for proc in (vendor_emulator, vendor):
-            _remote(proc)
-        legacy = {p: {"base_url": vendor.url} for p in PROVIDERS}
+        vendor, legacy = await start_vendor(log_dir, running)
         tts, stt = TtsInput.build("The quick brown fox jumps over the lazy dog."), SttInput.build(
             "Hello world, testing the gateway.")
         # a p99 needs a few hundred samples to be more than the slowest session: the shadow rows get them
@@ -144,12 +156,9 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
         p = functools.partial
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             if shadow:
-                def cfg(rate: float) -> dict[str, Any]:
-                    return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True, "rules": [
-                        {"rate": rate, "budget": {"max_concurrent": 4}}]}}
-                g0 = await _gateway("shadow-rate0", emulator.url, cfg(0), log_dir)
+                g0 = await _gateway("shadow-rate0", emulator.url, shadow_cfg(0, legacy), log_dir)
                 running.append(g0)
-                g1 = await _gateway("shadow-rate1", emulator.url, cfg(1), log_dir)
+                g1 = await _gateway("shadow-rate1", emulator.url, shadow_cfg(1, legacy), log_dir)
                 running.append(g1)
                 results["shadow_tts_ws"] = await _pairwise(
                     {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),

@@ -1,0 +1,29 @@
+"""`python bench/shadow_window_cost.py` (README, "Benchmark"; bench/README.md): what a gateway runs inside its
+primaries' windows, a gateway per shadow rate against the stand-in vendor, read from the probe in each gateway."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_each_rate_has_its_windows_and_only_rate_1_runs_shadow_work(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "shadow_window_cost.py"), "--sessions", "3",
+                        "--warmup", "1", "--workers", "1", "--keep", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    start = r.stdout.index("{")
+    results, _ = json.JSONDecoder().raw_decode(r.stdout[start:])
+    for rate in ("rate0", "rate1"):
+        assert results[rate]["n"] == 3 and results[rate]["thread"]["mean"] > 0, results[rate]
+        assert results[rate]["gc_all"], "collections by generation are counted over the run"
+        windows = json.loads((tmp_path / f"{rate}.windows.json").read_text())
+        assert len(windows) == 3 and all(w["thread_ns"] > 0 for w in windows)
+    # a shadow leg is made, and the primary's frames offered to it, only where shadowing samples the unit
+    assert results["rate1"]["leg_init"]["windows_hit"] == 3 and results["rate1"][
+        "addon.ShadowAddon.client_frame"]["calls"] > 0
+    assert "leg_init" not in results["rate0"]

@@ -5,7 +5,7 @@
     python bench/shadow_session_cost.py --annotate /tmp/sc    # keep the dumps (callgrind_annotate)
 
 `bench/traffic.py --shadow`'s TTS row, as instructions: the ElevenLabs stream-input session of
-`paths.tts_ws_gateway` against a gateway configured as `traffic.py`'s `cfg(rate)` (Gradium primary, a
+`paths.tts_ws_gateway` against a gateway configured as `traffic.py`'s `shadow_cfg(rate)` (Gradium primary, a
 legacy shadow leg to a stand-in vendor: another gateway on its own emulator, niced), one gateway per rate,
 each `serve --workers 1` under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes`.
 After warm-up sessions (imports, pools, the comparator child's start), instrumentation is on for `--sessions`
@@ -46,13 +46,6 @@ import traffic
 from paths import TtsInput
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cfg(rate: float, legacy: dict[str, Any], db: Path) -> dict[str, Any]:
-    """`traffic.py`'s `cfg(rate)`, with the store in this run's directory."""
-    config = traffic.shadow_cfg(rate, legacy)
-    config["shadow"]["store"] = {"kind": "sqlite", "path": str(db)}
-    return config
 
 
 async def start(name: str, emulator_url: str, config: dict[str, Any], out: Path, tool: str) -> procs.Proc:
@@ -150,7 +143,7 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             for rate in args.rates:
                 name = f"rate{rate:g}"
                 db = out / f"{name}.db"
-                gw = await start(name, emulator.url, cfg(rate, legacy, db), out, args.tool)
+                gw = await start(name, emulator.url, traffic.shadow_cfg(rate, legacy, db), out, args.tool)
                 running.append(gw)
                 pid = gw.process.pid
                 session = functools.partial(paths.tts_ws_gateway, http, gw.url, tts)

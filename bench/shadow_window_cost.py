@@ -129,7 +129,7 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
         gws = {}
         for rate in (0, 1):
-            config = traffic.shadow_cfg(rate, legacy)
+            config = traffic.shadow_cfg(rate, legacy, out / f"rate{rate}.db")
             gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, config, out, args.workers, vendor.port)
             running.append(gws[f"rate{rate}"])
         tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")

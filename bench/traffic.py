@@ -82,10 +82,12 @@ async def start_vendor(log_dir: Path, running: list[procs.Proc]) -> tuple[procs.
     return vendor, {p: {"base_url": vendor.url} for p in PROVIDERS}
 
 
-def shadow_cfg(rate: float, legacy: dict[str, Any]) -> dict[str, Any]:
-    """A gateway shadowing every unit at `rate` to the stand-in vendor (the shadow bench's two sides)."""
-    return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True, "rules": [
-        {"rate": rate, "budget": {"max_concurrent": 4}}]}}
+def shadow_cfg(rate: float, legacy: dict[str, Any], db: Path) -> dict[str, Any]:
+    """A gateway shadowing every unit at `rate` to the stand-in vendor (the shadow bench's two sides), its pairs
+    stored in `db` (the run's directory, not the working directory's default)."""
+    return {"legacy": legacy, "shadow": {"enabled": True, "allow_shared_keys": True,
+                                         "store": {"kind": "sqlite", "path": str(db)},
+                                         "rules": [{"rate": rate, "budget": {"max_concurrent": 4}}]}}
 
 
 def _stats(xs: list[float]) -> dict[str, float | None]:
@@ -156,9 +158,9 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
         p = functools.partial
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             if shadow:
-                g0 = await _gateway("shadow-rate0", emulator.url, shadow_cfg(0, legacy), log_dir)
+                g0 = await _gateway("shadow-rate0", emulator.url, shadow_cfg(0, legacy, log_dir / "rate0.db"), log_dir)
                 running.append(g0)
-                g1 = await _gateway("shadow-rate1", emulator.url, shadow_cfg(1, legacy), log_dir)
+                g1 = await _gateway("shadow-rate1", emulator.url, shadow_cfg(1, legacy, log_dir / "rate1.db"), log_dir)
                 running.append(g1)
                 results["shadow_tts_ws"] = await _pairwise(
                     {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),

@@ -249,7 +249,8 @@ def split(empty: dict[str, float], full: dict[str, float], sessions: int, frames
     r = {"per_session": empty["count"] / sessions, "per_frame": (full["count"] - empty["count"]) / (sessions * frames),
          "full_session": full["count"] / sessions, "frames": frames}
     if "sys" in full:
-        r["sys_share"] = full["sys"] / max(full["count"], 1e-9)
+        # the system time comes in 10 ms ticks, the total exactly: over a short phase the ticks can overshoot
+        r["sys_share"] = min(1.0, full["sys"] / max(full["count"], 1e-9))
         r["sleeps_per_frame"] = (full["sleeps"] - empty["sleeps"]) / (sessions * frames)
     for key in full.keys() | empty.keys():
         if key.startswith(("own:", "incl:", "calls:")):

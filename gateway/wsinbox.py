@@ -29,14 +29,13 @@ from aiohttp import WSMessage, WSMsgType, web
 # aiohttp internals used here (none is public API; pyproject's aiohttp range is where they were checked, and
 # tests/session/test_fast_paths.py fails on an aiohttp where inline delivery stops engaging):
 # - `aiohttp._websocket.reader.WebSocketDataQueue` (subclassed: the parser calls its `feed_data` per message;
-#   its `_buffer`, `_limit`, `_protocol`, `is_eof`) and `WebSocketReader(queue, max_msg_size, compress=,
+#   its `_buffer`, `_protocol`, `is_eof`) and `WebSocketReader(queue, max_msg_size, compress=,
 #   decode_text=)` (the parser; `decode_text` from aiohttp 3.14);
 # - on a socket: `_reader` (its queue), `_parser` (3.14.4+: keeps the parser alive), `_loop`, and on the server
 #   side `_post_start` (overridden), `_compress`, `_max_msg_size`, `_decode_text`;
 # - on the connection's protocol: `_payload_parser` (what `data_received` feeds) and, server side,
 #   `_message_tail` (bytes read past the 101);
-# - `aiohttp.helpers.DEFAULT_CHUNK_SIZE`, the size aiohttp gives its WebSocket queues (their `_limit` is
-#   hidden in the Cython queue before 3.14.4).
+# - `aiohttp.helpers.DEFAULT_CHUNK_SIZE`, the size aiohttp gives its WebSocket queues.
 # Where one is missing or looks different, `_swap` returns None and the socket keeps aiohttp's queue.
 try:
     from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
@@ -129,12 +128,11 @@ def _swap(ws: Any, protocol: Any, max_msg_size: int, compress: bool, decode_text
     if (WebSocketDataQueue is None or type(old) is not WebSocketDataQueue or old._buffer or old.is_eof()
             or getattr(protocol, "_payload_parser", None) is None):
         return None
-    # the queue doubles the limit it is given; Cython's queue shows `_limit` only from aiohttp 3.14.4 (before,
-    # reading it failed and every socket silently kept aiohttp's queue), and aiohttp gives every WebSocket
-    # queue DEFAULT_CHUNK_SIZE
-    limit = getattr(old, "_limit", None)
+    # the size aiohttp gives every WebSocket queue (client and server), not read back from `old._limit`: the
+    # Cython queue shows it only from aiohttp 3.14.4 (before, reading it failed and every socket silently kept
+    # aiohttp's queue)
     try:
-        inbox = Inbox(protocol, limit // 2 if limit else DEFAULT_CHUNK_SIZE, loop=ws._loop)
+        inbox = Inbox(protocol, DEFAULT_CHUNK_SIZE, loop=ws._loop)
         parser = WebSocketReader(inbox, max_msg_size, compress=compress, decode_text=decode_text)
     except (AttributeError, TypeError):  # pragma: no cover - another aiohttp's signatures
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -20,3 +21,12 @@ def load(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     return module
+
+
+def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python bench/<script> ARGS...` from the checkout's root, as the README shows it; fails the test, with
+    the end of its stderr, when it does not exit 0."""
+    r = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                       timeout=timeout, cwd=BENCH.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r

@@ -5,17 +5,13 @@ interleaved; the summary reads the gateway's added first audio next to the bare 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench_scripts import run
 
 
 def test_passthrough_bench_times_gateway_and_bare_proxy(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--passthrough", "--quick", "--workers", "1",
-                        "--json", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run("run.py", "--passthrough", "--quick", "--workers", "1", "--json", str(tmp_path / "x.json"))
     out = json.loads((tmp_path / "traffic.json").read_text())
     rest = out["passthrough_tts_rest"]
     assert rest["errors"] == {"direct": 0, "passthrough": 0, "bare_proxy": 0}

@@ -3,18 +3,13 @@ rate against a stand-in vendor, and every shadowed session's pair stored before 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench_scripts import run
 
 
 def test_shadowed_sessions_are_counted_with_their_pairs(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "shadow_session_cost.py"), "--tool", "cpu",
-                        "--sessions", "2", "--warmup", "1", "--annotate", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run("shadow_session_cost.py", "--tool", "cpu", "--sessions", "2", "--warmup", "1", "--annotate", str(tmp_path))
     rows = {line.split(":")[0]: line for line in r.stdout.splitlines() if line.startswith("rate")}
     assert set(rows) == {"rate0", "rate1"}, r.stdout
     assert "pairs {}" in rows["rate0"] and "pairs {'completed': 2}" in rows["rate1"], r.stdout

@@ -4,18 +4,13 @@ primaries' windows, a gateway per shadow rate against the stand-in vendor, read 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench_scripts import run
 
 
 def test_each_rate_has_its_windows_and_only_rate_1_runs_shadow_work(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "shadow_window_cost.py"), "--sessions", "3",
-                        "--warmup", "1", "--workers", "1", "--keep", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run("shadow_window_cost.py", "--sessions", "3", "--warmup", "1", "--workers", "1", "--keep", str(tmp_path))
     start = r.stdout.index("{")
     results, _ = json.JSONDecoder().raw_decode(r.stdout[start:])
     for rate in ("rate0", "rate1"):

@@ -253,7 +253,6 @@ def test_conversation_sampling_is_sticky_and_near_the_rate() -> None:
     assert ShadowSettings().rules == [] and ShadowRule().rate == 0  # nothing shadowed by default
 
 
-
 async def _legs_left_to_the_collector(gw: Gateway, unit: Any) -> list[Any]:
     """The legs of `unit` (a coroutine function of the gateway) still alive once their pairs were taken,
     with the garbage collector off: those that only a collection would free (a reference cycle)."""

@@ -80,19 +80,18 @@ def workers_of(proc: procs.Proc, count: int) -> list[int]:
     return [int(k) for k in kids]
 
 
-GC_ALL: dict[str, dict[str, list[int]]] = {}
-
-
-def collect(probe_dir: Path, pids: list[int], since: float) -> list[dict[str, Any]]:
+def collect(probe_dir: Path, pids: list[int], since: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The windows opened after `since` in these workers, and each worker's collections over the run."""
     windows = []
+    gc_all: dict[str, Any] = {}
     for pid in pids:
         data = json.loads((probe_dir / f"{pid}.json").read_text())
-        GC_ALL[f"{probe_dir.name}:{pid}"] = data.get("gc_all", {})
+        gc_all[f"{probe_dir.name}:{pid}"] = data.get("gc_all", {})
         for w in data["windows"]:
             if w["t0"] >= since:
                 w["pid"] = pid
                 windows.append(w)
-    return sorted(windows, key=lambda w: w["t0"])
+    return sorted(windows, key=lambda w: w["t0"]), gc_all
 
 
 def summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,10 +152,10 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             for pid in pids:
                 os.kill(pid, signal.SIGUSR1)
             await asyncio.sleep(1.0)
-            windows = collect(out / name, pids, since)
+            windows, gc_all = collect(out / name, pids, since)
             (out / f"{name}.windows.json").write_text(json.dumps(windows))
             results[name] = summary(windows)
-            results[name]["gc_all"] = {k: v for k, v in GC_ALL.items() if k.startswith(name + ":")}
+            results[name]["gc_all"] = gc_all
             a = np.asarray(ttfa[name])
             results[name]["ttfa_wall_ms"] = {"p50": round(float(np.percentile(a, 50)), 3),
                                              "p99": round(float(np.percentile(a, 99)), 3)}

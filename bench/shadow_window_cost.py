@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import signal
@@ -117,6 +118,41 @@ def summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+SEGMENTS = ("to_gateway", "to_gradium_audio", "gateway_out", "to_client")
+
+
+def segments(windows: list[dict[str, Any]], client: list[tuple[float, float, float]]) -> dict[str, Any]:
+    """Each session's time to first audio cut where it was spent, on the one monotonic clock of the machine:
+    the client's first message reaching the gateway (`to_gateway`), from there to Gradium's first audio
+    reaching the gateway (forwarding, Gradium's own time: `to_gradium_audio`), the gateway writing it to
+    the client (`gateway_out`), and the client reading it (`to_client`). `client` holds the bench's
+    (start, connect ms, ttfa ms) per session; the window whose upgrade falls between start and connect is
+    that session's. Percentiles per segment, and each segment's median in the slowest tenth of sessions."""
+    by_t0 = sorted((w for w in windows if len(w.get("client_rx_t", ())) > 1 and w.get("gradium_t")),
+                   key=lambda w: w["t0"])
+    starts = [w["t0"] for w in by_t0]
+    rows = []
+    for start, connect_ms, ttfa_ms in client:
+        i = bisect.bisect_left(starts, start)
+        t_text = start + connect_ms / 1e3
+        if i == len(by_t0) or by_t0[i]["t0"] > t_text:
+            continue
+        w = by_t0[i]
+        frame = w["t0"] + w["client_rx_t"][1]  # the bytes after the upgrade request's: the first message
+        audio = max(w["t0"] + t for t in w["gradium_t"] if w["t0"] + t <= w["t1"])  # what the first output carried
+        rows.append((ttfa_ms, (frame - t_text) * 1e3, (audio - frame) * 1e3, (w["t1"] - audio) * 1e3,
+                     (t_text + ttfa_ms / 1e3 - w["t1"]) * 1e3))
+    if not rows:
+        return {"n": 0}
+    a = np.asarray(rows)
+    slow = a[a[:, 0] >= np.percentile(a[:, 0], 90)]
+    out: dict[str, Any] = {"n": len(rows)}
+    for k, name in enumerate(SEGMENTS, start=1):
+        out[name] = {q: round(float(np.percentile(a[:, k], int(q[1:]))), 3) for q in ("p50", "p90", "p99")}
+        out[name]["slowest_tenth_p50"] = round(float(np.median(slow[:, k])), 3)
+    return out
+
+
 async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     (out / "site").mkdir(parents=True, exist_ok=True)
     (out / "site" / "sitecustomize.py").write_text(SITE)
@@ -133,6 +169,7 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             running.append(gws[f"rate{rate}"])
         tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")
         ttfa: dict[str, list[float]] = {k: [] for k in gws}
+        client: dict[str, list[tuple[float, float, float]]] = {k: [] for k in gws}  # start, connect, ttfa
         since = 0.0
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             order = list(gws.items())
@@ -141,9 +178,11 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     await asyncio.sleep(0.5)
                     since = time.monotonic()
                 for name, gw in order if i % 2 == 0 else order[::-1]:
+                    t_start = time.monotonic()
                     sample = await asyncio.wait_for(paths.tts_ws_gateway(http, gw.url, tts, paths.new_trace()), 30)
                     if i >= args.warmup:
                         ttfa[name].append(sample["ttfa_ms"])
+                        client[name].append((t_start, sample["connect_ms"], sample["ttfa_ms"]))
                     await asyncio.sleep(0.02)
         await asyncio.sleep(1.0)
         results: dict[str, Any] = {}
@@ -154,11 +193,13 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             await asyncio.sleep(1.0)
             windows, gc_all = collect(out / name, pids, since)
             (out / f"{name}.windows.json").write_text(json.dumps(windows))
+            (out / f"{name}.client.json").write_text(json.dumps(client[name]))
             results[name] = summary(windows)
             results[name]["gc_all"] = gc_all
             a = np.asarray(ttfa[name])
             results[name]["ttfa_wall_ms"] = {"p50": round(float(np.percentile(a, 50)), 3),
                                              "p99": round(float(np.percentile(a, 99)), 3)}
+            results[name]["ttfa_segments_ms"] = segments(windows, client[name])
         return results
     finally:
         for proc in running:

@@ -77,10 +77,10 @@ def _end_window() -> None:
         return
     S.open = None
     th, pr = _thread(), _proc()
+    w["t1"] = _now()  # before the sibling read, which takes a few hundred us of /proc
     w["thread_ns"] = th - w.pop("thread0")
     w["proc_ns"] = pr - w.pop("proc0")
     w["sib_ns"] = _sibling_ns() - w.pop("sib0")
-    w["t1"] = _now()
     S.windows.append(w)
 
 
@@ -195,6 +195,11 @@ def install() -> None:
                 _start_window()
             else:
                 S.open["overlap"] = S.open.get("overlap", 0) + 1
+        w = S.open
+        if w is not None:
+            marks = w.setdefault("client_rx_t", [])
+            if len(marks) < 4:
+                marks.append(_now() - w["t0"])
         return received(self, data)
 
     def connection_lost(self: Any, exc: Any) -> Any:
@@ -216,13 +221,38 @@ def install() -> None:
 
     def tap_frame(self: Any, data: Any, t: Any = None) -> Any:
         w = S.open
-        if w is not None and not self.flow.headless and "frame_thread" not in w:
-            w["frame_thread"], w["frame_t"] = _thread() - w["thread0"], _now()
+        if w is not None and not self.flow.headless:
+            if "frame_thread" not in w:
+                w["frame_thread"], w["frame_t"] = _thread() - w["thread0"], _now()
+            marks = w.setdefault("frames_t", [])
+            if len(marks) < 4:
+                marks.append(_now() - w["t0"])
         return frame(self, data, t)
 
     Tap.output = tap_output  # type: ignore[method-assign]
     Tap.frame = tap_frame  # type: ignore[method-assign]
 
+    gradium_received = client_proto.ResponseHandler.data_received
+
+    def gradium_data(self: Any, data: bytes) -> Any:
+        w = S.open
+        if w is not None and not _is_vendor(self):
+            marks = w.setdefault("gradium_t", [])
+            if len(marks) < 4:
+                marks.append(_now() - w["t0"])
+        return gradium_received(self, data)
+
+    client_proto.ResponseHandler.data_received = gradium_data  # type: ignore[method-assign]
+    from gateway.upstream.gradium import GradiumClient
+
+    connect = GradiumClient.connect
+
+    async def dial(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if S.open is not None:
+            S.open["gradium_dial"] = S.open.get("gradium_dial", 0) + 1
+        return await connect(self, *args, **kwargs)
+
+    GradiumClient.connect = dial  # type: ignore[method-assign]
     _wrap_coro(ShadowLeg, "_run")
     _wrap_coro(LegacySocket, "_read")
     for name in ("data_received", "eof_received", "connection_lost", "connection_made"):

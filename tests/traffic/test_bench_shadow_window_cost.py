@@ -18,6 +18,11 @@ def test_each_rate_has_its_windows_and_only_rate_1_runs_shadow_work(tmp_path: Pa
         assert results[rate]["gc_all"], "collections by generation are counted over the run"
         windows = json.loads((tmp_path / f"{rate}.windows.json").read_text())
         assert len(windows) == 3 and all(w["thread_ns"] > 0 for w in windows)
+        # every session's time to first audio is cut at the gateway's reads and writes, on one clock
+        segments = results[rate]["ttfa_segments_ms"]
+        assert segments["n"] == 3, segments
+        assert segments["to_gradium_audio"]["p50"] > 0 and segments["gateway_out"]["p50"] >= 0, segments
+        assert segments["to_gateway"]["p50"] > 0, segments
     # a shadow leg is made, and the primary's frames offered to it, only where shadowing samples the unit
     assert results["rate1"]["leg_init"]["windows_hit"] == 3 and results["rate1"][
         "addon.ShadowAddon.client_frame"]["calls"] > 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -136,10 +135,7 @@ def cpu_times(pid: int) -> tuple[float, float, int]:
     """CPU seconds of `pid` so far (every thread, schedstat: exact, where /proc/PID/stat counts 10 ms
     ticks, a resolution of ~14 us a frame over 20 sessions), its system seconds (ticks), and how often its
     main thread slept (voluntary context switches: the event loop waiting in epoll)."""
-    run_ns = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            run_ns += int((task / "schedstat").read_text().split()[0])
+    run_ns = procs.pid_cpu_ns(pid)
     sleeps = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("voluntary_ctxt_switches:"):

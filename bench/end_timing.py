@@ -40,7 +40,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paths import API_KEY, MODEL_ID, VOICE_ID, WS_OPTS, TtsInput
-from procs import HOST, Proc, _start, free_port, start_emulator, stop, tree_pids
+from procs import HOST, Proc, _start, free_port, start_emulator, stop, tree_cpu_ns
 from run import TTS_TEXT
 
 now = time.perf_counter
@@ -108,17 +108,6 @@ async def start_gateway(label: str, bin_dir: str, emulator: Proc) -> Proc:
     return await _start(f"gateway-{label}", argv, env, port, LOGS, http=True)
 
 
-def cpu_ns(proc: Proc) -> int:
-    """CPU time of the process, its children and all their threads (schedstat: nanoseconds)."""
-    total = 0
-    for pid in tree_pids(proc.process.pid):
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError):
-                    total += int((task / "schedstat").read_text().split()[0])
-    return total
-
-
 def summary(values: list[float]) -> str:
     q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
     return f"{q[1]:7.2f} [{q[0]:6.2f}..{q[2]:6.2f}]"
@@ -156,11 +145,11 @@ async def main() -> int:
                 order = order[shift:] + order[:shift]
                 for path in paths:
                     for i in order:
-                        cpu0, emu0 = cpu_ns(procs[i]), cpu_ns(emulator)
+                        cpu0, emu0 = tree_cpu_ns(procs[i]), tree_cpu_ns(emulator)
                         sample = await PATHS[path](http, procs[i].url, inp)
                         await asyncio.sleep(0.002)  # the gateway's cleanup after the session counts too
-                        sample["cpu"] = (cpu_ns(procs[i]) - cpu0) / 1e6
-                        sample["emu_cpu"] = (cpu_ns(emulator) - emu0) / 1e6
+                        sample["cpu"] = (tree_cpu_ns(procs[i]) - cpu0) / 1e6
+                        sample["emu_cpu"] = (tree_cpu_ns(emulator) - emu0) / 1e6
                         if rnd >= args.warmup:
                             cell = results.setdefault((path, gateways[i][0]), {})
                             for k, v in sample.items():

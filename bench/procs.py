@@ -99,6 +99,11 @@ def tree_pids(root: int) -> list[int]:
     return out
 
 
+def tree_cpu_ns(proc: Proc) -> int:
+    """CPU time of a process and its descendants (workers, children), every thread, in ns."""
+    return sum(pid_cpu_ns(pid) for pid in tree_pids(proc.process.pid))
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine from /proc/stat: the other tenants' load included."""
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -100,13 +100,7 @@ def own_cpu_ns(pid: int) -> dict[str, int]:
 
 
 def children_cpu_ns(pid: int) -> int:
-    total = 0
-    for child in procs.tree_pids(pid)[1:]:
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{child}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    total += int((task / "schedstat").read_text().split()[0])
-    return total
+    return sum(procs.pid_cpu_ns(child) for child in procs.tree_pids(pid)[1:])
 
 
 def control(pid: int, *args: str) -> None:

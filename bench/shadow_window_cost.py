@@ -4,11 +4,12 @@
     python bench/shadow_window_cost.py --workers 1 --sessions 300 --keep /tmp/win
 
 `bench/traffic.py --shadow`'s TTS row (ElevenLabs stream-input, Gradium primary, a legacy shadow leg to a
-stand-in vendor at nice 10), same schedule: sessions one at a time, alternating a, b, b, a between the two
-gateways, 20 ms apart. Each gateway process runs `bench/window_probe.py` (through a `sitecustomize` on its
-PYTHONPATH): per primary session, from its upgrade request's first bytes to its first output, the CPU time of
-the event loop's thread, of the whole process, of the sibling workers, and the share of the loop's time that
-ran shadow work (leg task steps, vendor-socket callbacks, shadow/trace addon hooks, GC by generation).
+stand-in vendor in Linux's idle scheduling class), same schedule: sessions one at a time, alternating a, b,
+b, a between the two gateways, 20 ms apart. Each gateway process runs `bench/window_probe.py` (through a
+`sitecustomize` on its PYTHONPATH): per primary session, from its upgrade request's first bytes to its first
+output, the CPU time of the event loop's thread, of the whole process, of the sibling workers, and the share
+of the loop's time that ran shadow work (leg task steps, vendor-socket callbacks, shadow/trace addon hooks,
+GC by generation).
 
 With `--keep DIR`, `DIR/<rate>/<pid>.json` has each worker's windows and its collections per generation
 (`gc_all`, also in the summary); `WINDOW_PROBE_GCDUMP=1 python bench/shadow_window_cost.py --keep DIR` adds

@@ -105,11 +105,6 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
     return {"n": len(xs), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
 
 
-def cpu_ns(proc: procs.Proc) -> int:
-    """CPU time of the process and its workers, every thread, in ns."""
-    return sum(procs.pid_cpu_ns(pid) for pid in procs.tree_pids(proc.process.pid))
-
-
 WARMUP = 3
 
 
@@ -127,7 +122,7 @@ async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, 
     for i in range(WARMUP + n):
         if i == WARMUP:
             await asyncio.sleep(0.5)
-            cpu = {name: cpu_ns(proc) for name, (_, proc) in fns.items() if proc is not None}
+            cpu = {name: procs.tree_cpu_ns(proc) for name, (_, proc) in fns.items() if proc is not None}
         order = list(fns.items())
         for name, (fn, _) in order if i % 2 == 0 else order[::-1]:
             try:
@@ -146,7 +141,7 @@ async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, 
         out[name] = _stats(values)
         out[name]["after"] = {before: _stats(xs) for before, xs in after[name].items()}
         if (proc := fns[name][1]) is not None:
-            out[name]["gateway_cpu_ms"] = round((cpu_ns(proc) - cpu[name]) / n / 1e6, 3)
+            out[name]["gateway_cpu_ms"] = round((procs.tree_cpu_ns(proc) - cpu[name]) / n / 1e6, 3)
     out["errors"] = errors
     return out
 

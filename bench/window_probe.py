@@ -65,6 +65,18 @@ def _add(key: str, ns: int, n: int = 1) -> None:
         w[key + "_n"] = w.get(key + "_n", 0) + n
 
 
+MARKS = 4  # times kept per kind of event in a window: the first message and the answers that follow
+
+
+def _mark(key: str) -> None:
+    """The time since the open window's start of an event of kind `key` (its first `MARKS`)."""
+    w = S.open
+    if w is not None:
+        marks = w.setdefault(key, [])
+        if len(marks) < MARKS:
+            marks.append(_now() - w["t0"])
+
+
 def _start_window() -> None:
     w = {"t0": _now(), "sib0": _sibling_ns()}  # read before the window's own clocks: left out of them
     w["thread0"], w["proc0"] = _thread(), _proc()
@@ -195,11 +207,7 @@ def install() -> None:
                 _start_window()
             else:
                 S.open["overlap"] = S.open.get("overlap", 0) + 1
-        w = S.open
-        if w is not None:
-            marks = w.setdefault("client_rx_t", [])
-            if len(marks) < 4:
-                marks.append(_now() - w["t0"])
+        _mark("client_rx_t")
         return received(self, data)
 
     def connection_lost(self: Any, exc: Any) -> Any:
@@ -223,10 +231,8 @@ def install() -> None:
         w = S.open
         if w is not None and not self.flow.headless:
             if "frame_thread" not in w:
-                w["frame_thread"], w["frame_t"] = _thread() - w["thread0"], _now()
-            marks = w.setdefault("frames_t", [])
-            if len(marks) < 4:
-                marks.append(_now() - w["t0"])
+                w["frame_thread"] = _thread() - w["thread0"]
+            _mark("frames_t")
         return frame(self, data, t)
 
     Tap.output = tap_output  # type: ignore[method-assign]
@@ -235,11 +241,8 @@ def install() -> None:
     gradium_received = client_proto.ResponseHandler.data_received
 
     def gradium_data(self: Any, data: bytes) -> Any:
-        w = S.open
-        if w is not None and not _is_vendor(self):
-            marks = w.setdefault("gradium_t", [])
-            if len(marks) < 4:
-                marks.append(_now() - w["t0"])
+        if S.open is not None and not _is_vendor(self):
+            _mark("gradium_t")
         return gradium_received(self, data)
 
     client_proto.ResponseHandler.data_received = gradium_data  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""Where a serving gateway compares its pairs: in a child process, at a lower CPU priority.
+"""Where a serving gateway compares its pairs: in a child process, at a lower CPU priority, from a kept heap.
 
 A pair's comparison is 5-15 ms of work per TTS pair (decoding both legs, BS.1770 loudness through scipy's
 filters, levels and silences with numpy) and a few ms per STT pair (normalizers, jiwer). In the recorder's
@@ -22,6 +22,8 @@ before, with a warning.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import threading
@@ -39,8 +41,32 @@ COMPARE_TIMEOUT_S = 60.0  # a pair of up to `MAX_AUDIO_S` per leg takes well und
 PRELOAD = ["gateway.traffic.compare", "gateway.traffic.recorder", "gateway.traffic.bridge"]
 
 
+# glibc's mallopt parameters
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+HEAP_KEEP = 64 << 20  # the freed heap the child keeps (a 5 s TTS pair's arrays are ~11 MB)
+HEAP_MMAP = 32 << 20  # glibc's largest threshold on 64-bit systems
+
+
+def _keep_heap() -> bool:
+    """glibc serves every allocation over 128 KB with its own `mmap` and unmaps it when freed, so each TTS
+    comparison (its audio arrays, their float64 copies, the filters' outputs) mapped ~11 MB of fresh pages
+    and took ~2,800 page faults, the kernel zeroing each page. That zeroing streams through the cache the
+    serving processes share, and the session started next was slower for it (bench/README.md, "Shadow
+    tail"). Arrays up to `HEAP_MMAP` now come from the heap, which keeps `HEAP_KEEP` of freed memory: the
+    same pages serve every comparison. False where there is no glibc (then nothing changes)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, HEAP_MMAP)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_KEEP))
+
+
 def _child_start() -> None:
     os.nice(NICE)
+    _keep_heap()
     warm_up()
 
 

@@ -159,8 +159,9 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
     results: dict[str, Any] = {}
     started, t0 = procs.machine_busy(), time.monotonic()
     try:
+        before = len(running)
         vendor, legacy = await start_vendor(log_dir, running)
-        vendor_side = running[1:]  # its emulator and gateway
+        vendor_side = running[before:]  # what start_vendor started: its emulator and gateway
         tts, stt = TtsInput.build("The quick brown fox jumps over the lazy dog."), SttInput.build(
             "Hello world, testing the gateway.")
         # a p99 needs samples: at 300 per rate it is the third slowest session, and the TTS ratio of the same

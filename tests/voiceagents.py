@@ -25,6 +25,21 @@ async def lk_push_paced(stream: Any, pcm: bytes, speedup: float = 4.0, ms: int =
     stream.end_input()
 
 
+async def lk_events(stream: Any, timeout_s: float = 60.0) -> list[Any]:
+    """Every event of a LiveKit STT stream, to its end; a stream the gateway never ends fails the test after
+    `timeout_s` with the events it got (not at pytest-timeout's 600 s, with none)."""
+    import pytest
+
+    events: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for ev in stream:
+                events.append(ev)
+    except TimeoutError:
+        pytest.fail(f"the stream did not end; events so far: {[ev.type for ev in events]}")
+    return events
+
+
 def pc_audio_frames(pcm: bytes, ms: int = 20, speedup: float = 4.0, rate: int = RATE) -> list[Any]:
     """s16le mono `pcm` as Pipecat input frames, each followed by a pause (`speedup` x real time)."""
     from pipecat.frames.frames import InputAudioRawFrame

@@ -12,7 +12,7 @@ import pytest
 
 from tests.audiocheck import decode, expected_words, speech, words
 from tests.conftest import Gateway
-from tests.voiceagents import lk_frames, lk_push_paced, pc_audio_frames, pc_params
+from tests.voiceagents import lk_events, lk_frames, lk_push_paced, pc_audio_frames, pc_params
 
 lk_rtc = pytest.importorskip("livekit.rtc")
 lk_stt = pytest.importorskip("livekit.agents.stt")
@@ -34,7 +34,7 @@ async def test_livekit_stt_v1_stream_and_recognize(gateway: Gateway) -> None:
                               http_session=session, keyterm=["Gradium"])
         stream = stt.stream()
         feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
-        events = [ev async for ev in stream]
+        events = await lk_events(stream)
         await feeder
         T = lk_stt.SpeechEventType
         finals = [ev.alternatives[0].text for ev in events if ev.type == T.FINAL_TRANSCRIPT]
@@ -53,7 +53,7 @@ async def test_livekit_flux_stt_v2(gateway: Gateway) -> None:
                                 http_session=session, eager_eot_threshold=0.5, eot_threshold=0.7)
         stream = stt.stream()
         feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
-        events = [ev async for ev in stream]
+        events = await lk_events(stream)
         await feeder
         T = lk_stt.SpeechEventType
         finals = [ev.alternatives[0].text for ev in events if ev.type == T.FINAL_TRANSCRIPT]

@@ -105,10 +105,24 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
     return {"n": len(xs), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3)}
 
 
+def ratio_interval(base: list[float], other: list[float], q: float, reps: int = 2000) -> list[float] | None:
+    """A 95 % bootstrap interval of `other`'s q-th percentile over `base`'s (each side's sessions resampled):
+    how far the same code's ratio may land from run to run with this many sessions."""
+    if len(base) < 2 or len(other) < 2:
+        return None
+    rng = np.random.default_rng(0)
+    a, b = np.asarray(base), np.asarray(other)
+    ratios = (np.percentile(rng.choice(b, (reps, b.size)), q, axis=1)
+              / np.percentile(rng.choice(a, (reps, a.size)), q, axis=1))
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return [round(float(lo), 3), round(float(hi), 3)]
+
+
 WARMUP = 3
 
 
-async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, n: int) -> dict[str, Any]:
+async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, n: int,
+                    keep_values: bool = False) -> dict[str, Any]:
     """`n` sessions per side, interleaved in alternating order (a, b, b, a, a, b ...) so both sides see the same
     machine load and neither always runs right after the other's leftovers (a shadow leg still draining), after
     `WARMUP` untimed ones. A side's gateway CPU is its process's whole CPU over the timed sessions (its shadow
@@ -140,6 +154,8 @@ async def _pairwise(fns: dict[str, tuple[Any, procs.Proc | None]], metric: str, 
     for name, values in got.items():
         out[name] = _stats(values)
         out[name]["after"] = {before: _stats(xs) for before, xs in after[name].items()}
+        if keep_values:
+            out[name]["values"] = values
         if (proc := fns[name][1]) is not None:
             out[name]["gateway_cpu_ms"] = round((procs.tree_cpu_ns(proc) - cpu[name]) / n / 1e6, 3)
     out["errors"] = errors
@@ -178,15 +194,18 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
                 running.append(g1)
                 results["shadow_tts_ws"] = await _pairwise(
                     {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),
-                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n_shadow)
+                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n_shadow, True)
                 results["shadow_stt_live"] = await _pairwise(
                     {"rate0": (p(paths.stt_gateway, http, g0.url, stt, True), g0),
-                     "rate1": (p(paths.stt_gateway, http, g1.url, stt, True), g1)}, "first_word_ms", n_shadow_stt)
+                     "rate1": (p(paths.stt_gateway, http, g1.url, stt, True), g1)}, "first_word_ms", n_shadow_stt,
+                    True)
                 for key in ("shadow_tts_ws", "shadow_stt_live"):
                     r = results[key]
+                    values = [r[side].pop("values") for side in ("rate0", "rate1")]
                     for q in ("p50", "p99"):
                         a, b = r["rate0"][q], r["rate1"][q]
                         r[f"ratio_{q}"] = round(b / a, 3) if a and b else None
+                        r[f"ratio_{q}_ci95"] = ratio_interval(*values, float(q[1:]))
             if passthrough:
                 for proc in vendor_side:  # on both sides' path now
                     _remote(proc)
@@ -223,7 +242,8 @@ def summary(results: dict[str, Any]) -> str:
     lines = []
     for key in ("shadow_tts_ws", "shadow_stt_live"):
         if (r := results.get(key)) is not None:
-            lines.append(f"{key:22} ratio p50 {r['ratio_p50']}  p99 {r['ratio_p99']}   (target <= 1.02 / 1.05)"
+            lines.append(f"{key:22} ratio p50 {r['ratio_p50']} {r.get('ratio_p50_ci95')}"
+                         f"  p99 {r['ratio_p99']} {r.get('ratio_p99_ci95')}   (target <= 1.02 / 1.05; 95 % intervals)"
                          f"   gateway CPU/unit rate0 {r['rate0'].get('gateway_cpu_ms')} ms,"
                          f" rate1 {r['rate1'].get('gateway_cpu_ms')} ms")
             split = ", ".join(f"{side} {r[side]['after']['rate0']['p99']} / {r[side]['after']['rate1']['p99']}"

@@ -23,7 +23,6 @@ before, with a warning.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import threading
@@ -55,10 +54,10 @@ def _keep_heap() -> bool:
     serving processes share, and the session started next was slower for it (bench/README.md, "Shadow
     tail"). Arrays up to `HEAP_MMAP` now come from the heap, which keeps `HEAP_KEEP` of freed memory: the
     same pages serve every comparison. False where there is no glibc (then nothing changes)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # the symbols already loaded into this process (libc's among them): no `find_library`, which runs
+        # `ldconfig` in a subprocess, at every start of the child
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, HEAP_MMAP)) and bool(mallopt(M_TRIM_THRESHOLD, HEAP_KEEP))

@@ -194,11 +194,12 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
                 running.append(g1)
                 results["shadow_tts_ws"] = await _pairwise(
                     {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),
-                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n_shadow, True)
+                     "rate1": (p(paths.tts_ws_gateway, http, g1.url, tts), g1)}, "ttfa_ms", n_shadow,
+                    keep_values=True)
                 results["shadow_stt_live"] = await _pairwise(
                     {"rate0": (p(paths.stt_gateway, http, g0.url, stt, True), g0),
                      "rate1": (p(paths.stt_gateway, http, g1.url, stt, True), g1)}, "first_word_ms", n_shadow_stt,
-                    True)
+                    keep_values=True)
                 for key in ("shadow_tts_ws", "shadow_stt_live"):
                     r = results[key]
                     values = [r[side].pop("values") for side in ("rate0", "rate1")]

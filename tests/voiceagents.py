@@ -25,9 +25,10 @@ async def lk_push_paced(stream: Any, pcm: bytes, speedup: float = 4.0, ms: int =
     stream.end_input()
 
 
-async def lk_events(stream: Any, timeout_s: float = 60.0) -> list[Any]:
-    """Every event of a LiveKit STT stream, to its end; a stream the gateway never ends fails the test after
-    `timeout_s` with the events it got (not at pytest-timeout's 600 s, with none)."""
+async def lk_events(stream: Any, feeder: asyncio.Task[None], timeout_s: float = 60.0) -> list[Any]:
+    """Every event of a LiveKit STT stream, to its end, then its `feeder` (`lk_push_paced`) awaited; a stream
+    the gateway never ends fails the test after `timeout_s` with the events it got (not at pytest-timeout's
+    600 s, with none), its feeder cancelled."""
     import pytest
 
     events: list[Any] = []
@@ -36,7 +37,9 @@ async def lk_events(stream: Any, timeout_s: float = 60.0) -> list[Any]:
             async for ev in stream:
                 events.append(ev)
     except TimeoutError:
+        feeder.cancel()
         pytest.fail(f"the stream did not end; events so far: {[ev.type for ev in events]}")
+    await feeder
     return events
 
 

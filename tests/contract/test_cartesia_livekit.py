@@ -57,8 +57,7 @@ async def test_stt_ink_whisper_stream(gateway: Gateway) -> None:
                               language="en", sample_rate=RATE)
         stream = stt.stream()
         feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
-        events = await lk_events(stream)
-        await feeder
+        events = await lk_events(stream, feeder)
         T = lk_stt.SpeechEventType
         finals = [ev.alternatives[0].text for ev in events if ev.type == T.FINAL_TRANSCRIPT]
         assert " ".join(finals) == "Hello world. How are you today?"
@@ -72,8 +71,7 @@ async def test_stt_ink2_turns(gateway: Gateway) -> None:
                               sample_rate=RATE, turn_end_timeout_ms=2000)  # English: ink-2, /stt/turns/websocket
         stream = stt.stream()
         feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
-        events = await lk_events(stream)
-        await feeder
+        events = await lk_events(stream, feeder)
         T = lk_stt.SpeechEventType
         kinds = [ev.type for ev in events]
         finals = [ev.alternatives[0].text for ev in events if ev.type == T.FINAL_TRANSCRIPT]

@@ -34,8 +34,7 @@ async def test_livekit_stt_v1_stream_and_recognize(gateway: Gateway) -> None:
                               http_session=session, keyterm=["Gradium"])
         stream = stt.stream()
         feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2)))
-        events = await lk_events(stream)
-        await feeder
+        events = await lk_events(stream, feeder)
         T = lk_stt.SpeechEventType
         finals = [ev.alternatives[0].text for ev in events if ev.type == T.FINAL_TRANSCRIPT]
         assert finals == ["Hello world.", "How are you today?"]
@@ -53,8 +52,7 @@ async def test_livekit_flux_stt_v2(gateway: Gateway) -> None:
                                 http_session=session, eager_eot_threshold=0.5, eot_threshold=0.7)
         stream = stt.stream()
         feeder = asyncio.create_task(lk_push_paced(stream, speech(TEXT, RATE) + bytes(RATE * 2 * 2)))
-        events = await lk_events(stream)
-        await feeder
+        events = await lk_events(stream, feeder)
         T = lk_stt.SpeechEventType
         finals = [ev.alternatives[0].text for ev in events if ev.type == T.FINAL_TRANSCRIPT]
         assert finals == ["Hello world.", "How are you today?"]

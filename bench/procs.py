@@ -145,12 +145,43 @@ async def _healthz_ready(port: int) -> bool:
         return False
 
 
-async def _start(name: str, argv: list[str], env: dict[str, str], port: int, log_dir: Path, http: bool) -> Proc:
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """The machine's cores cut in two: the first half for the gateways under test, the rest for what stands
+    for other machines (the client, the emulators, a stand-in vendor). None with fewer than two cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return set(cpus[: len(cpus) // 2]), set(cpus[len(cpus) // 2 :])
+
+
+def pin_self(cpus: set[int]) -> set[int]:
+    """Every thread of this process (the bench's client) on `cpus`; processes it starts later inherit them.
+    Returns the cores it had, to restore."""
+    before = os.sched_getaffinity(0)
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cpus)
+    return before
+
+
+def placement(running: list[Proc]) -> dict[str, list[int]]:
+    """Each running process's cores as Linux reports them, and this process's (`client`)."""
+    out = {"client": sorted(os.sched_getaffinity(0))}
+    for proc in running:
+        with contextlib.suppress(OSError):
+            out[proc.name] = sorted(os.sched_getaffinity(proc.process.pid))
+    return out
+
+
+async def _start(name: str, argv: list[str], env: dict[str, str], port: int, log_dir: Path, http: bool,
+                 cpus: set[int] | None = None) -> Proc:
+    """`cpus`: the cores the process (and what it starts: workers, children) runs on; this process's when None."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
     proc = Proc(name, port, process, log_path)
     deadline = time.monotonic() + START_TIMEOUT_S

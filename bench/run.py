@@ -374,12 +374,16 @@ def main() -> int:
                         help="traffic bench: primary first output with shadow rate 1 vs 0 (TTS socket, Deepgram live)")
     parser.add_argument("--passthrough", action="store_true",
                         help="traffic bench: passthrough (weight 0) vs a direct connection to the stand-in vendor")
+    parser.add_argument("--apart", action="store_true",
+                        help="traffic bench: the gateways under test on half the cores, the client, emulators and "
+                             "stand-in vendor on the other half (default: every process on every core)")
     args = parser.parse_args()
     if args.shadow or args.passthrough:
         import traffic
 
         traffic.WORKERS[:] = ["--workers", str(args.workers)] if args.workers else []
-        out = asyncio.run(traffic.bench_traffic(args.shadow, args.passthrough, args.quick, RESULTS))
+        out = asyncio.run(traffic.bench_traffic(args.shadow, args.passthrough, args.quick, RESULTS,
+                                                args.apart))
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
         print(traffic.summary(out))
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ if os.environ.get("WINDOW_PROBE_DIR"):
 
 
 async def start(name: str, emulator_url: str, config: dict[str, Any], out: Path, workers: int,
-                vendor_port: int) -> procs.Proc:
+                vendor_port: int, cpus: set[int] | None) -> procs.Proc:
     path = out / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     probe_dir = out / name
@@ -69,7 +69,7 @@ async def start(name: str, emulator_url: str, config: dict[str, Any], out: Path,
                      WINDOW_PROBE_VENDOR_PORT=str(vendor_port),
                      PYTHONPATH=os.pathsep.join([str(out / "site"), str(HERE), str(ROOT),
                                                  os.environ.get("PYTHONPATH", "")]))
-    return await procs._start(name, argv, env, port, out / "logs", http=True)
+    return await procs._start(name, argv, env, port, out / "logs", http=True, cpus=cpus)
 
 
 def workers_of(proc: procs.Proc, count: int) -> list[int]:
@@ -158,15 +158,19 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     (out / "site").mkdir(parents=True, exist_ok=True)
     (out / "site" / "sitecustomize.py").write_text(SITE)
     log_dir = out / "logs"
-    emulator = await procs.start_emulator(log_dir)
-    running = [emulator]
+    cores = procs.split_cores() if args.apart else None  # as traffic.bench_traffic
+    own = procs.pin_self(cores[1]) if cores else None
+    running: list[procs.Proc] = []
     try:
+        emulator = await procs.start_emulator(log_dir)
+        running.append(emulator)
         vendor, legacy = await traffic.start_vendor(log_dir, running)
 
         gws = {}
         for rate in (0, 1):
             config = traffic.shadow_cfg(rate, legacy, out / f"rate{rate}.db")
-            gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, config, out, args.workers, vendor.port)
+            gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, config, out, args.workers, vendor.port,
+                                             cores[0] if cores else None)
             running.append(gws[f"rate{rate}"])
         tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")
         ttfa: dict[str, list[float]] = {k: [] for k in gws}
@@ -186,7 +190,7 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                         client[name].append((t_start, sample["connect_ms"], sample["ttfa_ms"]))
                     await asyncio.sleep(0.02)
         await asyncio.sleep(1.0)
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"placement": procs.placement(running)}
         for name, gw in gws.items():
             pids = workers_of(gw, args.workers)
             for pid in pids:
@@ -205,6 +209,8 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     finally:
         for proc in running:
             await procs.stop(proc)
+        if own is not None:
+            procs.pin_self(own)
 
 
 def main() -> None:
@@ -212,6 +218,8 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=150, help="measured sessions per rate")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--apart", action="store_true",
+                    help="the gateways on half the cores, everything else on the rest (as bench/run.py --apart)")
     ap.add_argument("--keep", type=Path, help="keep the windows (JSON per rate) and logs in this directory")
     args = ap.parse_args()
     out = args.keep or Path(tempfile.mkdtemp(prefix="shadow_window_cost-"))

@@ -38,7 +38,8 @@ PROVIDERS = ("elevenlabs", "cartesia", "deepgram")
 WORKERS: list[str] = []  # `serve --workers N` for every gateway of the run (bench/run.py --workers)
 
 
-async def _gateway(name: str, emulator_url: str, config: dict[str, Any], log_dir: Path) -> procs.Proc:
+async def _gateway(name: str, emulator_url: str, config: dict[str, Any], log_dir: Path,
+                   cpus: set[int] | None = None) -> procs.Proc:
     path = log_dir / f"{name}.yaml"
     log_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
@@ -47,14 +48,14 @@ async def _gateway(name: str, emulator_url: str, config: dict[str, Any], log_dir
     # the subprocess imports this checkout's gateway, whatever the environment's install points at
     env = procs._env(GRADIUM_BASE_URL=f"{emulator_url}/api", GATEWAY_CONFIG=str(path),
                      PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return await procs._start(name, argv, env, port, log_dir, http=True)
+    return await procs._start(name, argv, env, port, log_dir, http=True, cpus=cpus)
 
 
-async def _bare_proxy(vendor_url: str, log_dir: Path) -> procs.Proc:
+async def _bare_proxy(vendor_url: str, log_dir: Path, cpus: set[int] | None) -> procs.Proc:
     """`bare_proxy.py` in front of the vendor: what aiohttp alone adds to a relayed request, in the same run."""
     port = procs.free_port()
     argv = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port), "--vendor", vendor_url]
-    return await procs._start("bare-proxy", argv, procs._env(), port, log_dir, http=True)
+    return await procs._start("bare-proxy", argv, procs._env(), port, log_dir, http=True, cpus=cpus)
 
 
 VENDOR_NICE = 10
@@ -169,12 +170,20 @@ def _load(start: tuple[float, float]) -> dict[str, Any]:
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: Path) -> dict[str, Any]:
-    emulator = await procs.start_emulator(log_dir)
-    running = [emulator]
+async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: Path,
+                        apart: bool = False) -> dict[str, Any]:
+    """`apart`: the gateways under test on half the machine's cores, everything else (this client, the
+    emulators, the stand-in vendor: what stands for other machines) on the other half (`procs.split_cores`),
+    so a shadow leg's vendor and emulator work is not counted against the gateway that sent it."""
+    cores = procs.split_cores() if apart else None
+    cpus = cores[0] if cores else None
+    own = procs.pin_self(cores[1]) if cores else None  # the emulators and the vendor started below inherit it
+    running: list[procs.Proc] = []
     results: dict[str, Any] = {}
     started, t0 = procs.machine_busy(), time.monotonic()
     try:
+        emulator = await procs.start_emulator(log_dir)
+        running.append(emulator)
         before = len(running)
         vendor, legacy = await start_vendor(log_dir, running)
         vendor_side = running[before:]  # what start_vendor started: its emulator and gateway
@@ -188,9 +197,11 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
         p = functools.partial
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             if shadow:
-                g0 = await _gateway("shadow-rate0", emulator.url, shadow_cfg(0, legacy, log_dir / "rate0.db"), log_dir)
+                g0 = await _gateway("shadow-rate0", emulator.url, shadow_cfg(0, legacy, log_dir / "rate0.db"),
+                                     log_dir, cpus)
                 running.append(g0)
-                g1 = await _gateway("shadow-rate1", emulator.url, shadow_cfg(1, legacy, log_dir / "rate1.db"), log_dir)
+                g1 = await _gateway("shadow-rate1", emulator.url, shadow_cfg(1, legacy, log_dir / "rate1.db"),
+                                     log_dir, cpus)
                 running.append(g1)
                 results["shadow_tts_ws"] = await _pairwise(
                     {"rate0": (p(paths.tts_ws_gateway, http, g0.url, tts), g0),
@@ -210,22 +221,25 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
             if passthrough:
                 for proc in vendor_side:  # on both sides' path now
                     _remote(proc)
-                gp = await _gateway("passthrough", emulator.url, {"legacy": legacy,
-                                                                  "traffic": {"default": {"gradium": 0}}}, log_dir)
+                passthrough_cfg = {"legacy": legacy, "traffic": {"default": {"gradium": 0}}}
+                gp = await _gateway("passthrough", emulator.url, passthrough_cfg, log_dir, cpus)
                 running.append(gp)
                 results["passthrough_tts_ws"] = _added(await _pairwise(
                     {"direct": (p(paths.tts_ws_gateway, http, vendor.url, tts), None),
                      "passthrough": (p(paths.tts_ws_gateway, http, gp.url, tts), gp)}, "ttfa_ms", n))
-                bare = await _bare_proxy(vendor.url, log_dir)
+                bare = await _bare_proxy(vendor.url, log_dir, cpus)
                 running.append(bare)
                 results["passthrough_tts_rest"] = _added(await _pairwise(
                     {"direct": (p(paths.tts_rest_gateway, http, vendor.url, tts, "pcm_24000"), None),
                      "passthrough": (p(paths.tts_rest_gateway, http, gp.url, tts, "pcm_24000"), gp),
                      "bare_proxy": (p(paths.tts_rest_gateway, http, bare.url, tts, "pcm_24000"), bare)},
                     "ttfa_ms", n))
+        results["placement"] = procs.placement(running)
     finally:
         for proc in running:
             await procs.stop(proc)
+        if own is not None:
+            procs.pin_self(own)
     results["machine"] = {**_load(started), "duration_s": round(time.monotonic() - t0, 1)}
     return results
 
@@ -258,6 +272,8 @@ def summary(results: dict[str, Any]) -> str:
                          + (f"; a bare aiohttp proxy adds {r['bare_proxy_added_p50_ms']} ms"
                             f" (CPU/unit {r['bare_proxy'].get('gateway_cpu_ms')} ms)"
                             if "bare_proxy_added_p50_ms" in r else ""))
+    if placement := results.get("placement"):
+        lines.append("cores: " + ", ".join(f"{name} {cpus}" for name, cpus in placement.items()))
     m = results.get("machine", {})
     lines.append(f"machine: {m.get('cpus')} CPUs, busy {m.get('busy_fraction')}, loadavg {m.get('loadavg')},"
                  f" {m.get('duration_s')} s")

@@ -4,6 +4,7 @@ primaries' windows, a gateway per shadow rate against the stand-in vendor, read 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.bench_scripts import run
@@ -27,3 +28,6 @@ def test_each_rate_has_its_windows_and_only_rate_1_runs_shadow_work(tmp_path: Pa
     assert results["rate1"]["leg_init"]["windows_hit"] == 3 and results["rate1"][
         "addon.ShadowAddon.client_frame"]["calls"] > 0
     assert "leg_init" not in results["rate0"]
+    # without `--apart` (tests/traffic/test_bench_apart.py) every process keeps every core
+    cpus = sorted(os.sched_getaffinity(0))
+    assert all(v == cpus for v in results["placement"].values()), results["placement"]

@@ -6,6 +6,7 @@ leading/trailing silence and noise floor, on float32 mono. Pure functions; no I/
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ SILENCE_DBFS = -50.0
 CLIP_LEVEL = 0.999
 FLOOR_DBFS = -120.0  # what digital silence reads as (keeps rows JSON-finite)
 MIN_LOUDNESS_S = 0.4  # BS.1770 gating blocks are 400 ms
+ABSOLUTE_GATE_LUFS = -70.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +82,49 @@ def frame_dbfs(x: np.ndarray, rate: int) -> np.ndarray:
         return np.maximum(10.0 * np.log10(power), FLOOR_DBFS)
 
 
+@functools.lru_cache(maxsize=16)
+def _meter(rate: int) -> tuple[np.ndarray, float, float]:
+    """pyloudnorm's BS.1770 meter at `rate`: its K-weighting stages as one second-order-sections cascade, its
+    gating block length and step (seconds). Imported here: both come with the `shadow` extra."""
+    import pyloudnorm
+    import scipy.signal
+
+    meter = pyloudnorm.Meter(rate)
+    sections = []
+    for stage in meter._filters.values():  # applied in this order, each `passband_gain * lfilter(b, a, x)`
+        section = scipy.signal.tf2sos(stage.b, stage.a)
+        section[:, :3] *= stage.passband_gain
+        sections.append(section)
+    return np.vstack(sections), float(meter.block_size), 1.0 - float(meter.overlap)
+
+
 def loudness_lufs(x: np.ndarray, rate: int) -> float | None:
+    """Integrated loudness (ITU-R BS.1770-4) as `pyloudnorm.Meter(rate).integrated_loudness` computes it for
+    mono (its filters, block bounds and both gates, equal to ~1e-9 LU: tests/traffic/test_compare_tts.py),
+    with every block's energy taken from one cumulative sum instead of a Python loop over 400 ms blocks, and
+    the filters run as one cascade: ~1 ms for a 5 s leg instead of 3.4 (two thirds of a TTS comparison)."""
     if x.size < MIN_LOUDNESS_S * rate:
         return None
-    import pyloudnorm
+    import scipy.signal
 
-    value = float(pyloudnorm.Meter(rate).integrated_loudness(x.astype(np.float64)))
+    sos, block_s, step = _meter(rate)
+    energy = np.concatenate(([0.0], np.cumsum(scipy.signal.sosfilt(sos, x.astype(np.float64)) ** 2)))
+    blocks = int(np.round((x.size / rate - block_s) / (block_s * step))) + 1
+    j = np.arange(blocks, dtype=np.float64)
+    # the same float expressions as pyloudnorm's, truncated alike; its slices stop at the signal's end
+    lo = np.minimum((block_s * (j * step) * rate).astype(np.int64), x.size)
+    hi = np.minimum((block_s * (j * step + 1) * rate).astype(np.int64), x.size)
+    z = (1.0 / (block_s * rate)) * (energy[hi] - energy[lo])
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10.0 * np.log10(z)
+        absolute = block_lufs >= ABSOLUTE_GATE_LUFS
+        if not absolute.any():
+            return None
+        relative = -0.691 + 10.0 * np.log10(np.mean(z[absolute])) - 10.0
+        gated = (block_lufs > relative) & (block_lufs > ABSOLUTE_GATE_LUFS)
+        if not gated.any():
+            return None
+        value = float(-0.691 + 10.0 * np.log10(np.mean(z[gated])))
     return value if np.isfinite(value) else None
 
 

@@ -33,6 +33,7 @@ def warm_up() -> None:
     stalls the event loop, primaries included. Call it off the loop, before serving."""
     import jiwer  # noqa: F401
     import pyloudnorm  # noqa: F401
+    import scipy.signal  # noqa: F401
 
     text_metrics.normalize("warm up", "en")
     text_metrics.normalize("warm up", "fr")

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.audio.formats import MP3, PCM_S16LE, RAW, WAV, AudioFormat, pcm16
 from gateway.audio.transcode import make_transcoder
-from gateway.traffic.audio_metrics import decode, signal_metrics
+from gateway.traffic.audio_metrics import decode, loudness_lufs, signal_metrics
 from gateway.traffic.compare import compare_pair
 from gateway.traffic.trace import PairTrace
 
@@ -70,6 +70,35 @@ def test_noise_floor_and_clipping() -> None:
 def test_short_clips_have_no_loudness() -> None:
     assert signal_metrics(sine(0.3), RATE)["lufs"] is None
     assert signal_metrics(np.zeros(0, np.float32), RATE)["duration_s"] == 0.0
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 24000, 44100, 48000])
+def test_loudness_is_pyloudnorms_integrated_loudness(rate: int) -> None:
+    """The vectorised meter reads what pyloudnorm's own loop reads: the same filters, block bounds (lengths
+    that round either way, a last block past the end), both gates (silent and quiet stretches), no loudness
+    for digital silence or for signals all under the absolute gate."""
+    import pyloudnorm
+
+    rng = np.random.default_rng(rate)
+    for seconds in (0.4, 0.45, 1.0, 2.37, 4.66, 5.0):
+        n = int(seconds * rate)
+        t = np.arange(n) / rate
+        signals = {
+            "noise": rng.standard_normal(n) * 0.1,
+            "tone": 0.3 * np.sin(2 * np.pi * 440 * t),
+            "speech-like": rng.standard_normal(n) * 0.2 * (np.sin(2 * np.pi * 0.7 * t) > 0.3)
+            + rng.standard_normal(n) * 1e-3 * (t > 1),
+            "under the absolute gate": rng.standard_normal(n) * 1e-5,
+            "digital silence": np.zeros(n),
+        }
+        for name, x in signals.items():
+            x = x.astype(np.float32)
+            want = float(pyloudnorm.Meter(rate).integrated_loudness(x.astype(np.float64)))
+            got = loudness_lufs(x, rate)
+            if not np.isfinite(want):
+                assert got is None, (rate, seconds, name)
+            else:
+                assert got == pytest.approx(want, abs=1e-9), (rate, seconds, name)
 
 
 def test_decode_sniffs_containers_and_needs_the_asked_format_for_raw_pcm() -> None:

@@ -1,6 +1,6 @@
 """Where a serving gateway compares its pairs: in a child process, at a lower CPU priority, from a kept heap.
 
-A pair's comparison is 5-15 ms of work per TTS pair (decoding both legs, BS.1770 loudness through scipy's
+A pair's comparison is 4-10 ms of work per TTS pair (decoding both legs, BS.1770 loudness through scipy's
 filters, levels and silences with numpy) and a few ms per STT pair (normalizers, jiwer). In the recorder's
 thread that work holds the GIL: Python code for up to a switch interval, C calls (scipy, numpy) for their
 whole length, which a smaller switch interval does not shorten. The primaries' event loop then waits for

@@ -173,8 +173,10 @@ def _load(start: tuple[float, float]) -> dict[str, Any]:
 async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: Path,
                         apart: bool = False) -> dict[str, Any]:
     """`apart`: the gateways under test on half the machine's cores, everything else (this client, the
-    emulators, the stand-in vendor: what stands for other machines) on the other half (`procs.split_cores`),
-    so a shadow leg's vendor and emulator work is not counted against the gateway that sent it."""
+    emulators, the stand-in vendor: what stands for other machines) on the other half (`procs.split_cores`), as
+    in production, where the client, Gradium and the vendor do not wait for the gateway's cores. On a 2-core
+    guest its p50s depend on how often the one gateway core halts between sessions (bench/README.md, "Shadow
+    tail")."""
     cores = procs.split_cores() if apart else None
     cpus = cores[0] if cores else None
     own = procs.pin_self(cores[1]) if cores else None  # the emulators and the vendor started below inherit it

@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,14 +155,28 @@ def split_cores() -> tuple[set[int], set[int]] | None:
     return set(cpus[: len(cpus) // 2]), set(cpus[len(cpus) // 2 :])
 
 
-def pin_self(cpus: set[int]) -> set[int]:
-    """Every thread of this process (the bench's client) on `cpus`; processes it starts later inherit them.
-    Returns the cores it had, to restore."""
+@contextlib.contextmanager
+def cores_apart(apart: bool) -> Iterator[set[int] | None]:
+    """With `apart` (and two cores or more, `split_cores`): every thread of this process (the bench's client)
+    on the second half of the cores while the block runs, so the emulators and vendors it starts inherit them;
+    yields the first half, for the gateways under test (`_start(cpus=...)`). Else yields None and moves
+    nothing. The cores this process had are given back on the way out."""
+    cores = split_cores() if apart else None
+    if cores is None:
+        yield None
+        return
     before = os.sched_getaffinity(0)
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+    _pin_self(cores[1])
+    try:
+        yield cores[0]
+    finally:
+        _pin_self(before)
+
+
+def _pin_self(cpus: set[int]) -> None:
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():  # Linux affinity is per thread
         with contextlib.suppress(OSError):
             os.sched_setaffinity(int(task.name), cpus)
-    return before
 
 
 def placement(running: list[Proc]) -> dict[str, list[int]]:

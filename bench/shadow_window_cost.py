@@ -155,11 +155,14 @@ def segments(windows: list[dict[str, Any]], client: list[tuple[float, float, flo
 
 
 async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    with procs.cores_apart(args.apart) as cpus:  # as traffic.bench_traffic
+        return await _measure(args, out, cpus)
+
+
+async def _measure(args: argparse.Namespace, out: Path, cpus: set[int] | None) -> dict[str, Any]:
     (out / "site").mkdir(parents=True, exist_ok=True)
     (out / "site" / "sitecustomize.py").write_text(SITE)
     log_dir = out / "logs"
-    cores = procs.split_cores() if args.apart else None  # as traffic.bench_traffic
-    own = procs.pin_self(cores[1]) if cores else None
     running: list[procs.Proc] = []
     try:
         emulator = await procs.start_emulator(log_dir)
@@ -170,7 +173,7 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         for rate in (0, 1):
             config = traffic.shadow_cfg(rate, legacy, out / f"rate{rate}.db")
             gws[f"rate{rate}"] = await start(f"rate{rate}", emulator.url, config, out, args.workers, vendor.port,
-                                             cores[0] if cores else None)
+                                             cpus)
             running.append(gws[f"rate{rate}"])
         tts = TtsInput.build("The quick brown fox jumps over the lazy dog.")
         ttfa: dict[str, list[float]] = {k: [] for k in gws}
@@ -209,8 +212,6 @@ async def measure(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     finally:
         for proc in running:
             await procs.stop(proc)
-        if own is not None:
-            procs.pin_self(own)
 
 
 def main() -> None:

@@ -177,9 +177,12 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
     in production, where the client, Gradium and the vendor do not wait for the gateway's cores. On a 2-core
     guest its p50s depend on how often the one gateway core halts between sessions (bench/README.md, "Shadow
     tail")."""
-    cores = procs.split_cores() if apart else None
-    cpus = cores[0] if cores else None
-    own = procs.pin_self(cores[1]) if cores else None  # the emulators and the vendor started below inherit it
+    with procs.cores_apart(apart) as cpus:
+        return await _bench_traffic(shadow, passthrough, quick, log_dir, cpus)
+
+
+async def _bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: Path,
+                         cpus: set[int] | None) -> dict[str, Any]:
     running: list[procs.Proc] = []
     results: dict[str, Any] = {}
     started, t0 = procs.machine_busy(), time.monotonic()
@@ -240,8 +243,6 @@ async def bench_traffic(shadow: bool, passthrough: bool, quick: bool, log_dir: P
     finally:
         for proc in running:
             await procs.stop(proc)
-        if own is not None:
-            procs.pin_self(own)
     results["machine"] = {**_load(started), "duration_s": round(time.monotonic() - t0, 1)}
     return results
 

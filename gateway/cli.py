@@ -10,17 +10,25 @@ import secrets
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
 from gateway.config import PACKAGE_MAPPINGS, Settings, load_settings
-from gateway.emulator.settings import EmulatorSettings
 from gateway.observability import configure_logging
 from gateway.workers import default_workers, run_workers, worker_fds, worker_sockets
 from gateway.yamlfile import ConfigFileError
+
+if TYPE_CHECKING:
+    from gateway.emulator.settings import EmulatorSettings
+
+# This module is all that `serve --workers N`'s supervisor imports: the app (aiohttp's server, the codecs,
+# numpy, the emulator) is imported by the workers only, so the supervisor stays a small process (~40 MB
+# instead of a worker's ~110 MB). `_CHECK_ONLY_ENV`: a child that builds the app, to check it, and exits.
+_CHECK_ONLY_ENV = "GATEWAY_CHECK_ONLY"
 
 log = structlog.get_logger("gateway")
 
@@ -66,6 +74,8 @@ async def serve(
     settings: Settings, stop: asyncio.Event | None = None, socks: list[socket.socket] | None = None
 ) -> None:
     """Serve until `stop` (or a signal); `socks`: listening sockets inherited from `serve --workers`."""
+    from aiohttp import web
+
     from gateway.app import create_app
     from gateway.heap import collect_less_often, freeze_startup_heap
     from gateway.session.lifecycle import LIVE
@@ -130,6 +140,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"gradium-gateway: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    fds = worker_fds()
+    count = args.workers or settings.workers or default_workers()
+    if fds is None and count > 1 and not os.environ.get(_CHECK_ONLY_ENV):
+        # fail fast on mapping errors, before binding ports: checked by a child, so that this process,
+        # the supervisor, never imports the app
+        checked = subprocess.run([sys.executable, "-m", "gateway.cli", *_serve_argv(args)],
+                                 env={**os.environ, _CHECK_ONLY_ENV: "1"}, check=False)
+        if checked.returncode:
+            return checked.returncode
+        return _supervise(args, settings, count)
+    from aiohttp import web
+
     try:
         from gateway.app import create_app
 
@@ -137,16 +159,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         print(f"gradium-gateway: invalid mappings:\n{exc}", file=sys.stderr)
         return 2
-    fds = worker_fds()
-    count = args.workers or settings.workers or default_workers()
-    if fds is None and count > 1:
-        return _supervise(args, settings, count)
+    if os.environ.get(_CHECK_ONLY_ENV):
+        return 0
     _install_uvloop()
     socks = worker_sockets(fds) if fds else None
     # SIGTERM (docker stop) arrives as aiohttp's GracefulExit: a clean shutdown, not a failure.
     with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):
         asyncio.run(serve(settings, socks=socks))
     return 0
+
+
+def _serve_argv(args: argparse.Namespace) -> list[str]:
+    """`serve` with the options given (a worker's command line, less `--workers`)."""
+    argv = ["serve"]
+    for flag, value in (("--config", args.config), ("--host", args.host), ("--port", args.port),
+                        ("--tls-port", args.tls_port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 def _supervise(args: argparse.Namespace, settings: Settings, count: int) -> int:
@@ -166,13 +196,8 @@ def _supervise(args: argparse.Namespace, settings: Settings, count: int) -> int:
             message="GATEWAY_TOKEN_SECRET is not set: gateway tokens are signed with a random secret shared by "
             "this start's workers, so they stop working on restart and on any other replica",
         )
-    argv = ["serve"]
-    for flag, value in (("--config", args.config), ("--host", args.host), ("--port", args.port),
-                        ("--tls-port", args.tls_port)):
-        if value is not None:
-            argv += [flag, str(value)]
     ports = [settings.port] + ([settings.tls_port] if settings.tls_enabled else [])
-    return run_workers(argv, settings.host, ports, count)
+    return run_workers(_serve_argv(args), settings.host, ports, count)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -190,6 +215,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:
+    from gateway.emulator.settings import EmulatorSettings
+
     return EmulatorSettings(
         tts_realtime_factor=1.0 / args.tts_speed if args.tts_speed else 0.0,
         tts_first_audio_delay_s=args.first_audio_delay_ms / 1e3,
@@ -198,6 +225,8 @@ def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
     from gateway.emulator.app import run_emulator
 
     level = os.environ.get("GATEWAY_LOG_LEVEL", "info").lower()

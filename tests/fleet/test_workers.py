@@ -68,6 +68,8 @@ async def test_two_workers_share_the_port_and_metrics_add_up(tmp_path: Path) -> 
         await wait_ready(gw)
         workers = children(gw.popen.pid)
         assert len(workers) == 2, gw.output()
+        # the supervisor stays small: the app, its codecs and numpy are imported by the workers alone
+        assert not _loaded(gw.popen.pid) and all(_loaded(pid) for pid in workers)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
             bodies = await asyncio.gather(*(_tts(http, gw.url) for _ in range(30)))
             assert all(bodies)
@@ -130,6 +132,29 @@ async def test_sigterm_drains_running_requests_on_every_worker(tmp_path: Path) -
         if gw is not None:
             gw.stop()
         emu.stop()
+
+
+def _loaded(pid: int) -> bool:
+    """Has process `pid` loaded the app's heavy shared objects (FFmpeg's codecs, numpy's core)?"""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "libavcodec" in maps and "_multiarray_umath" in maps
+
+
+def test_invalid_mappings_stop_serve_before_any_worker_starts(tmp_path: Path) -> None:
+    from gateway.config import PACKAGE_MAPPINGS
+
+    maps = tmp_path / "mappings"
+    shutil.copytree(PACKAGE_MAPPINGS, maps)
+    with (maps / "deepgram.yaml").open("a") as f:
+        f.write("\nbogus_key: 1\n")
+    lines = (maps / "deepgram.yaml").read_text().count("\n")
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--workers", "2", "--port", "0"],
+                       env=clean_env(GATEWAY_MAPPINGS=str(maps)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    # said once, by the child that checked them, with the file and line; no worker was started
+    assert r.stderr.count("invalid mappings") == 1, r.stderr
+    assert f"{maps / 'deepgram.yaml'}:{lines}: bogus_key: Extra inputs are not permitted" in r.stderr, r.stderr
+    assert "gateway.workers" not in r.stdout + r.stderr
 
 
 def test_workers_flag_is_checked() -> None:

@@ -17,6 +17,7 @@ worker reports the sum over all of them (the active-WebSocket gauge is summed ov
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -42,10 +44,62 @@ BACKLOG = 1024
 
 
 def default_workers() -> int:
+    """One worker per core this process may use: its CPU affinity, and its cgroup's CPU quota (a container's
+    `--cpus`, a pod's CPU limit), rounded up. Affinity alone is the node's cores in a container: 64 workers
+    of ~110 MB each on a 64-core node, under a limit of 2 CPUs."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+    quota = cpu_quota_cores()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota - 1e-9)))
+
+
+def cpu_quota_cores(proc_cgroup: Path = Path("/proc/self/cgroup"),
+                    root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup, in cores (the strictest of it and its parents), or None
+    when there is none: cgroup v2's `cpu.max`, or v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one hierarchy, at the root
+            base, read = root, _v2_quota
+        elif "cpu" in controllers.split(","):
+            base = root / "cpu" if (root / "cpu").is_dir() else root / controllers
+            read = _v1_quota
+        else:
+            continue
+        here = base / path.lstrip("/")
+        if not here.is_dir():  # a container that sees its own cgroup at the mount's root, under its host path
+            here = base
+        while True:
+            if (q := read(here)) is not None:
+                quotas.append(q)
+            if here == base:
+                break
+            here = here.parent
+    return min(quotas) if quotas else None
+
+
+def _v2_quota(group: Path) -> float | None:
+    try:
+        quota, period = (group / "cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota(group: Path) -> float | None:
+    try:
+        quota = int((group / "cpu.cfs_quota_us").read_text())
+        period = int((group / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
 
 
 def worker_fds() -> list[int] | None:

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.workers import Supervisor, listen_sockets
 from tests.emulator.helpers import wav_bytes
-from tests.fleet.procs import Proc, children, clean_env, start, wait_ready, wait_workers
+from tests.fleet.procs import Proc, children, clean_env, free_port, start, wait_ready, wait_workers
 
 TTS = "/v1/text-to-speech/21m00Tcm4TlvDq8ikWAM/stream?output_format=pcm_16000"
 
@@ -185,3 +186,68 @@ def test_a_worker_stopped_while_still_starting_is_a_clean_stop() -> None:
     sup = supervisor(failing)
     time.sleep(0.5)
     assert sup._drain() == 1
+
+
+def _cgroup(tmp_path: Path, line: str, files: dict[str, str]) -> float | None:
+    """`cpu_quota_cores` over a fake /proc/self/cgroup (`line`) and cgroup tree (`files`, path -> text)."""
+    from gateway.workers import cpu_quota_cores
+
+    tmp_path.mkdir()
+    (tmp_path / "self-cgroup").write_text(line + "\n")
+    for rel, text in files.items():
+        (tmp_path / "fs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / rel).write_text(text)
+    (tmp_path / "fs").mkdir(exist_ok=True)
+    return cpu_quota_cores(tmp_path / "self-cgroup", tmp_path / "fs")
+
+
+def test_cpu_quota_is_read_from_the_process_cgroup_and_its_parents(tmp_path: Path) -> None:
+    # cgroup v2: the pod's limit (a parent) is stricter than the container's own `max`
+    assert _cgroup(tmp_path / "a", "0::/kubepods/pod1/c1", {
+        "cpu.max": "max 100000", "kubepods/pod1/cpu.max": "150000 100000", "kubepods/pod1/c1/cpu.max": "max 100000",
+    }) == 1.5
+    # v1, a container that sees its own cgroup at the mount's root under its host path (no cgroup namespace)
+    assert _cgroup(tmp_path / "b", "4:cpu,cpuacct:/docker/abc", {
+        "cpu/cpu.cfs_quota_us": "200000", "cpu/cpu.cfs_period_us": "100000",
+    }) == 2.0
+    # no limit anywhere (v1's -1, v2's max), or no cgroup file at all
+    assert _cgroup(tmp_path / "c", "1:cpu:/", {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}) is None
+    assert _cgroup(tmp_path / "d", "0::/", {"cpu.max": "max 100000"}) is None
+    from gateway.workers import cpu_quota_cores
+
+    assert cpu_quota_cores(tmp_path / "missing", tmp_path) is None
+
+
+async def test_default_workers_follow_the_cgroups_cpu_limit(tmp_path: Path) -> None:
+    """A gateway started in a cgroup capped at one CPU (a container's `--cpus 1`) runs one process, not one
+    per core of the machine. A real cgroup: needs root, as creating one does."""
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    root = Path("/sys/fs/cgroup") if v2 else Path("/sys/fs/cgroup/cpu")
+    group = root / f"gradium-test-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"cannot create a CPU cgroup here ({exc})")
+    try:
+        if v2:
+            (group / "cpu.max").write_text("100000 100000")
+        else:
+            (group / "cpu.cfs_period_us").write_text("100000")
+            (group / "cpu.cfs_quota_us").write_text("100000")
+        procs = group / "cgroup.procs"
+        port = free_port()
+        with (tmp_path / "gw.log").open("w") as log:
+            popen = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+                                     env=clean_env(), stdout=log, stderr=log, text=True,
+                                     preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        gw = Proc(popen, port, tmp_path / "gw.log")
+        try:
+            await wait_ready(gw)
+            assert children(popen.pid) == [], gw.output()  # one process: no supervisor, no workers
+            assert "gateway.workers" not in gw.output()
+        finally:
+            assert gw.stop() == 0, gw.output()
+    finally:
+        group.rmdir()

@@ -136,6 +136,7 @@ class Tap:
     __slots__ = (
         "addons",
         "bytes_out",
+        "ended",
         "events_out",
         "first_output",
         "flow",
@@ -157,6 +158,7 @@ class Tap:
         self.first_output: float | None = None
         self.upstream_request_id: str | None = None
         self.upstream_format: str | None = None
+        self.ended = False
 
     def start(self) -> None:
         if self.addons.session_start:
@@ -186,6 +188,7 @@ class Tap:
             self.addons.emit(ClientOutput(self.flow, data, len(data), time.monotonic(), first), self.output_hooks)
 
     def end(self, status: str, **fields: Any) -> SessionEnd:
+        self.ended = True
         ev = SessionEnd(self.flow, status, frames_in=self.frames_in, events_out=self.events_out,
                         bytes_out=self.bytes_out, first_output=self.first_output,
                         upstream_request_id=self.upstream_request_id, upstream_format=self.upstream_format, **fields)

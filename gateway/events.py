@@ -124,6 +124,9 @@ class Degraded:
     message: str | None = None
 
 
+NOT_UPGRADED = "not_upgraded"  # a `SessionEnd`'s kind: a WebSocket route's request that never upgraded
+
+
 @dataclass(slots=True)
 class SessionEnd:
     """The request was answered or the socket closed.

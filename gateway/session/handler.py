@@ -6,6 +6,7 @@ any port, and is what headless sessions (`headless.py`) use.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from gateway.addons import ADDONS, Tap
 from gateway.auth import find_credential
 from gateway.dialects.common import AUTH, GRADIUM, SETTINGS, RequestContext, request_id_headers
 from gateway.errors import GatewayError
-from gateway.events import Flow, SessionEnd
+from gateway.events import NOT_UPGRADED, Flow, SessionEnd
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.session.core import SessionCore
@@ -52,6 +53,8 @@ def ws_route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             req = RequestData(path=request.match_info, query=request.query, header=request.headers)
             flow = Flow(mapping.provider, route.name, "ws", request_id=ctx.request_id, started=ctx.started)
             await run_ws(app, ctx, req, flow, accept, refused.append)
+        except ConnectionResetError:  # the client left during the upgrade: nobody's bug, nobody to answer
+            return ws
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "provider", "route")
         return refusal_response(refused[0]) if refused else ws
@@ -106,6 +109,17 @@ async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, fl
             status = err.kind
         tap.upstream_request_id = core.upstream_request_id
         return tap.end(status, **fields)
+    except BaseException as exc:
+        # no upgrade (a plain GET: aiohttp's 400), or the client gone mid-way: the session still ends for
+        # its addons, so a shadow leg started above has its input ended instead of waiting `max_unit_s`
+        if not tap.ended:
+            if isinstance(exc, web.HTTPException):  # nothing ran: `kind` says so to the addons
+                tap.end(str(exc.status), http_status=exc.status, kind=NOT_UPGRADED, message=exc.text or exc.reason)
+            elif isinstance(exc, asyncio.CancelledError | ConnectionError):
+                tap.end("client_gone")
+            else:
+                tap.end("internal", exc=exc)
+        raise
     finally:
         if live is not None:
             live.discard(driver)

@@ -174,6 +174,10 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
                    accepted: tuple[web.WebSocketResponse, bytes] | None = None) -> web.StreamResponse:
     """Dial the vendor first, accept the client after its 101; credentials in the first message
     (ElevenLabs) are read after accepting, then stripped from that message (the only one re-serialized)."""
+    if accepted is None and not web.WebSocketResponse().can_prepare(request).ok:
+        # not an upgrade (a plain GET, a body): refused here, in the dialect's shape (`app._json_errors`), as
+        # the translated path refuses it; a dial would send the vendor an upgrade made of this request
+        raise web.HTTPBadRequest(text="This endpoint takes a WebSocket: the request is not an upgrade")
     limits = request.app[SETTINGS].limits
     auth = request.app[AUTH]
     provider = ctx.mapping.provider

@@ -49,7 +49,7 @@ from gateway.traffic.unit_facts import (
     sticky_keys,
     stitched,
 )
-from gateway.upstream.passthrough import PassthroughError
+from gateway.upstream.passthrough import PassthroughError, VendorResponse
 from gateway.upstream.relay import RelayPool
 
 log = structlog.get_logger("gateway")
@@ -92,7 +92,7 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
     # no cookie jar: a vendor's Set-Cookie goes back to the client that caused it, never into another
     # tenant's next request (and no cookie filtering per request)
     app[TRAFFIC].session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                                 cookie_jar=aiohttp.DummyCookieJar())
+                                                 cookie_jar=aiohttp.DummyCookieJar(), response_class=VendorResponse)
     try:
         yield
     finally:
@@ -258,6 +258,10 @@ async def serve_legacy(leg: legacy.LegacyLeg, request: web.Request, traffic: Tra
             log.info("traffic.failover", kind=exc.kind, to="gradium")
             return await fallback(request)
         return legacy.gateway_failure(ctx, exc, traffic.metrics)
+    except ConnectionResetError:  # the caller left mid-body: nobody's bug, nobody to answer (as `http.py`)
+        settle()
+        status, end = "499", {"http_status": 499, "kind": "client_gone"}
+        return web.Response(status=499)
     except GatewayError as err:  # the gateway's own verdict (credentials), in the dialect's shape
         settle()
         if leg.route is not None and leg.is_ws and not mapping.errors.refuse_upgrade:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.events import ClientFrame, SessionEnd, SessionStart
+from gateway.events import NOT_UPGRADED, ClientFrame, SessionEnd, SessionStart
 from gateway.traffic.shadow import PLAN, Shadow
 from gateway.traffic.shadow_leg import ShadowLeg
 
@@ -60,9 +60,10 @@ class ShadowAddon:
             leg.primary.out(ev.data, ev.t)
 
     def session_end(self, ev: SessionEnd) -> None:
-        leg = ev.flow.data.pop("shadow_pair", None)
-        if leg is not None:
+        legs = [leg for name in ("shadow_pair", "shadow_noise") if (leg := ev.flow.data.pop(name, None)) is not None]
+        for leg in legs:
+            if ev.kind == NOT_UPGRADED:
+                leg.drop(NOT_UPGRADED)  # no session, nothing to compare: its dial (if under way) is cancelled
+                continue
             leg.primary.close_code = ev.close_code
             leg.end_input()
-        if (copy := ev.flow.data.pop("shadow_noise", None)) is not None:
-            copy.end_input()

@@ -16,6 +16,7 @@ import orjson
 import structlog
 from multidict import CIMultiDict, MultiDict
 
+from gateway.events import NOT_UPGRADED
 from gateway.session.headless import HeadlessSession
 from gateway.state.base import StateUnavailable
 from gateway.traffic.budget import LegAccount
@@ -66,6 +67,8 @@ class ShadowLeg:
         self.primary_done = asyncio.Event()
         self.primary_output = asyncio.Event()  # the primary's first output went out (or its input ended)
         self.deferred_until = self.started
+        self._started = False
+        self._finishing: asyncio.Future[None] | None = None
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
         log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
@@ -91,9 +94,18 @@ class ShadowLeg:
         if self.outcome is None:
             self.outcome = outcome
             self.task.cancel()
+            if not self._started:
+                # cancelled before its first step, the task never enters `_run`, whose `finally` would
+                # settle the budget and count the outcome: done here instead
+                self._finishing = asyncio.ensure_future(self._never_ran())
+
+    async def _never_ran(self) -> None:
+        self.admitted.set()
+        await self._finish()
 
     # -- the leg's own task -------------------------------------------------------------------------
     async def _run(self) -> None:
+        self._started = True
         conn: LegacySocket | GradiumSession | None = None
         try:
             if self.candidate is not None:
@@ -324,7 +336,7 @@ class BudgetRefused(Exception):
 
 
 # outcomes of legs refused before they started (cooldown, caps, shared state down): counted, never stored
-NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable"})
+NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable", NOT_UPGRADED})
 
 
 def _summary(s: LegStats) -> dict[str, Any]:

@@ -87,3 +87,6 @@ class BodyTee:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # a task cancelled before its first step never runs its `finally`: the leg waiting on `done` must
+        # still learn that no body is coming
+        self.done.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import operator
 import os
@@ -19,11 +20,13 @@ import re
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_plus
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from gateway.upstream.relay import RelayError, RelayPool
 
@@ -32,8 +35,12 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection",
      "proxy-authenticate", "proxy-authorization", "host"}
 )
+# a WebSocket dial is made by aiohttp, with a request of its own that has no body: the client's handshake
+# headers and any that describe a body (a client may send them; the vendor would then wait for that body
+# on the dial's connection)
 WS_HANDSHAKE = frozenset({"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
-                          "sec-websocket-protocol", "sec-websocket-accept"})
+                          "sec-websocket-protocol", "sec-websocket-accept", "content-length", "content-type",
+                          "content-encoding", "expect"})
 FORWARDED = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
 CLOSE_TIMEOUT_S = 5.0
 SMALL_BODY = 64 * 1024  # bodies up to this size (with a Content-Length) are sent in one piece
@@ -54,11 +61,34 @@ class PassthroughError(Exception):
 
 @dataclass(slots=True)
 class VendorRefusal(Exception):
-    """The vendor refused a WebSocket upgrade: replayed to the client as it came."""
+    """The vendor refused a WebSocket upgrade: replayed to the client as it came (`body`: up to
+    REFUSAL_BODY_MAX bytes of it, when the dial's session reads them: `VendorResponse`)."""
 
     status: int
     headers: CIMultiDict[str]
     message: str
+    body: bytes | None = None
+
+
+REFUSAL_BODY_MAX = 64 * 1024
+# set by `dial_ws` around its `ws_connect`: where `VendorResponse` leaves a refusal's body
+_REFUSAL_BODY: contextvars.ContextVar[list[bytes] | None] = contextvars.ContextVar("refusal_body", default=None)
+
+
+class VendorResponse(aiohttp.ClientResponse):
+    """The vendor sessions' response class. aiohttp's `ws_connect` raises on a refused upgrade without
+    reading the answer's body (the vendor's error JSON): it is read here first, bounded, for `dial_ws`."""
+
+    async def start(self, connection: Any) -> aiohttp.ClientResponse:
+        resp = await super().start(connection)
+        holder = _REFUSAL_BODY.get()
+        if holder is not None and self.status != 101:
+            body = bytearray()
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                while len(body) < REFUSAL_BODY_MAX and (chunk := await self.content.read(REFUSAL_BODY_MAX - len(body))):
+                    body += chunk
+            holder.append(bytes(body))
+        return resp
 
 
 def strip_query(raw: str, names: Iterable[str]) -> str:
@@ -261,24 +291,34 @@ async def proxy_http(request: web.Request, pool: RelayPool, url: str, headers: C
 async def dial_ws(session: aiohttp.ClientSession, url: str, headers: CIMultiDict[str], protocols: list[str], *,
                   ssl_opt: ssl.SSLContext | bool, connect_timeout_s: float,
                   max_msg_size: int) -> aiohttp.ClientWebSocketResponse:
-    """The vendor's socket, or `VendorRefusal` (its status and headers) / `PassthroughError`."""
+    """The vendor's socket, or `VendorRefusal` (its status, headers and body) / `PassthroughError`."""
+    refused: list[bytes] = []
+    token = _REFUSAL_BODY.set(refused)
     try:
+        # `encoded`: the client's raw path as it came (`%2e` stays `%2e`, no dot segment removed), as the
+        # REST relay sends it
         return await asyncio.wait_for(session.ws_connect(
-            url, headers=headers, protocols=protocols, ssl=ssl_opt, autoping=True, autoclose=False,
+            URL(url, encoded=True), headers=headers, protocols=protocols, ssl=ssl_opt, autoping=True, autoclose=False,
             compress=0, max_msg_size=max_msg_size, decode_text=False,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S)), connect_timeout_s)
     except aiohttp.WSServerHandshakeError as exc:
         if exc.status and exc.status != 101:
-            raise VendorRefusal(exc.status, CIMultiDict(exc.headers or {}), exc.message) from None
+            body = refused[0] if refused else None
+            message = body.decode("utf-8", "replace")[:300] if body else exc.message
+            raise VendorRefusal(exc.status, CIMultiDict(exc.headers or {}), message, body) from None
         raise PassthroughError("handshake", "The vendor's WebSocket handshake failed") from None
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
+    finally:
+        _REFUSAL_BODY.reset(token)
 
 
 def refusal_response(refusal: VendorRefusal) -> web.Response:
     headers = response_headers(refusal.headers)
     for h in ("content-length", "content-encoding"):
         headers.popall(h, None)
+    if refusal.body is not None:
+        return web.Response(status=refusal.status, headers=headers, body=refusal.body)
     return web.Response(status=refusal.status, headers=headers, text=refusal.message or None)
 
 

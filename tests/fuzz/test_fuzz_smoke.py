@@ -5,28 +5,9 @@ error, no echoed key, no internal-error close, no upstream socket left open. The
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 
-import pytest
-import structlog
-
-from gateway.observability import configure_logging
 from tests.conftest import Gateway
 from tests.fuzz.runner import LEAK_MARK, fuzz
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """The production log pipeline (JSON, redacted) into a buffer: structlog's development console renderer
-    pretty-prints every traceback and would make the run measure that instead of the gateway."""
-    sink = io.StringIO()
-    configure_logging("info", sink)
-    yield sink
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_gateway_json", False)]:
-        root.removeHandler(h)
 
 
 async def test_fuzz_smoke(gateway: Gateway, json_logs: io.StringIO) -> None:

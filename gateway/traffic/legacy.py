@@ -328,6 +328,7 @@ async def _in_socket_error(client: web.WebSocketResponse, ctx: RequestContext, e
     spec = ctx.mapping.errors.kinds[err.kind]
     tpl = ctx.mapping.errors.ws_message
     log.info("passthrough.ws_error", kind=err.kind, message=err.message)
-    if tpl is not None:
-        await client.send_frame(orjson.dumps(tpl(error_scope(ctx, err))), WSMsgType.TEXT)
-    await client.close(code=spec.close, message=(spec.reason or "").encode()[:120])
+    with contextlib.suppress(ConnectionResetError):  # the client may be gone already: nobody left to tell
+        if tpl is not None:
+            await client.send_frame(orjson.dumps(tpl(error_scope(ctx, err))), WSMsgType.TEXT)
+        await client.close(code=spec.close, message=(spec.reason or "").encode()[:120])

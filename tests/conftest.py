@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 import trustme
 from aiohttp import web
 
@@ -17,6 +20,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.custom_ids import CALLER
 from gateway.emulator.app import create_emulator_app
+from gateway.observability import configure_logging
 
 
 @pytest.fixture(autouse=True)
@@ -144,3 +148,17 @@ def trust_test_ca(tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -
     """Make clients that build their own default SSL context (websockets, httpx) trust the test CA."""
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files["ca"]))
     return tls_files["ca"]
+
+
+@contextlib.contextmanager
+def json_log_sink(level: str) -> Iterator[io.StringIO]:
+    """The production log pipeline (JSON, redacted) into a buffer, as `serve` configures it; undone after."""
+    sink = io.StringIO()
+    configure_logging(level, sink)
+    try:
+        yield sink
+    finally:
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        for h in [h for h in root.handlers if getattr(h, "_gateway_json", False)]:
+            root.removeHandler(h)

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
-from gateway.observability import configure_logging
+from tests.conftest import json_log_sink
 
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     """The production log pipeline (JSON, redacted) into a buffer: structlog's development console renderer
     pretty-prints every traceback and would make the run measure that instead of the gateway."""
-    sink = io.StringIO()
-    configure_logging("info", sink)
-    yield sink
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_gateway_json", False)]:
-        root.removeHandler(h)
+    with json_log_sink("info") as sink:
+        yield sink

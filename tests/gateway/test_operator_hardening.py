@@ -17,26 +17,19 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-import structlog
 
 from gateway.cli import startup_warnings
 from gateway.config import load_settings
-from gateway.observability import configure_logging
 from gateway.yamlfile import ConfigFileError
-from tests.conftest import Gateway
+from tests.conftest import Gateway, json_log_sink
 
 KEY = "sk_live_SHOULDNOTLEAK42"
 
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
-    sink = io.StringIO()
-    configure_logging("debug", sink)
-    yield sink
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_gateway_json", False)]:
-        root.removeHandler(h)
+    with json_log_sink("debug") as sink:
+        yield sink
 
 
 def test_library_loggers_are_json_and_redacted(json_logs: io.StringIO) -> None:

@@ -174,10 +174,6 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
                    accepted: tuple[web.WebSocketResponse, bytes] | None = None) -> web.StreamResponse:
     """Dial the vendor first, accept the client after its 101; credentials in the first message
     (ElevenLabs) are read after accepting, then stripped from that message (the only one re-serialized)."""
-    if accepted is None and not web.WebSocketResponse().can_prepare(request).ok:
-        # not an upgrade (a plain GET, a body): refused here, in the dialect's shape (`app._json_errors`), as
-        # the translated path refuses it; a dial would send the vendor an upgrade made of this request
-        raise web.HTTPBadRequest(text="This endpoint takes a WebSocket: the request is not an upgrade")
     limits = request.app[SETTINGS].limits
     auth = request.app[AUTH]
     provider = ctx.mapping.provider
@@ -216,6 +212,11 @@ async def serve_ws(leg: LegacyLeg, request: web.Request, ctx: RequestContext, se
             return client
     else:
         key = await vendor_key(auth, cred, provider, leg.name, _configured(vendor))
+        if not web.WebSocketResponse().can_prepare(request).ok:
+            # not an upgrade (a plain GET, a body): refused in the dialect's shape (`app._json_errors`) after
+            # the credentials, as the translated path refuses it; a dial would send the vendor an upgrade
+            # made of this request
+            raise web.HTTPBadRequest(text="This endpoint takes a WebSocket: the request is not an upgrade")
         try:
             vendor_ws = await dial_ws(session, url, leg.vendor_headers(request, vendor, key, ws=True), to_vendor,
                                       **opts)

@@ -54,7 +54,8 @@ def ws_route_handler(mapping: CompiledMapping, route: CompiledRoute) -> Handler:
             flow = Flow(mapping.provider, route.name, "ws", request_id=ctx.request_id, started=ctx.started)
             await run_ws(app, ctx, req, flow, accept, refused.append)
         except ConnectionResetError:  # the client left during the upgrade: nobody's bug, nobody to answer
-            return ws
+            # (an unprepared socket response cannot be returned: aiohttp would close it and fail)
+            return ws if ws.prepared else web.Response(status=499)
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "provider", "route")
         return refusal_response(refused[0]) if refused else ws

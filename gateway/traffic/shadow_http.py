@@ -8,6 +8,7 @@ import ssl
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.mapping.compiler import CompiledMapping
 from gateway.traffic.legacy import CredentialPositions
@@ -44,8 +45,8 @@ async def send(session: aiohttp.ClientSession, method: str, url: str, headers: C
     """The leg's one request; its answer goes to `stats` (times from the leg's own send). Returns the status."""
     timeout = aiohttp.ClientTimeout(total=total_s, connect=connect_s)
     stats.sent()
-    async with session.request(method, url, data=body, headers=headers, ssl=ssl_opt, timeout=timeout,
-                               allow_redirects=False) as r:
+    async with session.request(method, URL(url, encoded=True), data=body, headers=headers, ssl=ssl_opt,
+                               timeout=timeout, allow_redirects=False) as r:
         stats.upstream_request_id = (r.headers.get("request-id") or r.headers.get("dg-request-id")
                                      or r.headers.get("X-Request-Id"))
         async for chunk in r.content.iter_any():

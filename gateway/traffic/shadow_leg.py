@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 import structlog
 from multidict import CIMultiDict, MultiDict
 
+from gateway.errors import GatewayError
 from gateway.events import NOT_UPGRADED
 from gateway.session.headless import HeadlessSession
 from gateway.state.base import StateUnavailable
@@ -141,7 +143,7 @@ class ShadowLeg:
             self.outcome = "truncated_budget" if self.stats.frames_in else "dropped_budget"
         except StateUnavailable:
             self.outcome = "state_unavailable"  # spend cannot be accounted for: the leg stops
-        except (PassthroughError, aiohttp.ClientError, OSError) as exc:
+        except (PassthroughError, GatewayError, aiohttp.ClientError, OSError) as exc:
             log.info("shadow.leg_error", pair_id=self.plan.pair_id, error=type(exc).__name__)
             self.outcome = self.outcome or "shadow_error"
         except Exception:
@@ -223,7 +225,9 @@ class ShadowLeg:
         assert plan.mapping.legacy is not None
         facts = plan.mapping.legacy
         query = leg_query(plan.mapping, plan.raw_query, "legacy")
-        path = plan.route.path.format(**plan.path)
+        # path values as the client encoded them: a decoded `%0D%0A` or `%2F` must not become a line
+        # break or a path separator in the vendor's request (`dial_ws` and `send` send the URL as is)
+        path = plan.route.path.format(**{k: quote(v, safe="") for k, v in plan.path.items()})
         url = (vendor.ws_url if ws else vendor.base_url) + path + ("?" + query if query else "")
         headers = CIMultiDict({"X-Gateway-Pair-Id": plan.pair_id,
                                facts.auth_header: facts.auth_value.replace("$key", plan.key)})

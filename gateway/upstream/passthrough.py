@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.errors import GatewayError
 from gateway.upstream.relay import RelayError, RelayPool
 
 # RFC 9110 §7.6.1 plus what aiohttp or the gateway sets itself.
@@ -309,6 +310,8 @@ async def dial_ws(session: aiohttp.ClientSession, url: str, headers: CIMultiDict
         raise PassthroughError("handshake", "The vendor's WebSocket handshake failed") from None
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _classify(exc) from None
+    except ValueError:  # aiohttp refuses a header value with a line break (a forged credential): bad input
+        raise GatewayError("invalid_request", "A credential or header holds a line break") from None
     finally:
         _REFUSAL_BODY.reset(token)
 

@@ -18,13 +18,14 @@ from gateway.dialects.common import METRICS
 from gateway.events import NOT_UPGRADED
 from gateway.traffic.router import TRAFFIC
 from gateway.traffic.tee import BodyTee, _Gate
-from tests.conftest import Gateway
+from tests.conftest import Gateway, json_log_sink
 from tests.gateway.rawhttp import raw_request
 from tests.standin import StandIn
 from tests.traffic.conftest import GW_KEY, Front
 from tests.traffic.test_shadow import auth_with_shadow_keys, finished, live, shadow_cfg
 
 DG = {"Authorization": f"Token {GW_KEY}"}
+RACHEL = "21m00Tcm4TlvDq8ikWAM"
 
 
 async def _plain_get_with_a_body(gw: Gateway, path: str) -> Any:
@@ -124,3 +125,35 @@ async def test_a_body_copy_closed_before_it_ran_still_says_it_is_done() -> None:
     tee = BodyTee(make_mocked_request("POST", "/v1/listen", payload=payload), limit=1024)
     await tee.close()
     assert tee.done.is_set() and tee.body() is None
+
+
+async def test_line_breaks_in_a_credential_or_a_path_reach_no_vendor_request(standin: StandIn, front: Front,
+                                                                            tmp_path: Any) -> None:
+    """A forged first-message key with a line break (forward mode: it would become the vendor's header) is
+    the client's error; a voice id with an encoded line break stays encoded in the shadow leg's path."""
+    with json_log_sink("info") as logs:
+        async with front(auth={"mode": "forward"}) as gw, aiohttp.ClientSession() as s, s.ws_connect(
+                f"{gw.ws}/v1/text-to-speech/{RACHEL}/stream-input") as ws:
+            await ws.send_str(orjson.dumps({"text": " ", "xi_api_key": "k\r\nX-Evil: 1"}).decode())
+            msgs = [m async for m in ws]
+            assert ws.close_code is not None and ws.close_code >= 1002, (ws.close_code, msgs)
+        cfg = {**shadow_cfg(), "store": {"path": str(tmp_path / "shadow.db")}}
+        async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": 100}}, shadow=cfg) as gw:
+            async with aiohttp.ClientSession() as s, s.ws_connect(
+                    URL(f"{gw.ws}/v1/text-to-speech/%0D%0AX/stream-input", encoded=True),
+                    headers={"xi-api-key": GW_KEY}) as ws:
+                await ws.send_str('{"text": " "}')
+                await ws.send_str('{"text": "hi. "}')
+                await ws.send_str('{"text": ""}')
+                _ = [m async for m in ws]
+            shadow = gw.front[TRAFFIC].shadow  # type: ignore[attr-defined]
+            for _ in range(500):
+                if not shadow.legs:
+                    break
+                await asyncio.sleep(0.02)
+        assert [x.path for x in standin.seen if x.header("X-Gateway-Pair-Id")] == [
+            "/v1/text-to-speech/%0D%0AX/stream-input"]
+    lines = [orjson.loads(ln) for ln in logs.getvalue().splitlines() if ln.startswith("{")]
+    errors = [ln["event"] for ln in lines if ln.get("level") == "error"]
+    assert not errors, errors
+    assert "X-Evil" not in repr([x.headers for x in standin.seen])

@@ -191,7 +191,7 @@ class ShadowLeg:
             vendor = self.shadow.legacy[provider]
             base, ssl_opt, connect_s = vendor.base_url, ssl_context(vendor.ca_file), vendor.connect_timeout_s
         query = leg_query(plan.mapping, plan.raw_query, plan.side)
-        url = base + plan.route.path.format(**plan.path) + ("?" + query if query else "")
+        url = base + _route_path(plan) + ("?" + query if query else "")
         headers = leg_headers(plan.mapping, plan.headers, plan.key, plan.pair_id)
         if plan.side == "gradium":
             headers[SECRET_HEADER] = self.shadow.loopback.secret
@@ -225,10 +225,7 @@ class ShadowLeg:
         assert plan.mapping.legacy is not None
         facts = plan.mapping.legacy
         query = leg_query(plan.mapping, plan.raw_query, "legacy")
-        # path values as the client encoded them: a decoded `%0D%0A` or `%2F` must not become a line
-        # break or a path separator in the vendor's request (`dial_ws` and `send` send the URL as is)
-        path = plan.route.path.format(**{k: quote(v, safe="") for k, v in plan.path.items()})
-        url = (vendor.ws_url if ws else vendor.base_url) + path + ("?" + query if query else "")
+        url = (vendor.ws_url if ws else vendor.base_url) + _route_path(plan) + ("?" + query if query else "")
         headers = CIMultiDict({"X-Gateway-Pair-Id": plan.pair_id,
                                facts.auth_header: facts.auth_value.replace("$key", plan.key)})
         return url, headers
@@ -340,6 +337,12 @@ class BudgetRefused(Exception):
 
 
 # outcomes of legs refused before they started (cooldown, caps, shared state down): counted, never stored
+def _route_path(plan: ShadowPlan) -> str:
+    """The unit's path with its values encoded again: a decoded `%0D%0A` or `%2F` must not become a line break
+    or a path separator in the leg's request (`dial_ws` and `send` send the URL as it is)."""
+    return plan.route.path.format(**{k: quote(v, safe="") for k, v in plan.path.items()})
+
+
 NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable", NOT_UPGRADED})
 
 

@@ -142,7 +142,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     fds = worker_fds()
     count = args.workers or settings.workers or default_workers()
-    if fds is None and count > 1 and not os.environ.get(_CHECK_ONLY_ENV):
+    check_only = bool(os.environ.get(_CHECK_ONLY_ENV))
+    if fds is None and count > 1 and not check_only:
         # fail fast on mapping errors, before binding ports: checked by a child, so that this process,
         # the supervisor, never imports the app
         checked = subprocess.run([sys.executable, "-m", "gateway.cli", *_serve_argv(args)],
@@ -159,7 +160,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         print(f"gradium-gateway: invalid mappings:\n{exc}", file=sys.stderr)
         return 2
-    if os.environ.get(_CHECK_ONLY_ENV):
+    if check_only:
         return 0
     _install_uvloop()
     socks = worker_sockets(fds) if fds else None

@@ -70,7 +70,6 @@ class ShadowLeg:
         self.primary_output = asyncio.Event()  # the primary's first output went out (or its input ended)
         self.deferred_until = self.started
         self._started = False
-        self._finishing: asyncio.Future[None] | None = None
         self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
         shadow.metrics.shadow_inflight.labels(plan.side).inc()
         log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
@@ -95,21 +94,18 @@ class ShadowLeg:
     def drop(self, outcome: str) -> None:
         if self.outcome is None:
             self.outcome = outcome
-            self.task.cancel()
-            if not self._started:
-                # cancelled before its first step, the task never enters `_run`, whose `finally` would
-                # settle the budget and count the outcome: done here instead
-                self._finishing = asyncio.ensure_future(self._never_ran())
-
-    async def _never_ran(self) -> None:
-        self.admitted.set()
-        await self._finish()
+            # a task cancelled before its first step would never enter `_run`, whose `finally` settles the
+            # budget and counts the outcome: one not started yet is left to start, and stops at once
+            if self._started:
+                self.task.cancel()
 
     # -- the leg's own task -------------------------------------------------------------------------
     async def _run(self) -> None:
         self._started = True
         conn: LegacySocket | GradiumSession | None = None
         try:
+            if self.outcome is not None:  # dropped before it started
+                return
             if self.candidate is not None:
                 await self.candidate.admitted.wait()
             refused = await self.account.admit()
@@ -336,13 +332,14 @@ class BudgetRefused(Exception):
     pass
 
 
-# outcomes of legs refused before they started (cooldown, caps, shared state down): counted, never stored
 def _route_path(plan: ShadowPlan) -> str:
     """The unit's path with its values encoded again: a decoded `%0D%0A` or `%2F` must not become a line break
     or a path separator in the leg's request (`dial_ws` and `send` send the URL as it is)."""
     return plan.route.path.format(**{k: quote(v, safe="") for k, v in plan.path.items()})
 
 
+# outcomes of legs refused before they started (cooldown, caps, shared state down, a primary that never
+# upgraded): counted, never stored
 NOT_STARTED = frozenset({"cooldown", "dropped_concurrency", "state_unavailable", NOT_UPGRADED})
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # numpy, the emulator) is imported by the workers only, so the supervisor stays a small process (~40 MB
 # instead of a worker's ~110 MB). `_CHECK_ONLY_ENV`: a child that builds the app, to check it, and exits.
 _CHECK_ONLY_ENV = "GATEWAY_CHECK_ONLY"
+CHECK_TIMEOUT_S = 120.0  # the check takes about a second (imports, one app built)
 
 log = structlog.get_logger("gateway")
 
@@ -146,8 +147,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if fds is None and count > 1 and not check_only:
         # fail fast on mapping errors, before binding ports: checked by a child, so that this process,
         # the supervisor, never imports the app
-        checked = subprocess.run([sys.executable, "-m", "gateway.cli", *_serve_argv(args)],
-                                 env={**os.environ, _CHECK_ONLY_ENV: "1"}, check=False)
+        try:
+            checked = subprocess.run([sys.executable, "-m", "gateway.cli", *_serve_argv(args)],
+                                     env={**os.environ, _CHECK_ONLY_ENV: "1"}, check=False, timeout=CHECK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"gradium-gateway: checking the mappings took over {CHECK_TIMEOUT_S:.0f} s", file=sys.stderr)
+            return 1
         if checked.returncode:
             return checked.returncode
         return _supervise(args, settings, count)

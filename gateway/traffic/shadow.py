@@ -37,7 +37,7 @@ DEFER_CAP_S = 1.0  # a TTS shadow waits at most this long for the primary's firs
 
 
 class LiveLeg(Protocol):
-    task: asyncio.Task[None]
+    task: asyncio.Task[None] | None  # None until the leg starts (`drop` starts it)
 
     def drop(self, outcome: str) -> None: ...
 
@@ -96,7 +96,7 @@ class Shadow:
     async def close(self) -> None:
         for leg in list(self.legs):
             leg.drop("shadow_error")
-        await asyncio.gather(*(leg.task for leg in list(self.legs)), return_exceptions=True)
+        await asyncio.gather(*(leg.task for leg in list(self.legs) if leg.task is not None), return_exceptions=True)
         await self.loopback.close()
 
     def sampled(self, rule: ShadowRule | None, unit: Unit, forced: bool) -> bool:

@@ -3,6 +3,7 @@ shadowing is on). Every hook is cheap and never waits: frames are offered to the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway.events import NOT_UPGRADED, ClientFrame, SessionEnd, SessionStart
@@ -53,10 +54,11 @@ class ShadowAddon:
     def client_output(self, ev: Any) -> None:
         leg = ev.flow.data.get("shadow_pair")
         if leg is not None:
-            if leg.primary.first_output is None:
-                leg.primary_output.set()
+            if leg.primary.first_output is None:  # a TTS leg starts (ShadowLeg.start) once this output is out
+                call_soon = asyncio.get_running_loop().call_soon
+                call_soon(leg.start)
                 if (copy := ev.flow.data.get("shadow_noise")) is not None:
-                    copy.primary_output.set()
+                    call_soon(copy.start)
             leg.primary.out(ev.data, ev.t)
 
     def session_end(self, ev: SessionEnd) -> None:

@@ -67,14 +67,28 @@ class ShadowLeg:
                                   vendor=plan.unit.provider)
         self.cost = self.account.cost  # what the leg spent, per unit
         self.primary_done = asyncio.Event()
-        self.primary_output = asyncio.Event()  # the primary's first output went out (or its input ended)
         self.deferred_until = self.started
         self._started = False
-        self.task = asyncio.create_task(self._run(), name=f"shadow:{plan.pair_id}")
-        shadow.metrics.shadow_inflight.labels(plan.side).inc()
-        log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
-                 pair_kind=plan.pair_kind, provider=plan.unit.provider, route=plan.unit.route,
-                 request_id=plan.primary_request_id)
+        self.task: asyncio.Task[None] | None = None
+        # a TTS leg starts once the primary's first output went out (at most DEFER_CAP_S later): see `start`
+        self._timer = asyncio.get_running_loop().call_later(DEFER_CAP_S, self.start) \
+            if plan.unit.kind == "tts" else None
+        if self._timer is None:
+            self.start()
+
+    def start(self) -> None:
+        """The leg's task. An STT leg starts with its unit: live audio keeps its pace. A TTS leg starts at the
+        primary's first output (or the end of its input, a drop, `DEFER_CAP_S`): its task, admission (shared
+        state), connect (a TLS handshake) and the vendor's first work are CPU that would otherwise be taken
+        from the primary's time to first audio, on the same event loop. Its own latencies count from its own
+        sends, so they do not change; the frames wait in the queue meanwhile (left out of the queue lag)."""
+        if self.task is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self.deferred_until = time.monotonic()
+        self.task = asyncio.create_task(self._run(), name=f"shadow:{self.plan.pair_id}")
+        self.shadow.metrics.shadow_inflight.labels(self.plan.side).inc()
 
     # -- the primary's side: never blocks ---------------------------------------------------------
     def offer(self, data: str | bytes, t: float | None = None) -> None:
@@ -85,7 +99,7 @@ class ShadowLeg:
 
     def end_input(self) -> None:
         self.primary_done.set()
-        self.primary_output.set()
+        self.start()
         if not self.plan.route.is_ws:
             return  # REST: the leg's input is the request body
         if self.outcome is None:
@@ -96,7 +110,9 @@ class ShadowLeg:
             self.outcome = outcome
             # a task cancelled before its first step would never enter `_run`, whose `finally` settles the
             # budget and counts the outcome: one not started yet is left to start, and stops at once
-            if self._started:
+            if self.task is None:
+                self.start()
+            elif self._started:
                 self.task.cancel()
 
     # -- the leg's own task -------------------------------------------------------------------------
@@ -106,6 +122,10 @@ class ShadowLeg:
         try:
             if self.outcome is not None:  # dropped before it started
                 return
+            plan = self.plan
+            log.info("shadow.start", pair_id=plan.pair_id, primary=plan.primary, shadow_target=plan.side,
+                     pair_kind=plan.pair_kind, provider=plan.unit.provider, route=plan.unit.route,
+                     request_id=plan.primary_request_id)
             if self.candidate is not None:
                 await self.candidate.admitted.wait()
             refused = await self.account.admit()
@@ -113,7 +133,6 @@ class ShadowLeg:
             if refused is not None:
                 self.outcome = refused
                 return
-            await self._defer()
             if not self.plan.route.is_ws:
                 await self._rest()
                 return
@@ -151,21 +170,10 @@ class ShadowLeg:
                     await asyncio.shield(conn.close())
             self.admitted.set()
             if self.ref is not None:  # a noise copy of the candidate: its pair needs that leg's end too
+                self.ref.start()
                 with contextlib.suppress(BaseException):
                     await asyncio.wait({self.ref.task})
             await self._finish()
-
-    async def _defer(self) -> None:
-        """A TTS shadow dials once the primary's first output went out (at most `DEFER_CAP_S` later): its
-        connect (a TLS handshake) and the vendor's first work stay out of the primary's time to first audio.
-        Its own latencies count from its own sends, so they do not change; the frames wait in the queue
-        meanwhile (that wait is left out of the queue lag). STT legs start at once: live audio keeps its pace."""
-        if self.plan.unit.kind != "tts":
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DEFER_CAP_S):
-                await self.primary_output.wait()
-        self.deferred_until = time.monotonic()
 
     async def _rest(self) -> None:
         """One request to the other side with the primary's body, once the primary has it all; then the

@@ -48,11 +48,10 @@ cheap (appends, no decoding): the comparator does the work later, off the event 
 from __future__ import annotations
 
 import bisect
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Literal
-
-import uuid6
 
 from gateway.audio.formats import AudioFormat
 
@@ -68,9 +67,19 @@ def now_ms() -> float:
     return time.monotonic_ns() / 1e6
 
 
+_last_v7_ms = 0
+
+
 def uuid7() -> str:
-    """A UUIDv7 (traffic.md §4.6): time-ordered, so pair and leg ids sort by creation time in the store."""
-    return str(uuid6.uuid7())
+    """A UUIDv7 (RFC 9562; traffic.md §4.6): time-ordered, so pair and leg ids sort by creation time in the
+    store; strictly increasing in a process (a millisecond already used is bumped, as the `uuid6` package
+    does). Written out here: `str(uuid.UUID(int=..., version=7))` costs 5.6 us, on a shadowed unit's path."""
+    global _last_v7_ms
+    ms = max(time.time_ns() // 1_000_000, _last_v7_ms + 1)
+    _last_v7_ms = ms
+    rand = secrets.randbits(74)  # 12 bits after the version, 62 after the variant
+    h = f"{ms & 0xFFFF_FFFF_FFFF:012x}7{rand >> 62:03x}{(0b10 << 62) | (rand & ((1 << 62) - 1)):016x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from gateway.traffic.trace import LegTrace, PairTrace, TraceLimits, Word
@@ -13,10 +14,12 @@ def _pair(primary: str = "gradium", shadow: str = "legacy", **kw: object) -> Pai
 
 
 def test_pair_ids_are_uuid7_and_time_ordered() -> None:
+    before_ms = time.time_ns() // 1_000_000
     ids = [_pair().pair_id for _ in range(50)]
-    assert all(uuid.UUID(i).version == 7 for i in ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == 50
-    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+    assert ids == sorted(ids)  # strictly increasing, even within one millisecond
+    assert int(ids[0].replace("-", "")[:12], 16) >= before_ms  # the first 48 bits: Unix time in ms
 
 
 def test_reference_is_legacy_for_candidates_and_primary_for_noise() -> None:

@@ -23,7 +23,7 @@ from gateway.config import Settings
 from gateway.dialects.common import AUTH, METRICS, RequestContext, http_error
 from gateway.dialects.http import Handler
 from gateway.errors import GatewayError
-from gateway.events import Flow, new_request_id
+from gateway.events import NOT_UPGRADED, Flow, new_request_id
 from gateway.mapping.compiler import CompiledMapping, CompiledRoute
 from gateway.mapping.params import RequestData
 from gateway.observability import debug_enabled
@@ -193,6 +193,11 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             return await serve_legacy(leg, request, traffic, cred, decision, handler, req=req, assign=deferred)
         finally:
             if token is not None:
+                # sampled, but its primary never began a session (a vendor's refused handshake): counted as
+                # `ShadowAddon.session_end` counts a handshake refused after its session began
+                if route.is_ws and (left := PLAN.get()) is not None and traffic.shadow is not None:
+                    for each in (left, left.noise) if left.noise is not None else (left,):
+                        traffic.shadow.count(each, each.side, NOT_UPGRADED)
                 PLAN.reset(token)
             if plan is not None and isinstance(plan.body, BodyTee):
                 await plan.body.close()

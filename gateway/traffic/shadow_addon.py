@@ -63,9 +63,13 @@ class ShadowAddon:
 
     def session_end(self, ev: SessionEnd) -> None:
         legs = [leg for name in ("shadow_pair", "shadow_noise") if (leg := ev.flow.data.pop(name, None)) is not None]
+        # a socket unit answered over HTTP never upgraded: a plain GET, or a handshake its primary refused
+        # (the client's 4xx, a vendor's refusal replayed). No session, nothing to compare: the leg is counted
+        # `not_upgraded` and its dial, if under way, cancelled, not sent on to fail as a `shadow_error`
+        refused = ev.kind == NOT_UPGRADED or (ev.flow.transport == "ws" and ev.http_status is not None)
         for leg in legs:
-            if ev.kind == NOT_UPGRADED:
-                leg.drop(NOT_UPGRADED)  # no session, nothing to compare: its dial (if under way) is cancelled
+            if refused:
+                leg.drop(NOT_UPGRADED)
                 continue
             leg.primary.close_code = ev.close_code
             leg.end_input()

@@ -118,6 +118,33 @@ async def test_a_shadow_leg_of_a_request_that_never_upgraded_is_dropped(standin:
         assert [row["outcome"] for row in rows] == ["completed"] and not shadow.legs
 
 
+@pytest.mark.parametrize(("gradium", "shadow_target"), [(100, "legacy"), (0, "gradium")])
+async def test_a_shadow_leg_of_a_refused_handshake_is_dropped_not_failed(standin: StandIn, front: Front,
+                                                                         tmp_path: Any, gradium: int,
+                                                                         shadow_target: str) -> None:
+    """Found by fuzzing with new seeds: a handshake its primary refused (Deepgram's 400 for a bad parameter,
+    the gateway's own or the vendor's replayed) sent its shadow leg on to the other side, where the same
+    request failed again, counted as a `shadow_error` with a pair row."""
+    cfg = {**shadow_cfg(), "store": {"path": str(tmp_path / "shadow.db")}}
+    async with front(auth=auth_with_shadow_keys(), traffic={"default": {"gradium": gradium}}, shadow=cfg) as gw:
+        shadow = gw.front[TRAFFIC].shadow  # type: ignore[attr-defined]
+        async with aiohttp.ClientSession() as s:
+            for _ in range(3):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await s.ws_connect(f"{gw.ws}/v1/listen?encoding=bogus&sample_rate=16000", headers=DG)
+                assert refused.value.status == 400
+        for _ in range(250):
+            if not shadow.legs:
+                break
+            await asyncio.sleep(0.02)
+        reg = gw.front[METRICS].registry  # type: ignore[attr-defined]
+        labels = {"provider": "deepgram", "route": "listen_live", "shadow_target": shadow_target,
+                  "pair_kind": "candidate"}
+        assert not shadow.legs and not shadow.finished  # counted, no pair row
+        assert reg.get_sample_value("gateway_shadow_legs_total", {**labels, "outcome": NOT_UPGRADED}) == 3
+        assert reg.get_sample_value("gateway_shadow_legs_total", {**labels, "outcome": "shadow_error"}) is None
+
+
 async def test_a_body_copy_closed_before_it_ran_still_says_it_is_done() -> None:
     """The REST shadow leg waits on `done`: a primary that answers without reading its body (a refused
     credential) closes the copy before its task ever ran."""

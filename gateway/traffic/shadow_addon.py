@@ -64,8 +64,9 @@ class ShadowAddon:
     def session_end(self, ev: SessionEnd) -> None:
         legs = [leg for name in ("shadow_pair", "shadow_noise") if (leg := ev.flow.data.pop(name, None)) is not None]
         # a socket unit answered over HTTP never upgraded: a plain GET, or a handshake its primary refused
-        # (the client's 4xx, a vendor's refusal replayed). No session, nothing to compare: the leg is counted
-        # `not_upgraded` and its dial, if under way, cancelled, not sent on to fail as a `shadow_error`
+        # before the 101 (`refuse_upgrade`: bad credentials or parameters, Gradium's verdict). Nothing to
+        # compare: the leg is counted `not_upgraded` and its dial, if under way, cancelled, not sent on to
+        # fail again as a `shadow_error` (a vendor's refused handshake begins no session: `router.wrap`)
         refused = ev.kind == NOT_UPGRADED or (ev.flow.transport == "ws" and ev.http_status is not None)
         for leg in legs:
             if refused:

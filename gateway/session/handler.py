@@ -114,7 +114,7 @@ async def run_ws(app: web.Application, ctx: RequestContext, req: RequestData, fl
         # no upgrade (a plain GET: aiohttp's 400), or the client gone mid-way: the session still ends for
         # its addons, so a shadow leg started above has its input ended instead of waiting `max_unit_s`
         if not tap.ended:
-            if isinstance(exc, web.HTTPException):  # nothing ran: `kind` says so to the addons
+            if isinstance(exc, web.HTTPException):  # nothing ran: `kind` says so on the session's line
                 tap.end(str(exc.status), http_status=exc.status, kind=NOT_UPGRADED, message=exc.text or exc.reason)
             elif isinstance(exc, asyncio.CancelledError | ConnectionError):
                 tap.end("client_gone")

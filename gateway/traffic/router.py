@@ -179,8 +179,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
             if plan is not None and not route.is_ws:
                 plan.body = shadow_body(request, traffic.settings)
                 if plan.body is None:
-                    for each in (plan, plan.noise) if plan.noise is not None else (plan,):
-                        traffic.shadow.count(each, each.side, "dropped_overflow")
+                    traffic.shadow.count_unstarted(plan, "dropped_overflow")
                     plan = None
         token = PLAN.set(plan) if plan is not None else None
         try:
@@ -196,8 +195,7 @@ def wrap(mapping: CompiledMapping, route: CompiledRoute, handler: Handler) -> Ha
                 # sampled, but its primary never began a session (a vendor's refused handshake): counted as
                 # `ShadowAddon.session_end` counts a handshake refused after its session began
                 if route.is_ws and (left := PLAN.get()) is not None and traffic.shadow is not None:
-                    for each in (left, left.noise) if left.noise is not None else (left,):
-                        traffic.shadow.count(each, each.side, NOT_UPGRADED)
+                    traffic.shadow.count_unstarted(left, NOT_UPGRADED)
                 PLAN.reset(token)
             if plan is not None and isinstance(plan.body, BodyTee):
                 await plan.body.close()

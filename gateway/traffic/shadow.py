@@ -93,6 +93,11 @@ class Shadow:
         kind = plan_or_unit.pair_kind if isinstance(plan_or_unit, ShadowPlan) else kind
         self.metrics.shadow_legs.labels(unit.provider, unit.route, side, kind, outcome).inc()
 
+    def count_unstarted(self, plan: ShadowPlan, outcome: str) -> None:
+        """A planned unit whose legs were never made: its candidate and its noise copy, each counted."""
+        for each in (plan, plan.noise) if plan.noise is not None else (plan,):
+            self.count(each, each.side, outcome)
+
     async def close(self) -> None:
         for leg in list(self.legs):
             leg.drop("shadow_error")

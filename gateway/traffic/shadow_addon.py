@@ -67,7 +67,7 @@ class ShadowAddon:
         # before the 101 (`refuse_upgrade`: bad credentials or parameters, Gradium's verdict). Nothing to
         # compare: the leg is counted `not_upgraded` and its dial, if under way, cancelled, not sent on to
         # fail again as a `shadow_error` (a vendor's refused handshake begins no session: `router.wrap`)
-        refused = ev.kind == NOT_UPGRADED or (ev.flow.transport == "ws" and ev.http_status is not None)
+        refused = ev.flow.transport == "ws" and ev.http_status is not None
         for leg in legs:
             if refused:
                 leg.drop(NOT_UPGRADED)
